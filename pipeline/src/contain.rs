@@ -1,0 +1,49 @@
+//! Containing panics from code that must not take the process down: tract on malformed input
+//! (it indexes flatbuffers without checks in places) and, in the runner, a misbehaving stage.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+
+thread_local! {
+    /// Set while this thread runs inside [`catch`]: its panics are reported as errors, so the
+    /// default hook's backtrace on stderr would only be noise.
+    static CONTAINED: Cell<bool> = const { Cell::new(false) };
+}
+
+static QUIET_HOOK: Once = Once::new();
+
+/// Runs `f`, turning a panic into `Err(message)`.
+pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    QUIET_HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !CONTAINED.get() {
+                previous(info);
+            }
+        }));
+    });
+    let outer = CONTAINED.replace(true);
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    CONTAINED.set(outer);
+    result.map_err(|payload| message(payload.as_ref()))
+}
+
+fn message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-text payload".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn panic_becomes_error_and_normal_results_pass() {
+        assert_eq!(super::catch(|| 7), Ok(7));
+        let err = super::catch(|| -> u8 { panic!("boom {}", 3) }).unwrap_err();
+        assert_eq!(err, "boom 3");
+    }
+}

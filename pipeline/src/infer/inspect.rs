@@ -1,0 +1,292 @@
+//! Reads a `.tflite` flatbuffer before tract sees it: what the graph holds, and whether tract
+//! can run it correctly. tract translates ops it knows without judging their numerics, and a few
+//! of them are known to compute the wrong answer; those are refused here, naming the op.
+
+use tract_tflite::tflite::{self, BuiltinOperator, TensorType};
+
+/// Element type of a graph tensor, as far as scened cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElemType {
+    F32,
+    I8,
+    U8,
+    I32,
+    Other(i8),
+}
+
+impl ElemType {
+    fn from_tflite(t: TensorType) -> Self {
+        match t {
+            TensorType::FLOAT32 => Self::F32,
+            TensorType::INT8 => Self::I8,
+            TensorType::UINT8 => Self::U8,
+            TensorType::INT32 => Self::I32,
+            other => Self::Other(other.0),
+        }
+    }
+
+    /// The spelling numpy and the `.npy` format use, for messages and dumps.
+    pub fn name(self) -> String {
+        match self {
+            Self::F32 => "float32".into(),
+            Self::I8 => "int8".into(),
+            Self::U8 => "uint8".into(),
+            Self::I32 => "int32".into(),
+            Self::Other(code) => format!("tflite type {code}"),
+        }
+    }
+
+    pub fn is_quantized(self) -> bool {
+        matches!(self, Self::I8 | Self::U8)
+    }
+}
+
+/// Affine quantization of a tensor: `real = scale · (q − zero_point)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quant {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    pub name: String,
+    pub elem: ElemType,
+    pub shape: Vec<i32>,
+    /// Per-tensor quantization; per-channel tensors (weights) report `None`.
+    pub quant: Option<Quant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpInfo {
+    /// Position in the graph's operator list.
+    pub index: usize,
+    pub name: String,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+}
+
+/// What a model file holds: its main graph's ops and its input and output tensors.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    pub ops: Vec<OpInfo>,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+}
+
+/// An op tract would translate but not run correctly, or not translate at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub op: String,
+    pub index: usize,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "op {} (operator #{}): {}",
+            self.op, self.index, self.reason
+        )
+    }
+}
+
+/// Ops registered by tract-tflite 0.23.9 (`src/ops/*.rs`); the crate is pinned to that version
+/// so this list cannot drift silently. An op outside it fails inside tract with a debug dump;
+/// naming it up front is the clear error.
+const TRACT_OPS: &[&str] = &[
+    "ABS",
+    "ADD",
+    "AVERAGE_POOL_2D",
+    "BATCH_MATMUL",
+    "BROADCAST_TO",
+    "CEIL",
+    "CONCATENATION",
+    "CONV_2D",
+    "COS",
+    "DEPTHWISE_CONV_2D",
+    "DIV",
+    "EQUAL",
+    "EXP",
+    "EXPAND_DIMS",
+    "FLOOR",
+    "FULLY_CONNECTED",
+    "GREATER",
+    "GREATER_EQUAL",
+    "HARD_SWISH",
+    "LEAKY_RELU",
+    "LESS",
+    "LESS_EQUAL",
+    "LOG",
+    "LOGICAL_AND",
+    "LOGICAL_NOT",
+    "LOGICAL_OR",
+    "LOGISTIC",
+    "MAXIMUM",
+    "MAX_POOL_2D",
+    "MEAN",
+    "MINIMUM",
+    "MUL",
+    "NOT_EQUAL",
+    "PAD",
+    "PADV2",
+    "REDUCE_MAX",
+    "REDUCE_MIN",
+    "REDUCE_PROD",
+    "RELU",
+    "RELU6",
+    "RESHAPE",
+    "RESIZE_BILINEAR",
+    "RESIZE_NEAREST_NEIGHBOR",
+    "RSQRT",
+    "SELECT",
+    "SELECT_V2",
+    "SHAPE",
+    "SIN",
+    "SLICE",
+    "SOFTMAX",
+    "SQRT",
+    "SQUARE",
+    "SQUEEZE",
+    "STRIDED_SLICE",
+    "SUB",
+    "SUM",
+    "TANH",
+    "TRANSPOSE",
+];
+
+/// Parses the flatbuffer (verified, so a corrupt file is an error, not undefined behaviour).
+pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
+    let model = tflite::root_as_model(bytes).map_err(|e| {
+        // The verifier's message spans lines (error, then the path to it); keep it on one.
+        let why = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        format!("not a TFLite flatbuffer ({why})")
+    })?;
+    let graph = model
+        .subgraphs()
+        .filter(|g| !g.is_empty())
+        .ok_or("no subgraph")?
+        .get(0);
+    let tensors = graph.tensors().ok_or("no tensors")?;
+    let codes = model.operator_codes().ok_or("no operator codes")?;
+    let tensor = |id: i32| -> Result<TensorInfo, String> {
+        let index = usize::try_from(id).map_err(|_| format!("tensor index {id}"))?;
+        if index >= tensors.len() {
+            return Err(format!("tensor index {index} out of range"));
+        }
+        let t = tensors.get(index);
+        let quant = t.quantization().and_then(|q| {
+            let (scale, zp) = (q.scale()?, q.zero_point()?);
+            (scale.len() == 1 && zp.len() == 1).then(|| Quant {
+                scale: scale.get(0),
+                zero_point: zp.get(0) as i32,
+            })
+        });
+        Ok(TensorInfo {
+            name: t.name().unwrap_or_default().to_string(),
+            elem: ElemType::from_tflite(t.type_()),
+            shape: t.shape().map(|s| s.iter().collect()).unwrap_or_default(),
+            quant,
+        })
+    };
+    // Optional inputs are written as tensor index -1; they carry nothing to inspect.
+    let tensor_list =
+        |ids: Option<flatbuffers::Vector<'_, i32>>| -> Result<Vec<TensorInfo>, String> {
+            ids.map(|v| v.iter().filter(|&i| i >= 0).map(tensor).collect())
+                .unwrap_or(Ok(vec![]))
+        };
+    let mut ops = vec![];
+    for (index, op) in graph.operators().unwrap_or_default().iter().enumerate() {
+        let code_index = op.opcode_index() as usize;
+        if code_index >= codes.len() {
+            return Err(format!(
+                "operator #{index} has opcode index {code_index} out of range"
+            ));
+        }
+        ops.push(OpInfo {
+            index,
+            name: op_name(codes.get(code_index)),
+            inputs: tensor_list(op.inputs())?,
+            outputs: tensor_list(op.outputs())?,
+        });
+    }
+    Ok(Inspection {
+        ops,
+        inputs: tensor_list(graph.inputs())?,
+        outputs: tensor_list(graph.outputs())?,
+    })
+}
+
+/// Builtin codes past 127 live in `builtin_code`; the deprecated i8 field holds a placeholder.
+fn op_name(code: tflite::OperatorCode<'_>) -> String {
+    let builtin = if code.deprecated_builtin_code() as i32
+        == BuiltinOperator::PLACEHOLDER_FOR_GREATER_OP_CODES.0
+    {
+        code.builtin_code()
+    } else {
+        BuiltinOperator(code.deprecated_builtin_code() as i32)
+    };
+    match builtin {
+        BuiltinOperator::CUSTOM => format!("CUSTOM:{}", code.custom_code().unwrap_or("?")),
+        b => b
+            .variant_name()
+            .map_or_else(|| format!("builtin {}", b.0), str::to_string),
+    }
+}
+
+impl Inspection {
+    /// The first op tract cannot run correctly, if any.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.ops.iter().find_map(|op| {
+            op_refusal(op).map(|reason| Refusal {
+                op: op.name.clone(),
+                index: op.index,
+                reason,
+            })
+        })
+    }
+
+    /// Whether the graph's output is produced by a SOFTMAX, i.e. is already a probability.
+    pub fn ends_with_softmax(&self) -> bool {
+        let Some(out) = self.outputs.first() else {
+            return false;
+        };
+        self.ops
+            .iter()
+            .any(|op| op.name == "SOFTMAX" && op.outputs.iter().any(|o| o.name == out.name))
+    }
+}
+
+fn op_refusal(op: &OpInfo) -> Option<String> {
+    if !TRACT_OPS.contains(&op.name.as_str()) {
+        return Some("not implemented by tract-tflite 0.23.9".into());
+    }
+    let first = op.inputs.first()?;
+    let quantized = first.elem.is_quantized();
+    match op.name.as_str() {
+        "MEAN" if first.elem == ElemType::F32 => Some(
+            "tract rounds a float MEAN to whole numbers; export global pooling as AVERAGE_POOL_2D"
+                .into(),
+        ),
+        "SOFTMAX" if quantized => Some(
+            "tract's quantized SOFTMAX lands on the wrong zero point and can panic; end the model at the logits or at a float SOFTMAX".into(),
+        ),
+        "ADD" | "SUB" | "MUL" if quantized => {
+            let q: Vec<_> = op.inputs.iter().map(|t| t.quant).collect();
+            (q.windows(2).any(|w| w[0] != w[1])).then(|| {
+                "quantized inputs with different scale/zero point have no common type in tract"
+                    .into()
+            })
+        }
+        "FULLY_CONNECTED" if first.shape.len() != 2 => Some(format!(
+            "tract needs a rank-2 input, this one has rank {}; reshape first or use a 1×1 CONV_2D",
+            first.shape.len()
+        )),
+        _ => None,
+    }
+}

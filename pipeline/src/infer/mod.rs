@@ -1,0 +1,440 @@
+//! The inference engine: a `.tflite` classifier run by tract.
+//!
+//! [`Engine::load`] does everything fallible and slow once — read, inspect, refuse what tract
+//! would run wrongly, translate, optimize, plan. Each inference thread then calls
+//! [`Engine::session`] once (tract's `spawn()`: a state with its own scratch buffers) and
+//! [`Session::run`] per frame, so no frame pays for allocation or planning.
+
+pub mod inspect;
+pub mod meta;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_linalg::multithread::Executor;
+use tract_tflite::prelude::*;
+
+use crate::contain;
+pub use inspect::{ElemType, Inspection, Quant, Refusal};
+pub use meta::ModelMeta;
+
+/// Everything that can be wrong with a model file, each naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {kind}", path.display())]
+pub struct ModelError {
+    pub path: PathBuf,
+    pub kind: ModelErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelErrorKind {
+    #[error("cannot read model: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("empty file, not a TFLite model")]
+    Empty,
+    #[error("{0}")]
+    Format(String),
+    #[error("tract cannot run this model correctly: {0}")]
+    Refused(Refusal),
+    #[error("not an image classifier: {0}")]
+    NotClassifier(String),
+    #[error("{0}")]
+    Metadata(String),
+    #[error("labels file {}: {found} labels for {expected} output classes", path.display())]
+    LabelCount {
+        path: PathBuf,
+        found: usize,
+        expected: usize,
+    },
+    #[error("tract failed to load it: {0}")]
+    Tract(String),
+    #[error("tract panicked loading it: {0}")]
+    Panic(String),
+}
+
+/// A frame that could not be inferred; the pipeline counts it and goes on.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error("inference failed: {0}")]
+    Tract(String),
+    #[error("inference panicked: {0}")]
+    Panic(String),
+}
+
+/// How to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Threads tract's matrix kernels may use per inference; 0 or 1 runs on the calling thread.
+    pub threads: usize,
+    /// Labels file overriding the sidecar's.
+    pub labels: Option<PathBuf>,
+}
+
+/// What the model's input wants: geometry, element type, and the pixel → tensor mapping.
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    pub height: u32,
+    pub width: u32,
+    pub elem: ElemType,
+    pub quant: Option<Quant>,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    datum: DatumType,
+    /// Encoded value of each 8-bit pixel value per channel, as little-endian bytes of `elem`.
+    /// Pixels have 256 values, so normalizing and quantizing reduce to one table lookup.
+    lut: [Vec<u8>; 3],
+}
+
+impl InputSpec {
+    fn new(height: u32, width: u32, datum: DatumType, mean: [f32; 3], std: [f32; 3]) -> Self {
+        let (elem, quant) = match datum {
+            DatumType::F32 => (ElemType::F32, None),
+            DatumType::QI8(q) => (ElemType::I8, Some(q)),
+            DatumType::QU8(q) => (ElemType::U8, Some(q)),
+            other => unreachable!("input type {other:?} was rejected by inspection"),
+        };
+        let quant = quant.map(|q| {
+            let (zero_point, scale) = q.zp_scale();
+            Quant { scale, zero_point }
+        });
+        let lut = std::array::from_fn(|c| {
+            (0..=255u8)
+                .flat_map(|px| encode(px, mean[c], std[c], elem, quant))
+                .collect()
+        });
+        Self {
+            height,
+            width,
+            elem,
+            quant,
+            mean,
+            std,
+            datum,
+            lut,
+        }
+    }
+
+    /// Turns `height × width` packed RGB pixels into the model's input tensor `[1, h, w, 3]`.
+    pub fn tensor(&self, rgb: &[u8]) -> Tensor {
+        let shape = [1, self.height as usize, self.width as usize, 3];
+        let elem_bytes = self.lut[0].len() / 256;
+        let mut bytes = Vec::with_capacity(rgb.len() * elem_bytes);
+        for px in rgb.chunks_exact(3) {
+            for (c, &v) in px.iter().enumerate() {
+                let at = v as usize * elem_bytes;
+                bytes.extend_from_slice(&self.lut[c][at..at + elem_bytes]);
+            }
+        }
+        // SAFETY: `bytes` holds exactly h·w·3 values of `datum`'s size, little-endian as tract
+        // stores them on every target it supports; alignment 1 suffices for i8/u8 and
+        // `from_raw_dt` copies into an aligned buffer.
+        unsafe { Tensor::from_raw_dt(self.datum, &shape, &bytes) }
+            .expect("input buffer sized from the input shape")
+    }
+}
+
+/// One pixel value normalized, then quantized for int8/uint8 inputs:
+/// `q = clamp(round_half_away_from_zero(((x − mean) / std) / scale) + zp)`, all in f32 — the rule
+/// the golden outputs in `tests/data/golden` were made with.
+fn encode(px: u8, mean: f32, std: f32, elem: ElemType, quant: Option<Quant>) -> Vec<u8> {
+    let x = (px as f32 - mean) / std;
+    let q = |lo: f32, hi: f32| {
+        let Quant { scale, zero_point } = quant.expect("quantized input has parameters");
+        ((x / scale).round() + zero_point as f32).clamp(lo, hi)
+    };
+    match elem {
+        ElemType::F32 => x.to_le_bytes().to_vec(),
+        ElemType::I8 => vec![q(-128.0, 127.0) as i8 as u8],
+        ElemType::U8 => vec![q(0.0, 255.0) as u8],
+        other => unreachable!("input type {other:?} was rejected by inspection"),
+    }
+}
+
+/// What the model's output holds and how it becomes class probabilities.
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    pub classes: usize,
+    pub elem: ElemType,
+    pub quant: Option<Quant>,
+    /// The graph ends in SOFTMAX; otherwise its outputs are logits and softmax runs here.
+    pub probabilities: bool,
+}
+
+impl OutputSpec {
+    /// Class probabilities from the raw output tensor.
+    fn probs(&self, raw: &Tensor) -> Result<Vec<f32>, InferError> {
+        let values: Vec<f32> = match (self.elem, self.quant) {
+            (ElemType::F32, _) => values::<f32>(raw)?.to_vec(),
+            (ElemType::I8, Some(q)) => values::<i8>(raw)?
+                .iter()
+                .map(|&v| q.real(v as i32))
+                .collect(),
+            (ElemType::U8, Some(q)) => values::<u8>(raw)?
+                .iter()
+                .map(|&v| q.real(v as i32))
+                .collect(),
+            (elem, _) => return Err(InferError::Tract(format!("unexpected output {elem:?}"))),
+        };
+        Ok(if self.probabilities {
+            values
+        } else {
+            softmax(&values)
+        })
+    }
+}
+
+impl Quant {
+    pub fn real(self, q: i32) -> f32 {
+        self.scale * (q - self.zero_point) as f32
+    }
+}
+
+/// A tensor's elements as a slice (quantized types read as their storage type).
+pub fn values<T: Datum>(t: &Tensor) -> Result<&[T], InferError> {
+    t.try_as_plain_ram()
+        .and_then(|view| view.as_slice::<T>())
+        .map_err(|e| InferError::Tract(e.to_string()))
+}
+
+/// Numerically stable softmax.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// A loaded, optimized model, shared by every inference thread.
+#[derive(Debug)]
+pub struct Engine {
+    path: PathBuf,
+    plan: Arc<TypedRunnableModel>,
+    input: InputSpec,
+    output: OutputSpec,
+    labels: Option<Vec<String>>,
+    meta: Option<ModelMeta>,
+    inspection: Inspection,
+    file_bytes: u64,
+}
+
+impl Engine {
+    pub fn load(path: &Path, options: &EngineOptions) -> Result<Engine, ModelError> {
+        let err = |kind| ModelError {
+            path: path.to_owned(),
+            kind,
+        };
+        let bytes = std::fs::read(path).map_err(|e| err(ModelErrorKind::Read(e)))?;
+        if bytes.is_empty() {
+            return Err(err(ModelErrorKind::Empty));
+        }
+        let inspection = inspect::inspect(&bytes).map_err(|e| err(ModelErrorKind::Format(e)))?;
+        let (in_h, in_w) =
+            classifier_shape(&inspection).map_err(|e| err(ModelErrorKind::NotClassifier(e)))?;
+        if let Some(refusal) = inspection.refusal() {
+            return Err(err(ModelErrorKind::Refused(refusal)));
+        }
+        let sidecar = meta::load_sidecar(path).map_err(|e| err(ModelErrorKind::Metadata(e)))?;
+        if let Some((file, m)) = &sidecar {
+            if m.input_size != [in_h, in_w] {
+                return Err(err(ModelErrorKind::Metadata(format!(
+                    "{}: input_size {:?} but the graph takes {in_h}×{in_w}",
+                    file.display(),
+                    m.input_size
+                ))));
+            }
+        }
+        let out = &inspection.outputs[0];
+        let output = OutputSpec {
+            classes: out.shape.iter().product::<i32>() as usize,
+            elem: out.elem,
+            quant: out.quant,
+            probabilities: inspection.ends_with_softmax(),
+        };
+        let labels_path = options.labels.clone().or_else(|| {
+            let (file, m) = sidecar.as_ref()?;
+            Some(
+                file.parent()
+                    .unwrap_or(Path::new("."))
+                    .join(m.labels.as_ref()?),
+            )
+        });
+        let labels = labels_path
+            .map(|p| {
+                let labels = meta::load_labels(&p).map_err(|e| err(ModelErrorKind::Metadata(e)))?;
+                if labels.len() != output.classes {
+                    return Err(err(ModelErrorKind::LabelCount {
+                        path: p,
+                        found: labels.len(),
+                        expected: output.classes,
+                    }));
+                }
+                Ok(labels)
+            })
+            .transpose()?;
+
+        let threads = options.threads;
+        let plan = contain::catch(|| -> TractResult<_> {
+            let model = tract_tflite::tflite().model_for_read(&mut bytes.as_slice())?;
+            let model = model.into_optimized()?;
+            let run_options = RunOptions {
+                executor: (threads > 1).then(|| Executor::multithread(threads)),
+                ..Default::default()
+            };
+            model.into_runnable_with_options(&run_options)
+        })
+        .map_err(|panic| err(ModelErrorKind::Panic(panic)))?
+        .map_err(|e| err(ModelErrorKind::Tract(first_line(&e))))?;
+
+        let datum = plan
+            .model()
+            .input_fact(0)
+            .map_err(|e| err(ModelErrorKind::Tract(first_line(&e))))?
+            .datum_type;
+        let (mean, std) = sidecar
+            .as_ref()
+            .map_or((meta::DEFAULT_MEAN, meta::DEFAULT_STD), |(_, m)| {
+                (m.mean, m.std)
+            });
+        Ok(Engine {
+            path: path.to_owned(),
+            plan,
+            input: InputSpec::new(in_h, in_w, datum, mean, std),
+            output,
+            labels,
+            meta: sidecar.map(|(_, m)| m),
+            inspection,
+            file_bytes: bytes.len() as u64,
+        })
+    }
+
+    /// A per-thread inference state; call once per thread, then [`Session::run`] per frame.
+    pub fn session(&self) -> Result<Session, InferError> {
+        let state = self
+            .plan
+            .spawn()
+            .map_err(|e| InferError::Tract(first_line(&e)))?;
+        Ok(Session {
+            state,
+            output: self.output.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn input(&self) -> &InputSpec {
+        &self.input
+    }
+    pub fn output(&self) -> &OutputSpec {
+        &self.output
+    }
+    pub fn labels(&self) -> Option<&[String]> {
+        self.labels.as_deref()
+    }
+    pub fn meta(&self) -> Option<&ModelMeta> {
+        self.meta.as_ref()
+    }
+    pub fn inspection(&self) -> &Inspection {
+        &self.inspection
+    }
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes
+    }
+    /// The label of class `index`, or its number when there is no labels file.
+    pub fn label(&self, index: usize) -> String {
+        self.labels
+            .as_ref()
+            .and_then(|l| l.get(index).cloned())
+            .unwrap_or_else(|| format!("class {index}"))
+    }
+}
+
+/// One inference thread's state.
+pub struct Session {
+    state: TypedSimpleState,
+    output: OutputSpec,
+}
+
+/// The model's raw output and the class probabilities derived from it.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    pub raw: Tensor,
+    pub probs: Vec<f32>,
+}
+
+impl Session {
+    pub fn run(&mut self, input: Tensor) -> Result<Inference, InferError> {
+        let outputs = contain::catch(|| self.state.run(tvec![input.into_tvalue()]))
+            .map_err(InferError::Panic)?
+            .map_err(|e| InferError::Tract(first_line(&e)))?;
+        let raw = outputs[0].clone().into_tensor();
+        let probs = self.output.probs(&raw)?;
+        Ok(Inference { raw, probs })
+    }
+}
+
+/// Checks the graph is a single-image classifier: one `[1, H, W, 3]` input of f32/int8/uint8 and
+/// one output of N ≥ 2 classes (`[1, N]` or `[N]`). Returns `(H, W)`.
+fn classifier_shape(i: &Inspection) -> Result<(u32, u32), String> {
+    let [input] = i.inputs.as_slice() else {
+        return Err(format!("{} inputs, expected 1 image", i.inputs.len()));
+    };
+    let [output] = i.outputs.as_slice() else {
+        return Err(format!(
+            "{} outputs, expected 1 score vector",
+            i.outputs.len()
+        ));
+    };
+    let &[1, h, w, 3] = input.shape.as_slice() else {
+        return Err(format!(
+            "input shape {:?}, expected [1, height, width, 3]",
+            input.shape
+        ));
+    };
+    if h <= 0 || w <= 0 {
+        return Err(format!("input shape {:?} has no pixels", input.shape));
+    }
+    match input.elem {
+        ElemType::F32 => {}
+        ElemType::I8 | ElemType::U8 if input.quant.is_some() => {}
+        e => {
+            return Err(format!(
+                "input element type {} (with per-tensor quantization if 8-bit) not supported",
+                e.name()
+            ))
+        }
+    }
+    let classes: i32 = output.shape.iter().product();
+    if output.shape.iter().filter(|&&d| d != 1).count() > 1 || classes < 2 {
+        return Err(format!(
+            "output shape {:?}, expected [1, classes]",
+            output.shape
+        ));
+    }
+    match output.elem {
+        ElemType::F32 => {}
+        ElemType::I8 | ElemType::U8 if output.quant.is_some() => {}
+        e => return Err(format!("output element type {} not supported", e.name())),
+    }
+    Ok((h as u32, w as u32))
+}
+
+/// tract chains context links, some of them multi-line debug dumps of the flatbuffer; the first
+/// line of each link that is prose, joined, reads as one line from what failed to why.
+fn first_line(e: &TractError) -> String {
+    e.chain()
+        .filter_map(|link| {
+            let line = link.to_string().lines().next()?.trim().to_string();
+            (!line.is_empty() && !line.ends_with(['{', '(', '['])).then_some(line)
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// The `k` most probable classes, best first; ties go to the lower index so output is stable.
+pub fn top_k(probs: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut ranked: Vec<(usize, f32)> = probs.iter().copied().enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.truncate(k);
+    ranked
+}

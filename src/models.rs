@@ -1,0 +1,120 @@
+//! `scened models check`: what a model file holds and whether scened can run it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use std::time::Instant;
+
+use anyhow::Context;
+use scened_pipeline::decode;
+use scened_pipeline::infer::{inspect::TensorInfo, Engine, EngineOptions};
+use scened_pipeline::resize::{Fit, Preprocessor};
+use serde::Serialize;
+
+use crate::cli::ModelsBenchArgs;
+
+/// Loads each model exactly as `run` would and reports; non-zero exit if any is refused.
+pub fn check(models: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut refused = 0;
+    for path in models {
+        match Engine::load(path, &EngineOptions::default()) {
+            Ok(engine) => {
+                let i = engine.inspection();
+                let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
+                for op in &i.ops {
+                    *ops.entry(op.name.as_str()).or_default() += 1;
+                }
+                let ops: Vec<String> = ops.iter().map(|(op, n)| format!("{op}×{n}")).collect();
+                println!("{}: ok", path.display());
+                println!("  input  {}", describe(&i.inputs[0]));
+                println!(
+                    "  output {}{}",
+                    describe(&i.outputs[0]),
+                    if engine.output().probabilities {
+                        " (softmax)"
+                    } else {
+                        " (logits; softmax applied by scened)"
+                    }
+                );
+                println!("  ops    {} in all: {}", i.ops.len(), ops.join(" "));
+                if let Some(meta) = engine.meta() {
+                    println!(
+                        "  meta   {} {}, labels: {}",
+                        meta.name,
+                        meta.precision,
+                        engine.labels().map_or(0, <[_]>::len)
+                    );
+                }
+            }
+            Err(err) => {
+                println!("{err}");
+                refused += 1;
+            }
+        }
+    }
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn describe(t: &TensorInfo) -> String {
+    let quant = t
+        .quant
+        .map(|q| format!(" scale={} zero_point={}", q.scale, q.zero_point))
+        .unwrap_or_default();
+    format!("{} {:?}{quant}", t.elem.name(), t.shape)
+}
+
+/// One model's timing, shaped like `models/recipe/litert_bench.py`'s so the two compare directly.
+#[derive(Serialize)]
+struct BenchLine<'a> {
+    model: &'a str,
+    runtime: &'static str,
+    threads: usize,
+    median_ms: f64,
+    p90_ms: f64,
+    runs: usize,
+}
+
+pub fn bench(args: &ModelsBenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    let image = match &args.image {
+        Some(path) => decode::load_rgb(path)?,
+        None => image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128])),
+    };
+    for path in &args.models {
+        let options = EngineOptions {
+            threads: args.threads,
+            labels: None,
+        };
+        let engine = Engine::load(path, &options)?;
+        let mut session = engine.session()?;
+        let input = Preprocessor::new(engine.input().clone(), Fit::CenterCrop).process(&image)?;
+        let mut ms = Vec::with_capacity(args.runs);
+        for i in 0..args.warmup + args.runs {
+            let input = input.clone();
+            let started = Instant::now();
+            session
+                .run(input)
+                .with_context(|| path.display().to_string())?;
+            if i >= args.warmup {
+                ms.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        let line = BenchLine {
+            model: &path.file_name().unwrap_or_default().to_string_lossy(),
+            runtime: "tract",
+            threads: args.threads,
+            median_ms: at(0.5),
+            p90_ms: at(0.9),
+            runs: args.runs,
+        };
+        println!("{}", serde_json::to_string(&line)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,143 @@
+//! The engine on the real models: tract against LiteRT's golden outputs, and refusals.
+
+use scened_pipeline::infer::{Engine, EngineOptions, ModelErrorKind};
+use scened_pipeline::resize::{Fit, Preprocessor};
+use scened_pipeline::{decode, infer, npy};
+use tract_tflite::prelude::Tensor;
+
+use crate::util::{data, model, photos, stem};
+
+/// The float models shipped in `models/`, and their input size.
+const FP32_MODELS: &[(&str, u32)] = &[
+    ("efficientnet_lite0.fp32", 224),
+    ("efficientnet_lite2.fp32", 260),
+    ("mobilenet_v2_twin.fp32", 224),
+];
+
+fn golden(model_stem: &str, photo: &str, which: &str) -> Tensor {
+    let path = data(&format!("golden/{model_stem}/{photo}.{which}.npy"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    npy::from_npy(&bytes).unwrap()
+}
+
+fn load(stem: &str, threads: usize) -> Engine {
+    let options = EngineOptions {
+        threads,
+        labels: None,
+    };
+    Engine::load(&model(&format!("{stem}.tflite")), &options).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn argmax(v: &[f32]) -> usize {
+    infer::top_k(v, 1)[0].0
+}
+
+/// Runs every committed photo through one model; checks the input tensor is bit-identical to the
+/// one LiteRT was given and the output is within `tol`. Returns the worst |Δ|.
+fn check_against_litert(model_stem: &str, size: u32, threads: usize, tol: f32) -> f32 {
+    let engine = load(model_stem, threads);
+    let mut session = engine.session().unwrap();
+    let mut pre = Preprocessor::new(engine.input().clone(), Fit::CenterCrop);
+    let mut worst = 0f32;
+    for photo in photos(size) {
+        let name = stem(&photo);
+        let input = pre.process(&decode::load_rgb(&photo).unwrap()).unwrap();
+        assert_eq!(
+            input,
+            golden(model_stem, &name, "input"),
+            "{model_stem}/{name}: input tensor"
+        );
+        let got = session.run(input).unwrap();
+        let want = golden(model_stem, &name, "output");
+        let (got_v, want_v) = (
+            infer::values::<f32>(&got.raw).unwrap(),
+            infer::values::<f32>(&want).unwrap(),
+        );
+        assert_eq!(got.raw.shape(), want.shape());
+        let delta = got_v
+            .iter()
+            .zip(want_v)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(delta <= tol, "{model_stem}/{name}: max |Δ| {delta} > {tol}");
+        assert_eq!(
+            argmax(got_v),
+            argmax(want_v),
+            "{model_stem}/{name}: top-1 differs from LiteRT"
+        );
+        worst = worst.max(delta);
+    }
+    worst
+}
+
+#[test]
+fn fp32_models_match_litert_on_every_photo() {
+    for &(model_stem, size) in FP32_MODELS {
+        let worst = check_against_litert(model_stem, size, 1, 1e-4);
+        eprintln!("{model_stem}: max |Δ| vs LiteRT {worst:e}");
+    }
+}
+
+#[test]
+fn multithreaded_executor_gives_the_same_answers() {
+    check_against_litert("efficientnet_lite0.fp32", 224, 2, 1e-4);
+}
+
+#[test]
+fn full_size_photos_are_resized_and_still_recognised() {
+    // Resampling differs from the reference's, so only confident labels are compared.
+    let engine = load("efficientnet_lite0.fp32", 1);
+    let mut session = engine.session().unwrap();
+    let mut pre = Preprocessor::new(engine.input().clone(), Fit::CenterCrop);
+    for (photo, label) in [("chelsea", "Egyptian cat"), ("coffee", "espresso")] {
+        let full = std::fs::read_dir(data("photos/full"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| stem(p) == photo)
+            .unwrap();
+        let image = decode::load_rgb(&full).unwrap();
+        assert_ne!(image.width(), 224, "the full-size photo must need resizing");
+        let probs = session.run(pre.process(&image).unwrap()).unwrap().probs;
+        assert_eq!(engine.label(argmax(&probs)), label, "{photo}");
+    }
+}
+
+#[test]
+fn every_fit_produces_the_model_input_shape() {
+    let engine = load("efficientnet_lite0.fp32", 1);
+    let image = image::RgbImage::from_fn(640, 360, |x, y| image::Rgb([x as u8, y as u8, 128]));
+    for fit in [Fit::CenterCrop, Fit::Stretch, Fit::Letterbox] {
+        let mut pre = Preprocessor::new(engine.input().clone(), fit);
+        let t = pre.process(&image).unwrap();
+        assert_eq!(t.shape(), &[1, 224, 224, 3], "{fit:?}");
+        let v = infer::values::<f32>(&t).unwrap();
+        // Letterboxing pads 640×360 → 224×126 with mean-grey rows above and below: exact zeros.
+        let first_row_zero = v[..224 * 3].iter().all(|&x| x == 0.0);
+        assert_eq!(first_row_zero, fit == Fit::Letterbox, "{fit:?}");
+    }
+}
+
+fn refusal(path: &std::path::Path) -> ModelErrorKind {
+    Engine::load(path, &EngineOptions::default())
+        .expect_err("must be refused")
+        .kind
+}
+
+#[test]
+fn float_mean_is_refused_naming_the_op() {
+    match refusal(&data("models/mean_pool.fp32.tflite")) {
+        ModelErrorKind::Refused(r) => {
+            assert_eq!(r.op, "MEAN");
+            assert!(r.reason.contains("AVERAGE_POOL_2D"), "{}", r.reason);
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[test]
+fn a_model_that_is_not_an_image_classifier_is_refused() {
+    match refusal(&data("models/not_image.fp32.tflite")) {
+        ModelErrorKind::NotClassifier(why) => assert!(why.contains("[1, 16]"), "{why}"),
+        other => panic!("expected NotClassifier, got {other}"),
+    }
+}

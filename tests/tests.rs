@@ -1,0 +1,6 @@
+//! scened's one integration-test binary: the real models through tract, the real CLI.
+
+mod util;
+
+mod classify;
+mod engine;

@@ -1,0 +1,70 @@
+//! Paths to the committed models and test data, and a runner for the `scened` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn model(file: &str) -> PathBuf {
+    repo().join("models").join(file)
+}
+
+pub fn data(rel: &str) -> PathBuf {
+    repo().join("tests/data").join(rel)
+}
+
+/// The photos every golden output was made from (see `tests/data/golden/*/summary.json`).
+pub fn photos(size: u32) -> Vec<PathBuf> {
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(data(&format!("photos/{size}")))
+        .expect("committed photos")
+        .map(|e| e.unwrap().path())
+        .collect();
+    photos.sort();
+    assert!(
+        photos.len() >= 6,
+        "expected the committed test photos, found {photos:?}"
+    );
+    photos
+}
+
+pub fn stem(path: &Path) -> String {
+    path.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
+pub fn scened(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scened"))
+        .args(args)
+        .env("SCENED_LOG", "warn")
+        .output()
+        .expect("run scened")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A failure the way users must see it: non-zero exit, one line naming `what`, no panic.
+#[track_caller]
+pub fn assert_one_line_error(out: &Output, what: &str) {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "expected one line, got: {err}"
+    );
+    assert!(err.contains(what), "error does not name {what:?}: {err}");
+    assert!(!err.contains("panicked"), "panic leaked: {err}");
+}
+
+pub fn tmp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("scened-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
