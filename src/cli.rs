@@ -89,4 +89,7 @@ pub struct ModelsBenchArgs {
     /// Photo to feed (resized to each model's input); a mid-grey frame if absent.
     #[arg(long)]
     pub image: Option<PathBuf>,
+    /// Also time one run node by node and print where the time goes, by op, on stderr.
+    #[arg(long)]
+    pub profile: bool,
 }

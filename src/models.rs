@@ -38,6 +38,9 @@ pub fn check(models: &[PathBuf]) -> anyhow::Result<ExitCode> {
                     }
                 );
                 println!("  ops    {} in all: {}", i.ops.len(), ops.join(" "));
+                for change in engine.changes() {
+                    println!("  prepared for tract: {change}");
+                }
                 if let Some(meta) = engine.meta() {
                     println!(
                         "  meta   {} {}, labels: {}",
@@ -115,6 +118,39 @@ pub fn bench(args: &ModelsBenchArgs) -> anyhow::Result<ExitCode> {
             runs: args.runs,
         };
         println!("{}", serde_json::to_string(&line)?);
+        if args.profile {
+            print_profile(&session.profile(input)?);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Per-op totals, largest first, with the slowest node of each.
+fn print_profile(times: &[(String, String, f64)]) {
+    let mut by_op: BTreeMap<&str, (f64, usize, &str, f64)> = BTreeMap::new();
+    for (op, node, secs) in times {
+        let entry = by_op.entry(op).or_insert((0.0, 0, node, 0.0));
+        entry.0 += secs;
+        entry.1 += 1;
+        if *secs > entry.3 {
+            (entry.2, entry.3) = (node, *secs);
+        }
+    }
+    let total: f64 = times.iter().map(|t| t.2).sum();
+    let mut rows: Vec<_> = by_op.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    eprintln!(
+        "{:>9} {:>6} {:>5}  op (slowest node)",
+        "ms", "share", "nodes"
+    );
+    for (op, (secs, n, slowest, slowest_secs)) in rows {
+        eprintln!(
+            "{:>9.3} {:>5.1}% {:>5}  {op} ({slowest}: {:.3} ms)",
+            secs * 1e3,
+            secs / total * 100.0,
+            n,
+            slowest_secs * 1e3
+        );
+    }
+    eprintln!("{:>9.3} total", total * 1e3);
 }

@@ -116,10 +116,16 @@ fn bad_model_files_get_one_line_naming_the_file() {
 
 #[test]
 fn unsupported_graphs_are_refused_naming_the_reason() {
-    let mean = data("models/mean_pool.fp32.tflite");
+    let mean = data("models/mean_channels.fp32.tflite");
     let out = classify_with(&mean);
-    assert_one_line_error(&out, "mean_pool.fp32.tflite");
+    assert_one_line_error(&out, "mean_channels.fp32.tflite");
     assert!(stderr(&out).contains("op MEAN"), "{}", stderr(&out));
+    let cumsum = data("models/cumsum.fp32.tflite");
+    let out = classify_with(&cumsum);
+    assert_one_line_error(
+        &out,
+        "op CUMSUM (operator #0): not implemented by tract-tflite 0.23.9",
+    );
     let not_image = data("models/not_image.fp32.tflite");
     let out = classify_with(&not_image);
     assert_one_line_error(&out, "not an image classifier");
@@ -156,8 +162,45 @@ fn models_check_reports_ops_and_refusals() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("AVERAGE_POOL_2D×1"), "{text}");
     assert!(text.contains("float32 [1, 224, 224, 3]"), "{text}");
-    let mean = data("models/mean_pool.fp32.tflite");
+    let mean = data("models/mean_channels.fp32.tflite");
     let out = scened(&["models", "check", mean.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("op MEAN"));
+    let int8 = model("efficientnet_lite0.int8.tflite");
+    let out = scened(&["models", "check", int8.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("int8 [1, 224, 224, 3] scale=0.0078125 zero_point=-1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prepared for tract: lowered to float"),
+        "{text}"
+    );
+}
+
+#[test]
+fn models_bench_prints_timings_and_a_profile() {
+    let int8 = model("efficientnet_lite0.int8.tflite");
+    let out = scened(&[
+        "models",
+        "bench",
+        int8.to_str().unwrap(),
+        "--runs",
+        "2",
+        "--warmup",
+        "1",
+        "--profile",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = &json_lines(&out)[0];
+    assert_eq!(line["model"], "efficientnet_lite0.int8.tflite");
+    assert_eq!(line["runs"], 2);
+    assert!(line["median_ms"].as_f64().unwrap() > 0.0);
+    let profile = stderr(&out);
+    assert!(
+        profile.contains("FakeQuant") && profile.contains("total"),
+        "{profile}"
+    );
 }

@@ -1,13 +1,15 @@
-"""Tiny, deliberately unsuitable models for scened's refusal tests (tests/data/models/).
+"""Tiny models of awkward forms for scened's preparation and refusal tests (tests/data/models/).
 
-Each is a valid TFLite file that scened must refuse with a clear reason; weights are random
-(seeded) because only the graph's form matters. Run from the repo root:
+Each is a valid TFLite file that scened must either rewrite (with LiteRT's output on a fixed
+input saved beside it, to compare) or refuse with a clear reason; weights are random (seeded)
+because only the graph's form matters. Run from the repo root:
     /opt/scened-venv/bin/python models/recipe/test_models.py
 """
 import os
 
 import numpy as np
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 OUT = "tests/data/models"
 
@@ -17,6 +19,21 @@ def convert(model, name):
     with open(os.path.join(OUT, name), "wb") as f:
         f.write(tflite)
     print(name, len(tflite), "bytes")
+    return tflite
+
+
+def golden(tflite, name):
+    """LiteRT's output on a fixed, smooth input: <name>.input.npy / <name>.output.npy."""
+    interp = Interpreter(model_content=tflite)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    x = np.linspace(-1.0, 1.0, int(np.prod(inp["shape"])), dtype=np.float32).reshape(inp["shape"])
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    y = interp.get_tensor(interp.get_output_details()[0]["index"])
+    stem = os.path.join(OUT, name.removesuffix(".tflite"))
+    np.save(stem + ".input.npy", x)
+    np.save(stem + ".output.npy", y)
 
 
 def main():
@@ -27,7 +44,21 @@ def main():
     x = tf.keras.layers.Conv2D(8, 3, activation="relu")(x)
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
     x = tf.keras.layers.Dense(10, activation="softmax")(x)
-    convert(tf.keras.Model(inp, x), "mean_pool.fp32.tflite")
+    mean_pool = convert(tf.keras.Model(inp, x), "mean_pool.fp32.tflite")
+    golden(mean_pool, "mean_pool.fp32.tflite")
+    # MEAN over channels: no pooling op expresses it, so scened must refuse it.
+    x = inp = tf.keras.Input((8, 8, 3), batch_size=1)
+    x = tf.keras.layers.Conv2D(4, 3)(x)
+    x = tf.keras.layers.Lambda(lambda t: tf.reduce_mean(t, axis=3, keepdims=True))(x)
+    x = tf.keras.layers.Flatten()(x)
+    x = tf.keras.layers.Dense(5, activation="softmax")(x)
+    convert(tf.keras.Model(inp, x), "mean_channels.fp32.tflite")
+    # An op tract-tflite does not implement (CUMSUM).
+    x = inp = tf.keras.Input((8, 8, 3), batch_size=1)
+    x = tf.keras.layers.Lambda(lambda t: tf.math.cumsum(t, axis=1))(x)
+    x = tf.keras.layers.Flatten()(x)
+    x = tf.keras.layers.Dense(5, activation="softmax")(x)
+    convert(tf.keras.Model(inp, x), "cumsum.fp32.tflite")
     # A valid classifier of feature vectors, not images.
     x = inp = tf.keras.Input((16,), batch_size=1)
     x = tf.keras.layers.Dense(4, activation="softmax")(x)

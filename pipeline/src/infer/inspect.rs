@@ -64,6 +64,8 @@ pub struct OpInfo {
     pub name: String,
     pub inputs: Vec<TensorInfo>,
     pub outputs: Vec<TensorInfo>,
+    /// Optional inputs left out (written as tensor −1), e.g. a FULLY_CONNECTED without bias.
+    pub omitted_inputs: usize,
 }
 
 /// What a model file holds: its main graph's ops and its input and output tensors.
@@ -213,6 +215,9 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
             name: op_name(codes.get(code_index)),
             inputs: tensor_list(op.inputs())?,
             outputs: tensor_list(op.outputs())?,
+            omitted_inputs: op
+                .inputs()
+                .map_or(0, |v| v.iter().filter(|&i| i < 0).count()),
         });
     }
     Ok(Inspection {
@@ -223,15 +228,17 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
 }
 
 /// Builtin codes past 127 live in `builtin_code`; the deprecated i8 field holds a placeholder.
-fn op_name(code: tflite::OperatorCode<'_>) -> String {
-    let builtin = if code.deprecated_builtin_code() as i32
-        == BuiltinOperator::PLACEHOLDER_FOR_GREATER_OP_CODES.0
+pub fn builtin(code: &tflite::OperatorCode<'_>) -> BuiltinOperator {
+    if code.deprecated_builtin_code() as i32 == BuiltinOperator::PLACEHOLDER_FOR_GREATER_OP_CODES.0
     {
         code.builtin_code()
     } else {
         BuiltinOperator(code.deprecated_builtin_code() as i32)
-    };
-    match builtin {
+    }
+}
+
+fn op_name(code: tflite::OperatorCode<'_>) -> String {
+    match builtin(&code) {
         BuiltinOperator::CUSTOM => format!("CUSTOM:{}", code.custom_code().unwrap_or("?")),
         b => b
             .variant_name()
@@ -251,6 +258,19 @@ impl Inspection {
         })
     }
 
+    /// Whether [`prepare`](super::prepare) must rewrite the graph for tract: anything quantized,
+    /// or a MEAN.
+    pub fn needs_preparation(&self) -> bool {
+        self.ops.iter().any(|op| {
+            op.name == "MEAN"
+                || op
+                    .inputs
+                    .iter()
+                    .chain(&op.outputs)
+                    .any(|t| t.elem.is_quantized())
+        })
+    }
+
     /// Whether the graph's output is produced by a SOFTMAX, i.e. is already a probability.
     pub fn ends_with_softmax(&self) -> bool {
         let Some(out) = self.outputs.first() else {
@@ -265,6 +285,9 @@ impl Inspection {
 fn op_refusal(op: &OpInfo) -> Option<String> {
     if !TRACT_OPS.contains(&op.name.as_str()) {
         return Some("not implemented by tract-tflite 0.23.9".into());
+    }
+    if op.omitted_inputs > 0 {
+        return Some("an optional input is left out, which tract-tflite cannot read".into());
     }
     let first = op.inputs.first()?;
     let quantized = first.elem.is_quantized();

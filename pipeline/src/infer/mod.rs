@@ -5,16 +5,21 @@
 //! [`Engine::session`] once (tract's `spawn()`: a state with its own scratch buffers) and
 //! [`Session::run`] per frame, so no frame pays for allocation or planning.
 
+pub mod fake_quant;
+pub mod flat;
 pub mod inspect;
 pub mod meta;
+pub mod prepare;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tract_linalg::multithread::Executor;
+use tract_tflite::internal::{EvalContext, OpState, TypedNode};
 use tract_tflite::prelude::*;
 
 use crate::contain;
+use inspect::TensorInfo;
 pub use inspect::{ElemType, Inspection, Quant, Refusal};
 pub use meta::ModelMeta;
 
@@ -38,6 +43,8 @@ pub enum ModelErrorKind {
     Refused(Refusal),
     #[error("not an image classifier: {0}")]
     NotClassifier(String),
+    #[error("cannot be prepared for tract: {0}")]
+    Prepare(String),
     #[error("{0}")]
     Metadata(String),
     #[error("labels file {}: {found} labels for {expected} output classes", path.display())]
@@ -86,17 +93,9 @@ pub struct InputSpec {
 }
 
 impl InputSpec {
-    fn new(height: u32, width: u32, datum: DatumType, mean: [f32; 3], std: [f32; 3]) -> Self {
-        let (elem, quant) = match datum {
-            DatumType::F32 => (ElemType::F32, None),
-            DatumType::QI8(q) => (ElemType::I8, Some(q)),
-            DatumType::QU8(q) => (ElemType::U8, Some(q)),
-            other => unreachable!("input type {other:?} was rejected by inspection"),
-        };
-        let quant = quant.map(|q| {
-            let (zero_point, scale) = q.zp_scale();
-            Quant { scale, zero_point }
-        });
+    fn new(height: u32, width: u32, declared: &TensorInfo, mean: [f32; 3], std: [f32; 3]) -> Self {
+        let (elem, quant) = (declared.elem, declared.quant);
+        let datum = datum_type(elem, quant);
         let lut = std::array::from_fn(|c| {
             (0..=255u8)
                 .flat_map(|px| encode(px, mean[c], std[c], elem, quant))
@@ -130,6 +129,20 @@ impl InputSpec {
         // `from_raw_dt` copies into an aligned buffer.
         unsafe { Tensor::from_raw_dt(self.datum, &shape, &bytes) }
             .expect("input buffer sized from the input shape")
+    }
+}
+
+/// tract's type for a tensor declared as `elem` with `quant`.
+fn datum_type(elem: ElemType, quant: Option<Quant>) -> DatumType {
+    let q = |q: Quant| QParams::ZpScale {
+        zero_point: q.zero_point,
+        scale: q.scale,
+    };
+    match (elem, quant) {
+        (ElemType::I8, Some(qp)) => DatumType::QI8(q(qp)),
+        (ElemType::U8, Some(qp)) => DatumType::QU8(q(qp)),
+        (ElemType::F32, _) => DatumType::F32,
+        other => unreachable!("type {other:?} was rejected by inspection"),
     }
 }
 
@@ -211,6 +224,9 @@ pub struct Engine {
     plan: Arc<TypedRunnableModel>,
     input: InputSpec,
     output: OutputSpec,
+    /// tract runs a float lowering of a quantized model; sessions convert at the boundary.
+    lowered: bool,
+    changes: Vec<String>,
     labels: Option<Vec<String>>,
     meta: Option<ModelMeta>,
     inspection: Inspection,
@@ -230,9 +246,6 @@ impl Engine {
         let inspection = inspect::inspect(&bytes).map_err(|e| err(ModelErrorKind::Format(e)))?;
         let (in_h, in_w) =
             classifier_shape(&inspection).map_err(|e| err(ModelErrorKind::NotClassifier(e)))?;
-        if let Some(refusal) = inspection.refusal() {
-            return Err(err(ModelErrorKind::Refused(refusal)));
-        }
         let sidecar = meta::load_sidecar(path).map_err(|e| err(ModelErrorKind::Metadata(e)))?;
         if let Some((file, m)) = &sidecar {
             if m.input_size != [in_h, in_w] {
@@ -272,9 +285,28 @@ impl Engine {
             })
             .transpose()?;
 
+        // Only graphs that need it are rewritten; a plain float model loads byte for byte.
+        let prepared = if inspection.needs_preparation() {
+            contain::catch(|| prepare::prepare(&bytes))
+                .map_err(|panic| err(ModelErrorKind::Panic(panic)))?
+                .map_err(|e| err(ModelErrorKind::Prepare(e)))?
+        } else {
+            prepare::Prepared::default()
+        };
+        let lowered = prepared.bytes.is_some() && inspection.inputs[0].elem.is_quantized();
+        let run_bytes = prepared.bytes.as_deref().unwrap_or(&bytes);
+        let run_inspection = match &prepared.bytes {
+            Some(b) => &inspect::inspect(b).map_err(|e| err(ModelErrorKind::Prepare(e)))?,
+            None => &inspection,
+        };
+        if let Some(refusal) = run_inspection.refusal() {
+            return Err(err(ModelErrorKind::Refused(refusal)));
+        }
+
         let threads = options.threads;
         let plan = contain::catch(|| -> TractResult<_> {
-            let model = tract_tflite::tflite().model_for_read(&mut bytes.as_slice())?;
+            let mut model = tract_tflite::tflite().model_for_read(&mut &run_bytes[..])?;
+            fake_quant::insert(&mut model, &prepared.fake_quant)?;
             let model = model.into_optimized()?;
             let run_options = RunOptions {
                 executor: (threads > 1).then(|| Executor::multithread(threads)),
@@ -285,11 +317,6 @@ impl Engine {
         .map_err(|panic| err(ModelErrorKind::Panic(panic)))?
         .map_err(|e| err(ModelErrorKind::Tract(first_line(&e))))?;
 
-        let datum = plan
-            .model()
-            .input_fact(0)
-            .map_err(|e| err(ModelErrorKind::Tract(first_line(&e))))?
-            .datum_type;
         let (mean, std) = sidecar
             .as_ref()
             .map_or((meta::DEFAULT_MEAN, meta::DEFAULT_STD), |(_, m)| {
@@ -298,8 +325,10 @@ impl Engine {
         Ok(Engine {
             path: path.to_owned(),
             plan,
-            input: InputSpec::new(in_h, in_w, datum, mean, std),
+            input: InputSpec::new(in_h, in_w, &inspection.inputs[0], mean, std),
             output,
+            lowered,
+            changes: prepared.changes,
             labels,
             meta: sidecar.map(|(_, m)| m),
             inspection,
@@ -313,9 +342,17 @@ impl Engine {
             .plan
             .spawn()
             .map_err(|e| InferError::Tract(first_line(&e)))?;
+        let lowered = self.lowered.then(|| Lowered {
+            input: self
+                .input
+                .quant
+                .expect("a lowered model has a quantized input"),
+            output: self.output.quant.map(|q| (self.output.elem, q)),
+        });
         Ok(Session {
             state,
             output: self.output.clone(),
+            lowered,
         })
     }
 
@@ -328,12 +365,17 @@ impl Engine {
     pub fn output(&self) -> &OutputSpec {
         &self.output
     }
+    /// What model preparation rewrote so tract runs the model correctly; empty if nothing.
+    pub fn changes(&self) -> &[String] {
+        &self.changes
+    }
     pub fn labels(&self) -> Option<&[String]> {
         self.labels.as_deref()
     }
     pub fn meta(&self) -> Option<&ModelMeta> {
         self.meta.as_ref()
     }
+    /// The model file as written, before any preparation.
     pub fn inspection(&self) -> &Inspection {
         &self.inspection
     }
@@ -349,13 +391,22 @@ impl Engine {
     }
 }
 
+/// The quantized interface a lowered model keeps: the input tensor arrives quantized and is
+/// dequantized for tract; tract's float output is requantized to the declared grid.
+#[derive(Debug, Clone, Copy)]
+struct Lowered {
+    input: Quant,
+    output: Option<(ElemType, Quant)>,
+}
+
 /// One inference thread's state.
 pub struct Session {
     state: TypedSimpleState,
     output: OutputSpec,
+    lowered: Option<Lowered>,
 }
 
-/// The model's raw output and the class probabilities derived from it.
+/// The model's raw output (in the model's declared type) and the class probabilities.
 #[derive(Debug, Clone)]
 pub struct Inference {
     pub raw: Tensor,
@@ -364,13 +415,79 @@ pub struct Inference {
 
 impl Session {
     pub fn run(&mut self, input: Tensor) -> Result<Inference, InferError> {
+        let input = match self.lowered {
+            Some(l) => dequantize(&input, l.input)?,
+            None => input,
+        };
         let outputs = contain::catch(|| self.state.run(tvec![input.into_tvalue()]))
             .map_err(InferError::Panic)?
             .map_err(|e| InferError::Tract(first_line(&e)))?;
         let raw = outputs[0].clone().into_tensor();
+        let raw = match self.lowered.and_then(|l| l.output) {
+            Some((elem, q)) => requantize(&raw, elem, q)?,
+            None => raw,
+        };
         let probs = self.output.probs(&raw)?;
         Ok(Inference { raw, probs })
     }
+}
+
+impl Session {
+    /// Runs `input` once, timing each node: `(op name, node name, seconds)` in execution order.
+    /// For `scened models bench --profile`: where a model's time goes inside tract.
+    pub fn profile(&mut self, input: Tensor) -> Result<Vec<(String, String, f64)>, InferError> {
+        let input = match self.lowered {
+            Some(l) => dequantize(&input, l.input)?,
+            None => input,
+        };
+        let mut times = vec![];
+        let timed = |ctx: &EvalContext<'_>,
+                     state: Option<&mut (dyn OpState + 'static)>,
+                     node: &TypedNode,
+                     inputs| {
+            let started = std::time::Instant::now();
+            let out = tract_tflite::internal::tract_core::plan::eval(ctx, state, node, inputs);
+            times.push((
+                node.op().name().to_string(),
+                node.name.clone(),
+                started.elapsed().as_secs_f64(),
+            ));
+            out
+        };
+        self.state
+            .run_plan_with_eval(tvec![input.into_tvalue()], timed)
+            .map_err(|e| InferError::Tract(first_line(&e)))?;
+        Ok(times)
+    }
+}
+
+fn dequantize(t: &Tensor, q: Quant) -> Result<Tensor, InferError> {
+    let real: Vec<f32> = match t.datum_type().unquantized() {
+        DatumType::I8 => values::<i8>(t)?.iter().map(|&v| q.real(v as i32)).collect(),
+        DatumType::U8 => values::<u8>(t)?.iter().map(|&v| q.real(v as i32)).collect(),
+        other => {
+            return Err(InferError::Tract(format!(
+                "expected a quantized input, got {other:?}"
+            )))
+        }
+    };
+    Tensor::from_shape(t.shape(), &real).map_err(|e| InferError::Tract(e.to_string()))
+}
+
+/// `clamp(round_half_away_from_zero(x / scale) + zero_point)` onto the declared 8-bit grid.
+fn requantize(t: &Tensor, elem: ElemType, q: Quant) -> Result<Tensor, InferError> {
+    let (lo, hi) = if elem == ElemType::I8 {
+        (-128.0, 127.0)
+    } else {
+        (0.0, 255.0)
+    };
+    let grid = values::<f32>(t)?
+        .iter()
+        .map(|&x| ((x / q.scale).round() + q.zero_point as f32).clamp(lo, hi) as i32);
+    let bytes: Vec<u8> = grid.map(|v| v as u8).collect();
+    // SAFETY: one byte per element of an 8-bit type, in the shape of `t`.
+    unsafe { Tensor::from_raw_dt(datum_type(elem, Some(q)), t.shape(), &bytes) }
+        .map_err(|e| InferError::Tract(e.to_string()))
 }
 
 /// Checks the graph is a single-image classifier: one `[1, H, W, 3]` input of f32/int8/uint8 and

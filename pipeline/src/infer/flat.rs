@@ -1,0 +1,594 @@
+//! An owned, editable copy of a `.tflite` classifier's main graph, read from and written back to
+//! the standard flatbuffer, so model preparation can rewrite a graph and still hand tract (or
+//! LiteRT, to check) an ordinary `.tflite`.
+//!
+//! Only what image classifiers use is modelled: one subgraph, and builtin options for the ops
+//! listed in [`Options`]. Anything else is an error naming it, never silently dropped.
+
+use flatbuffers::{FlatBufferBuilder, WIPOffset};
+use tract_tflite::tflite::{
+    self as fb, ActivationFunctionType, BuiltinOperator, Padding, TensorType,
+};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub description: Option<String>,
+    pub opcodes: Vec<OpCode>,
+    /// Constant data by buffer index; index 0 is the empty sentinel the format reserves.
+    pub buffers: Vec<Vec<u8>>,
+    pub tensors: Vec<Tensor>,
+    pub inputs: Vec<i32>,
+    pub outputs: Vec<i32>,
+    pub ops: Vec<Op>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpCode {
+    pub builtin: BuiltinOperator,
+    pub version: i32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<i32>,
+    pub ty: TensorType,
+    pub buffer: u32,
+    pub quant: Option<QuantParams>,
+}
+
+/// Affine quantization, per tensor (one scale) or per channel along `dim`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantParams {
+    pub scale: Vec<f32>,
+    pub zero_point: Vec<i64>,
+    pub dim: i32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Op {
+    pub opcode: u32,
+    pub inputs: Vec<i32>,
+    pub outputs: Vec<i32>,
+    pub options: Options,
+}
+
+/// Builtin options of the ops image classifiers are made of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Options {
+    None,
+    Conv2D {
+        padding: Padding,
+        stride: [i32; 2],
+        act: ActivationFunctionType,
+        dilation: [i32; 2],
+    },
+    Depthwise {
+        padding: Padding,
+        stride: [i32; 2],
+        multiplier: i32,
+        act: ActivationFunctionType,
+        dilation: [i32; 2],
+    },
+    Pool2D {
+        padding: Padding,
+        stride: [i32; 2],
+        filter: [i32; 2],
+        act: ActivationFunctionType,
+    },
+    FullyConnected {
+        act: ActivationFunctionType,
+        keep_num_dims: bool,
+    },
+    Softmax {
+        beta: f32,
+    },
+    Concatenation {
+        axis: i32,
+        act: ActivationFunctionType,
+    },
+    /// ADD, SUB and MUL options share this shape.
+    Arith {
+        kind: fb::BuiltinOptions,
+        act: ActivationFunctionType,
+    },
+    Reshape {
+        new_shape: Option<Vec<i32>>,
+    },
+    Reducer {
+        keep_dims: bool,
+    },
+    Squeeze {
+        dims: Vec<i32>,
+    },
+    Pad,
+}
+
+impl Model {
+    pub fn read(bytes: &[u8]) -> Result<Model, String> {
+        let m = fb::root_as_model(bytes).map_err(|e| format!("not a TFLite flatbuffer ({e})"))?;
+        let graphs = m.subgraphs().ok_or("no subgraph")?;
+        if graphs.len() != 1 {
+            return Err(format!(
+                "{} subgraphs; only single-graph classifiers can be prepared",
+                graphs.len()
+            ));
+        }
+        let g = graphs.get(0);
+        let opcodes = m
+            .operator_codes()
+            .ok_or("no operator codes")?
+            .iter()
+            .map(|c| match super::inspect::builtin(&c) {
+                BuiltinOperator::CUSTOM => {
+                    Err(format!("custom op {}", c.custom_code().unwrap_or("?")))
+                }
+                builtin => Ok(OpCode {
+                    builtin,
+                    version: c.version(),
+                }),
+            })
+            .collect::<Result<_, String>>()?;
+        let buffers = m
+            .buffers()
+            .ok_or("no buffers")?
+            .iter()
+            .map(|b| b.data().map(|d| d.bytes().to_vec()).unwrap_or_default())
+            .collect();
+        let tensors = g
+            .tensors()
+            .ok_or("no tensors")?
+            .iter()
+            .map(|t| Tensor {
+                name: t.name().unwrap_or_default().to_string(),
+                shape: t.shape().map(|s| s.iter().collect()).unwrap_or_default(),
+                ty: t.type_(),
+                buffer: t.buffer(),
+                quant: t.quantization().and_then(|q| {
+                    let scale: Vec<f32> = q.scale()?.iter().collect();
+                    let zero_point: Vec<i64> = q.zero_point()?.iter().collect();
+                    (!scale.is_empty()).then_some(QuantParams {
+                        scale,
+                        zero_point,
+                        dim: q.quantized_dimension(),
+                    })
+                }),
+            })
+            .collect();
+        let ops = g
+            .operators()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                Ok(Op {
+                    opcode: op.opcode_index(),
+                    inputs: op.inputs().map(|v| v.iter().collect()).unwrap_or_default(),
+                    outputs: op.outputs().map(|v| v.iter().collect()).unwrap_or_default(),
+                    options: read_options(&op).map_err(|e| format!("operator #{i}: {e}"))?,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Model {
+            description: m.description().map(str::to_string),
+            opcodes,
+            buffers,
+            tensors,
+            inputs: g.inputs().map(|v| v.iter().collect()).unwrap_or_default(),
+            outputs: g.outputs().map(|v| v.iter().collect()).unwrap_or_default(),
+            ops,
+        })
+    }
+
+    pub fn write(&self) -> Vec<u8> {
+        let mut b = FlatBufferBuilder::with_capacity(
+            self.buffers.iter().map(Vec::len).sum::<usize>() + (1 << 16),
+        );
+        let buffers: Vec<_> = self
+            .buffers
+            .iter()
+            .map(|data| {
+                let data = (!data.is_empty()).then(|| b.create_vector(data));
+                fb::Buffer::create(&mut b, &fb::BufferArgs { data })
+            })
+            .collect();
+        let tensors: Vec<_> = self
+            .tensors
+            .iter()
+            .map(|t| write_tensor(&mut b, t))
+            .collect();
+        let ops: Vec<_> = self.ops.iter().map(|op| write_op(&mut b, op)).collect();
+        let graph = {
+            let args = fb::SubGraphArgs {
+                tensors: Some(b.create_vector(&tensors)),
+                inputs: Some(b.create_vector(&self.inputs)),
+                outputs: Some(b.create_vector(&self.outputs)),
+                operators: Some(b.create_vector(&ops)),
+                name: Some(b.create_string("main")),
+            };
+            fb::SubGraph::create(&mut b, &args)
+        };
+        let opcodes: Vec<_> = self
+            .opcodes
+            .iter()
+            .map(|c| {
+                let args = fb::OperatorCodeArgs {
+                    // Codes above 127 keep the placeholder in the deprecated i8 field.
+                    deprecated_builtin_code: c.builtin.0.min(127) as i8,
+                    custom_code: None,
+                    version: c.version,
+                    builtin_code: c.builtin,
+                };
+                fb::OperatorCode::create(&mut b, &args)
+            })
+            .collect();
+        let args = fb::ModelArgs {
+            version: 3,
+            operator_codes: Some(b.create_vector(&opcodes)),
+            subgraphs: Some(b.create_vector(&[graph])),
+            description: self.description.as_deref().map(|d| b.create_string(d)),
+            buffers: Some(b.create_vector(&buffers)),
+            ..Default::default()
+        };
+        let model = fb::Model::create(&mut b, &args);
+        fb::finish_model_buffer(&mut b, model);
+        b.finished_data().to_vec()
+    }
+
+    /// Index of `builtin` in the opcode table, adding it if absent.
+    pub fn opcode(&mut self, builtin: BuiltinOperator) -> u32 {
+        let at = self
+            .opcodes
+            .iter()
+            .position(|c| c.builtin == builtin)
+            .unwrap_or_else(|| {
+                self.opcodes.push(OpCode {
+                    builtin,
+                    version: 1,
+                });
+                self.opcodes.len() - 1
+            });
+        at as u32
+    }
+
+    pub fn op_name(&self, op: &Op) -> &'static str {
+        self.opcodes
+            .get(op.opcode as usize)
+            .and_then(|c| c.builtin.variant_name())
+            .unwrap_or("?")
+    }
+
+    pub fn add_tensor(&mut self, tensor: Tensor) -> i32 {
+        self.tensors.push(tensor);
+        self.tensors.len() as i32 - 1
+    }
+
+    /// Adds a constant tensor holding `data` (raw little-endian bytes).
+    pub fn add_const(
+        &mut self,
+        name: String,
+        shape: Vec<i32>,
+        ty: TensorType,
+        data: Vec<u8>,
+    ) -> i32 {
+        self.buffers.push(data);
+        let buffer = self.buffers.len() as u32 - 1;
+        self.add_tensor(Tensor {
+            name,
+            shape,
+            ty,
+            buffer,
+            quant: None,
+        })
+    }
+
+    /// The constant data behind tensor `t`, if it is a constant.
+    pub fn data(&self, t: i32) -> Option<&[u8]> {
+        let buffer = self.tensors.get(t as usize)?.buffer as usize;
+        self.buffers
+            .get(buffer)
+            .filter(|d| !d.is_empty())
+            .map(Vec::as_slice)
+    }
+}
+
+fn read_options(op: &fb::Operator<'_>) -> Result<Options, String> {
+    use fb::BuiltinOptions as B;
+    let missing = || {
+        format!(
+            "options of type {:?} are missing",
+            op.builtin_options_type()
+        )
+    };
+    Ok(match op.builtin_options_type() {
+        B::NONE => Options::None,
+        B::Conv2DOptions => {
+            let o = op
+                .builtin_options_as_conv_2_doptions()
+                .ok_or_else(missing)?;
+            Options::Conv2D {
+                padding: o.padding(),
+                stride: [o.stride_h(), o.stride_w()],
+                act: o.fused_activation_function(),
+                dilation: [o.dilation_h_factor(), o.dilation_w_factor()],
+            }
+        }
+        B::DepthwiseConv2DOptions => {
+            let o = op
+                .builtin_options_as_depthwise_conv_2_doptions()
+                .ok_or_else(missing)?;
+            Options::Depthwise {
+                padding: o.padding(),
+                stride: [o.stride_h(), o.stride_w()],
+                multiplier: o.depth_multiplier(),
+                act: o.fused_activation_function(),
+                dilation: [o.dilation_h_factor(), o.dilation_w_factor()],
+            }
+        }
+        B::Pool2DOptions => {
+            let o = op
+                .builtin_options_as_pool_2_doptions()
+                .ok_or_else(missing)?;
+            Options::Pool2D {
+                padding: o.padding(),
+                stride: [o.stride_h(), o.stride_w()],
+                filter: [o.filter_height(), o.filter_width()],
+                act: o.fused_activation_function(),
+            }
+        }
+        B::FullyConnectedOptions => {
+            let o = op
+                .builtin_options_as_fully_connected_options()
+                .ok_or_else(missing)?;
+            if o.weights_format() != fb::FullyConnectedOptionsWeightsFormat::DEFAULT {
+                return Err("FULLY_CONNECTED with shuffled weights".into());
+            }
+            Options::FullyConnected {
+                act: o.fused_activation_function(),
+                keep_num_dims: o.keep_num_dims(),
+            }
+        }
+        B::SoftmaxOptions => Options::Softmax {
+            beta: op
+                .builtin_options_as_softmax_options()
+                .ok_or_else(missing)?
+                .beta(),
+        },
+        B::ConcatenationOptions => {
+            let o = op
+                .builtin_options_as_concatenation_options()
+                .ok_or_else(missing)?;
+            Options::Concatenation {
+                axis: o.axis(),
+                act: o.fused_activation_function(),
+            }
+        }
+        kind @ B::AddOptions => Options::Arith {
+            kind,
+            act: op
+                .builtin_options_as_add_options()
+                .ok_or_else(missing)?
+                .fused_activation_function(),
+        },
+        kind @ B::SubOptions => Options::Arith {
+            kind,
+            act: op
+                .builtin_options_as_sub_options()
+                .ok_or_else(missing)?
+                .fused_activation_function(),
+        },
+        kind @ B::MulOptions => Options::Arith {
+            kind,
+            act: op
+                .builtin_options_as_mul_options()
+                .ok_or_else(missing)?
+                .fused_activation_function(),
+        },
+        B::ReshapeOptions => Options::Reshape {
+            new_shape: op
+                .builtin_options_as_reshape_options()
+                .ok_or_else(missing)?
+                .new_shape()
+                .map(|s| s.iter().collect()),
+        },
+        B::ReducerOptions => Options::Reducer {
+            keep_dims: op
+                .builtin_options_as_reducer_options()
+                .ok_or_else(missing)?
+                .keep_dims(),
+        },
+        B::SqueezeOptions => Options::Squeeze {
+            dims: op
+                .builtin_options_as_squeeze_options()
+                .ok_or_else(missing)?
+                .squeeze_dims()
+                .map(|s| s.iter().collect())
+                .unwrap_or_default(),
+        },
+        B::PadOptions => Options::Pad,
+        other => {
+            return Err(format!(
+                "options {} are not understood by scened's model preparation",
+                other.variant_name().unwrap_or("?")
+            ))
+        }
+    })
+}
+
+fn write_tensor<'b>(b: &mut FlatBufferBuilder<'b>, t: &Tensor) -> WIPOffset<fb::Tensor<'b>> {
+    let quantization = t.quant.as_ref().map(|q| {
+        let args = fb::QuantizationParametersArgs {
+            scale: Some(b.create_vector(&q.scale)),
+            zero_point: Some(b.create_vector(&q.zero_point)),
+            quantized_dimension: q.dim,
+            ..Default::default()
+        };
+        fb::QuantizationParameters::create(b, &args)
+    });
+    let args = fb::TensorArgs {
+        shape: Some(b.create_vector(&t.shape)),
+        type_: t.ty,
+        buffer: t.buffer,
+        name: Some(b.create_string(&t.name)),
+        quantization,
+        ..Default::default()
+    };
+    fb::Tensor::create(b, &args)
+}
+
+fn write_op<'b>(b: &mut FlatBufferBuilder<'b>, op: &Op) -> WIPOffset<fb::Operator<'b>> {
+    use fb::BuiltinOptions as B;
+    let (kind, options) = match &op.options {
+        Options::None => (B::NONE, None),
+        Options::Pad => (
+            B::PadOptions,
+            Some(fb::PadOptions::create(b, &fb::PadOptionsArgs {}).as_union_value()),
+        ),
+        &Options::Conv2D {
+            padding,
+            stride,
+            act,
+            dilation,
+        } => {
+            let args = fb::Conv2DOptionsArgs {
+                padding,
+                stride_h: stride[0],
+                stride_w: stride[1],
+                fused_activation_function: act,
+                dilation_h_factor: dilation[0],
+                dilation_w_factor: dilation[1],
+            };
+            (
+                B::Conv2DOptions,
+                Some(fb::Conv2DOptions::create(b, &args).as_union_value()),
+            )
+        }
+        &Options::Depthwise {
+            padding,
+            stride,
+            multiplier,
+            act,
+            dilation,
+        } => {
+            let args = fb::DepthwiseConv2DOptionsArgs {
+                padding,
+                stride_h: stride[0],
+                stride_w: stride[1],
+                depth_multiplier: multiplier,
+                fused_activation_function: act,
+                dilation_h_factor: dilation[0],
+                dilation_w_factor: dilation[1],
+            };
+            (
+                B::DepthwiseConv2DOptions,
+                Some(fb::DepthwiseConv2DOptions::create(b, &args).as_union_value()),
+            )
+        }
+        &Options::Pool2D {
+            padding,
+            stride,
+            filter,
+            act,
+        } => {
+            let args = fb::Pool2DOptionsArgs {
+                padding,
+                stride_h: stride[0],
+                stride_w: stride[1],
+                filter_height: filter[0],
+                filter_width: filter[1],
+                fused_activation_function: act,
+            };
+            (
+                B::Pool2DOptions,
+                Some(fb::Pool2DOptions::create(b, &args).as_union_value()),
+            )
+        }
+        &Options::FullyConnected { act, keep_num_dims } => {
+            let args = fb::FullyConnectedOptionsArgs {
+                fused_activation_function: act,
+                keep_num_dims,
+                ..Default::default()
+            };
+            (
+                B::FullyConnectedOptions,
+                Some(fb::FullyConnectedOptions::create(b, &args).as_union_value()),
+            )
+        }
+        &Options::Softmax { beta } => (
+            B::SoftmaxOptions,
+            Some(fb::SoftmaxOptions::create(b, &fb::SoftmaxOptionsArgs { beta }).as_union_value()),
+        ),
+        &Options::Concatenation { axis, act } => {
+            let args = fb::ConcatenationOptionsArgs {
+                axis,
+                fused_activation_function: act,
+            };
+            (
+                B::ConcatenationOptions,
+                Some(fb::ConcatenationOptions::create(b, &args).as_union_value()),
+            )
+        }
+        &Options::Arith { kind, act } => {
+            let table = match kind {
+                B::AddOptions => {
+                    let args = fb::AddOptionsArgs {
+                        fused_activation_function: act,
+                        ..Default::default()
+                    };
+                    fb::AddOptions::create(b, &args).as_union_value()
+                }
+                B::SubOptions => {
+                    let args = fb::SubOptionsArgs {
+                        fused_activation_function: act,
+                        ..Default::default()
+                    };
+                    fb::SubOptions::create(b, &args).as_union_value()
+                }
+                _ => fb::MulOptions::create(
+                    b,
+                    &fb::MulOptionsArgs {
+                        fused_activation_function: act,
+                    },
+                )
+                .as_union_value(),
+            };
+            (kind, Some(table))
+        }
+        Options::Reshape { new_shape } => {
+            let new_shape = new_shape.as_ref().map(|s| b.create_vector(s));
+            (
+                B::ReshapeOptions,
+                Some(
+                    fb::ReshapeOptions::create(b, &fb::ReshapeOptionsArgs { new_shape })
+                        .as_union_value(),
+                ),
+            )
+        }
+        &Options::Reducer { keep_dims } => (
+            B::ReducerOptions,
+            Some(
+                fb::ReducerOptions::create(b, &fb::ReducerOptionsArgs { keep_dims })
+                    .as_union_value(),
+            ),
+        ),
+        Options::Squeeze { dims } => {
+            let squeeze_dims = Some(b.create_vector(dims));
+            (
+                B::SqueezeOptions,
+                Some(
+                    fb::SqueezeOptions::create(b, &fb::SqueezeOptionsArgs { squeeze_dims })
+                        .as_union_value(),
+                ),
+            )
+        }
+    };
+    let args = fb::OperatorArgs {
+        opcode_index: op.opcode,
+        inputs: Some(b.create_vector(&op.inputs)),
+        outputs: Some(b.create_vector(&op.outputs)),
+        builtin_options_type: kind,
+        builtin_options: options,
+        ..Default::default()
+    };
+    fb::Operator::create(b, &args)
+}
