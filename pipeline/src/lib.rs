@@ -1,20 +1,38 @@
 //! scened's pipeline library.
 //!
+//! Each box is a thread run by [`runner`]; each arrow is a bounded [`queue`] edge with a
+//! declared [`queue::WhenFull`] policy, named after the stage it feeds. [`pipeline`] wires them
+//! from one config.
+//!
 //! ```text
-//! source ──▶ resize ──▶ infer ──▶ smooth ──▶ label events
-//! (camera,    (fit +     (tract     (ema /
-//!  clip,       encode)    engine)    window /
-//!  images,                           hysteresis)
-//!  synthetic)
+//!  source::Source ──Frame──▶ resize ──ModelInput──▶ infer ──Scores──▶ smooth ──Smoothed──▶ sink
+//!  (camera, clip,    edge    (fit +)     edge      (tract     edge   (ema /       edge   (the
+//!   images,        "resize"   encode)   "infer"    engine)  "smooth"  window /   "sink"  caller)
+//!   synthetic)                                                        hysteresis)
 //! ```
 //!
+//! Every item carries the [`frame::Stamp`] of the frame it came from, so the runner can
+//! measure frame age when inference starts and end-to-end latency when a label comes out.
+//! A stage is a plain `process(input) -> Result<output>` call ([`stage::Stage`]): the runner
+//! owns receiving, timing, counting, dropping, panics and shutdown.
+//!
 //! - [`infer`]: loads a `.tflite` classifier once ([`infer::Engine`]), refuses what tract would
-//!   run wrongly, and runs per-thread sessions.
+//!   run wrongly, and runs per-thread sessions; [`infer::stage`] is the pipeline stage.
 //! - [`resize`]: turns a frame into the model's input tensor.
+//! - [`source`]: camera, clip, images and synthetic frames; [`decode`] reads still images.
+//! - [`smooth`]: per-frame scores → a steady label.
+//! - [`metrics`]: every metric name, once.
 //! - [`npy`]: writes tensors as `.npy` for comparing with a reference runtime.
 
 pub mod contain;
 pub mod decode;
+pub mod frame;
 pub mod infer;
+pub mod metrics;
 pub mod npy;
+pub mod queue;
 pub mod resize;
+pub mod runner;
+pub mod smooth;
+pub mod source;
+pub mod stage;
