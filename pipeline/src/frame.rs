@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
+use tract_tflite::prelude::Tensor;
 
 /// Identifies a captured frame: every item derived from it carries the same stamp, so a
 /// label can be traced back to the exact frame and moment it came from.
@@ -40,6 +41,20 @@ impl Stamped for Frame {
             seq: self.seq,
             captured_at: self.captured_at,
         }
+    }
+}
+
+/// A frame as the model takes it, as the resize stage produces it.
+#[derive(Clone, Debug)]
+pub struct ModelInput {
+    pub stamp: Stamp,
+    /// `[1, height, width, 3]`, normalized and encoded per the model's input.
+    pub tensor: Tensor,
+}
+
+impl Stamped for ModelInput {
+    fn stamp(&self) -> Stamp {
+        self.stamp
     }
 }
 

@@ -30,6 +30,7 @@ pub mod frame;
 pub mod infer;
 pub mod metrics;
 pub mod npy;
+pub mod pipeline;
 pub mod queue;
 pub mod resize;
 pub mod runner;

@@ -14,16 +14,14 @@ use crate::metrics::{
     FRAMES_DROPPED_TOTAL, QUEUE, QUEUE_CAPACITY, QUEUE_DEPTH, QUEUE_HIGH_WATER, REASON, STAGE,
 };
 
-pub const DEFAULT_CAPACITY: usize = 2;
 /// Each slot is allocated up front, and a frame queue this deep is only latency.
 pub const MAX_CAPACITY: usize = 4096;
 
 /// What a full edge does with a new item.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenFull {
     /// Wait for room: nothing is lost, the producer slows to the consumer's pace.
-    #[default]
     Block,
     /// Drop the item being sent: the consumer sees the oldest items.
     DropNewest,
@@ -59,9 +57,10 @@ impl DropReason {
     }
 }
 
-/// An edge's size and policy, as configured.
+/// An edge's size and policy, as configured. Both are required: each edge has its own
+/// defaults, and a half-written table must not silently mix them with another's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct EdgeConfig {
     /// Items the edge holds, 1 to 4096; small keeps latency low.
     pub capacity: usize,
@@ -69,18 +68,9 @@ pub struct EdgeConfig {
     pub when_full: WhenFull,
 }
 
-impl Default for EdgeConfig {
-    fn default() -> Self {
-        Self {
-            capacity: DEFAULT_CAPACITY,
-            when_full: WhenFull::default(),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeConfigError {
-    #[error("queue {queue}: capacity must be 1 to {MAX_CAPACITY}, got {capacity}")]
+    #[error("edges.{queue}.capacity must be 1 to {MAX_CAPACITY}, got {capacity}")]
     Capacity {
         queue: &'static str,
         capacity: usize,
@@ -367,23 +357,26 @@ mod tests {
             let err = config.build::<u32>("infer").err().expect("refused");
             assert_eq!(
                 err.to_string(),
-                format!("queue infer: capacity must be 1 to 4096, got {capacity}")
+                format!("edges.infer.capacity must be 1 to 4096, got {capacity}")
             );
         }
     }
 
     #[test]
-    fn config_reads_snake_case_policies_and_defaults() {
-        let config: EdgeConfig = toml::from_str(r#"when_full = "drop_oldest""#).expect("parses");
+    fn config_reads_snake_case_policies_and_needs_both_keys() {
+        let config: EdgeConfig =
+            toml::from_str("capacity = 3\nwhen_full = \"drop_oldest\"").expect("parses");
         assert_eq!(
             config,
             EdgeConfig {
-                capacity: DEFAULT_CAPACITY,
+                capacity: 3,
                 when_full: WhenFull::DropOldest
             }
         );
+        let err = toml::from_str::<EdgeConfig>("capacity = 1").expect_err("no policy");
+        assert!(err.to_string().contains("when_full"), "{err}");
         assert!(toml::from_str::<EdgeConfig>("capacity = 1\nsize = 2").is_err());
-        assert!(toml::from_str::<EdgeConfig>(r#"when_full = "dropOldest""#).is_err());
+        assert!(toml::from_str::<EdgeConfig>("capacity = 1\nwhen_full = \"dropOldest\"").is_err());
     }
 
     #[test]

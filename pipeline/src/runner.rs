@@ -480,6 +480,8 @@ impl fmt::Display for Chain<'_> {
 #[derive(Clone, Debug)]
 pub struct PipelineReport {
     pub stages: Vec<StageReport>,
+    /// The edge into whatever consumed the last stage's output, when it is not a stage.
+    pub sink: Option<EdgeStats>,
 }
 
 impl PipelineReport {
@@ -487,6 +489,7 @@ impl PipelineReport {
     pub fn join(handles: impl IntoIterator<Item = StageHandle>) -> Self {
         Self {
             stages: handles.into_iter().map(StageHandle::join).collect(),
+            sink: None,
         }
     }
 
@@ -533,6 +536,15 @@ impl fmt::Display for PipelineReport {
                 stage.stop
             )?;
         }
+        if let Some(sink) = &self.sink {
+            let d = sink.dropped;
+            let dropped = format!("{}/{}/{}", d.queue_full, d.evicted, d.disconnected);
+            writeln!(
+                f,
+                "{:<10} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}  {dropped:<32} -",
+                sink.name, sink.received, sink.received, 0, "-", "-", "-"
+            )?;
+        }
         for stage in &self.stages {
             let what = match stage.probe {
                 Probe::None => continue,
@@ -571,6 +583,7 @@ mod tests {
     use crate::metrics::testing::record;
     use crate::queue::{EdgeConfig, WhenFull};
     use crate::source::synthetic::SyntheticConfig;
+    use crate::source::Limited;
 
     /// A stage made of a closure over frames.
     struct FnStage<F>(F);
@@ -602,14 +615,14 @@ mod tests {
 
     /// A tiny synthetic source: `frames` frames as fast as possible, or endless.
     fn source(frames: Option<u64>) -> impl Source {
-        SyntheticConfig {
+        let synthetic = SyntheticConfig {
             width: 8,
             height: 8,
             fps: 0.0,
-            frames,
         }
         .build()
-        .expect("valid synthetic config")
+        .expect("valid synthetic config");
+        Limited::new(synthetic, frames, None)
     }
 
     fn drain<T: Stamped>(rx: EdgeReceiver<T>) -> Vec<u64> {

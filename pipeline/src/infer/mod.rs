@@ -7,6 +7,7 @@
 
 pub mod inspect;
 pub mod meta;
+pub mod stage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

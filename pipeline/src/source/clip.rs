@@ -9,7 +9,7 @@
 //! the file ends) is an error, counted and skipped; reading resumes at the next frame start.
 
 use std::fs::File;
-use std::io::{self, Read, Seek};
+use std::io::{self, Cursor, Read, Seek};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -21,18 +21,26 @@ use super::{check, check_fps, check_size, decode, Pacer, PixelFormat, Sequence, 
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
 
-pub const DEFAULT_FPS: f64 = 30.0;
+/// The demo clip's rate.
+pub const DEFAULT_FPS: f64 = 15.0;
 pub const DEFAULT_LOOP: bool = false;
 /// A JPEG frame still unfinished after this many bytes is treated as corrupt.
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 const READ_CHUNK: usize = 1 << 20;
 const SOI: [u8; 2] = [0xFF, 0xD8];
+/// Played when a clip source names no file, so a first run needs no camera and no download:
+/// 640×480 MJPEG, 90 frames (see `tests/data/clips/scenes.json`).
+pub const DEMO_CLIP: &[u8] = include_bytes!("../../../tests/data/clips/scenes.mjpeg");
+/// What errors call the demo clip.
+const DEMO_NAME: &str = "(built-in demo clip)";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClipConfig {
-    /// The clip file.
-    pub path: PathBuf,
+    /// The clip file; without one, the built-in demo clip (photos of a cat, a coffee and a
+    /// camera, 30 frames each, panned and zoomed).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
     /// How frames are stored: `mjpeg` (JPEGs back to back) or `yuyv` (packed 4:2:2).
     #[serde(default)]
     pub format: PixelFormat,
@@ -59,6 +67,19 @@ fn default_loop() -> bool {
     DEFAULT_LOOP
 }
 
+impl Default for ClipConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            format: PixelFormat::default(),
+            width: None,
+            height: None,
+            fps: DEFAULT_FPS,
+            looping: DEFAULT_LOOP,
+        }
+    }
+}
+
 impl ClipConfig {
     pub fn build(&self) -> Result<ClipSource, SourceError> {
         check_fps(self.fps)?;
@@ -82,21 +103,25 @@ impl ClipConfig {
                 }
             }
         };
-        let io_error = |source| SourceError::Io {
-            path: self.path.clone(),
-            source,
+        let (path, reader): (PathBuf, Box<dyn Reader>) = match &self.path {
+            Some(path) => {
+                let io_error = |source| SourceError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                let file = File::open(path).map_err(io_error)?;
+                if file.metadata().map_err(io_error)?.len() == 0 {
+                    return Err(SourceError::EmptyClip { path: path.clone() });
+                }
+                (path.clone(), Box::new(file))
+            }
+            None => (PathBuf::from(DEMO_NAME), Box::new(Cursor::new(DEMO_CLIP))),
         };
-        let file = File::open(&self.path).map_err(io_error)?;
-        if file.metadata().map_err(io_error)?.len() == 0 {
-            return Err(SourceError::EmptyClip {
-                path: self.path.clone(),
-            });
-        }
         Ok(ClipSource {
-            path: self.path.clone(),
+            path,
             layout,
             format: self.format,
-            input: Input::new(file),
+            input: Input::new(reader),
             looping: self.looping,
             frames_this_pass: 0,
             pacer: Pacer::new(self.fps),
@@ -114,6 +139,7 @@ fn required(value: Option<u32>, field: &'static str) -> Result<u32, SourceError>
 }
 
 pub struct ClipSource {
+    /// The file, as errors name it.
     path: PathBuf,
     layout: Layout,
     format: PixelFormat,
@@ -195,9 +221,14 @@ impl Source for ClipSource {
     }
 }
 
-/// The clip file, read in chunks; `data()` is what has been read and not yet consumed.
+/// Where clip bytes come from: a file, or the demo clip in memory.
+trait Reader: Read + Seek + Send {}
+
+impl<R: Read + Seek + Send> Reader for R {}
+
+/// The clip, read in chunks; `data()` is what has been read and not yet consumed.
 struct Input {
-    file: File,
+    file: Box<dyn Reader>,
     buf: Vec<u8>,
     start: usize,
     /// File offset of `data()[0]`.
@@ -206,7 +237,7 @@ struct Input {
 }
 
 impl Input {
-    fn new(file: File) -> Self {
+    fn new(file: Box<dyn Reader>) -> Self {
         Self {
             file,
             buf: Vec::new(),
@@ -434,12 +465,9 @@ mod tests {
 
     fn mjpeg(path: &Path) -> ClipConfig {
         ClipConfig {
-            path: path.to_owned(),
-            format: PixelFormat::Mjpeg,
-            width: None,
-            height: None,
+            path: Some(path.to_owned()),
             fps: 0.0,
-            looping: false,
+            ..ClipConfig::default()
         }
     }
 
@@ -519,6 +547,17 @@ mod tests {
                 ((32, 16), Some(BLUE))
             ]
         );
+    }
+
+    #[test]
+    fn without_a_path_the_demo_clip_plays() {
+        let config = ClipConfig {
+            fps: 0.0,
+            ..ClipConfig::default()
+        };
+        let played = play(&config, 100);
+        assert_eq!(played.len(), 90);
+        assert!(played.iter().all(|p| frame(p).0 == (640, 480)));
     }
 
     #[test]

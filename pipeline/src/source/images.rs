@@ -12,7 +12,9 @@ use crate::decode;
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
 
-pub const DEFAULT_FPS: f64 = 0.0;
+/// A slideshow: each image is a scene long enough to read its label. With blocking edges,
+/// 0 (as fast as possible) labels a folder quickest.
+pub const DEFAULT_FPS: f64 = 2.0;
 pub const DEFAULT_LOOP: bool = false;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contain;
 use crate::frame::Frame;
-use crate::stage::{Shutdown, Source};
+use crate::stage::{Shutdown, Source, StageError};
 
 /// Above this a frame rate is a typo, not a camera.
 pub const MAX_FPS: f64 = 1000.0;
@@ -35,6 +35,13 @@ pub enum SourceConfig {
     Camera(camera::CameraConfig),
 }
 
+/// The demo clip: the first run needs no camera and no file.
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self::Clip(clip::ClipConfig::default())
+    }
+}
+
 impl SourceConfig {
     pub fn build(&self) -> Result<Box<dyn Source>, SourceError> {
         Ok(match self {
@@ -43,6 +50,54 @@ impl SourceConfig {
             Self::Clip(config) => Box::new(config.build()?),
             Self::Camera(config) => Box::new(config.build()?),
         })
+    }
+
+    /// Time between frames the source aims for; `None` when it runs as fast as it can.
+    pub fn frame_period(&self) -> Option<Duration> {
+        let fps = match self {
+            Self::Synthetic(config) => config.fps,
+            Self::Images(config) => config.fps,
+            Self::Clip(config) => config.fps,
+            Self::Camera(config) => f64::from(config.fps),
+        };
+        (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps))
+    }
+}
+
+/// Ends a source's stream after some frames or some time, whichever comes first.
+pub struct Limited<S> {
+    source: S,
+    frames_left: Option<u64>,
+    run_for: Option<Duration>,
+    /// Set at the first read, so the time counts from when the source starts, not from build.
+    started: Option<Instant>,
+}
+
+impl<S: Source> Limited<S> {
+    pub fn new(source: S, frames: Option<u64>, run_for: Option<Duration>) -> Self {
+        Self {
+            source,
+            frames_left: frames,
+            run_for,
+            started: None,
+        }
+    }
+}
+
+impl<S: Source> Source for Limited<S> {
+    fn next_frame(&mut self, shutdown: &Shutdown) -> Result<Option<Frame>, StageError> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let out_of_time = self
+            .run_for
+            .is_some_and(|run_for| started.elapsed() >= run_for);
+        if self.frames_left == Some(0) || out_of_time {
+            return Ok(None);
+        }
+        let frame = self.source.next_frame(shutdown)?;
+        if let (Some(left), Some(_)) = (&mut self.frames_left, &frame) {
+            *left -= 1;
+        }
+        Ok(frame)
     }
 }
 
@@ -277,9 +332,8 @@ mod tests {
     #[test]
     fn a_built_source_produces_frames_through_the_trait_object() {
         let config: SourceConfig =
-            toml::from_str("kind = \"synthetic\"\nwidth = 8\nheight = 4\nframes = 2\nfps = 0")
-                .expect("parses");
-        let mut source = config.build().expect("builds");
+            toml::from_str("kind = \"synthetic\"\nwidth = 8\nheight = 4\nfps = 0").expect("parses");
+        let mut source = Limited::new(config.build().expect("builds"), Some(2), None);
         let shutdown = Shutdown::new();
         let first = source.next_frame(&shutdown).expect("ok").expect("a frame");
         assert_eq!((first.seq, first.image.dimensions()), (0, (8, 4)));
@@ -288,6 +342,27 @@ mod tests {
             Some(1)
         );
         assert!(source.next_frame(&shutdown).expect("ok").is_none());
+    }
+
+    #[test]
+    fn limited_ends_the_stream_after_its_frames_or_its_time() {
+        let endless = || {
+            synthetic::SyntheticConfig {
+                width: 4,
+                height: 4,
+                fps: 0.0,
+            }
+            .build()
+            .expect("valid")
+        };
+        let shutdown = Shutdown::new();
+        let mut by_count = Limited::new(endless(), Some(3), None);
+        let seqs: Vec<u64> = std::iter::from_fn(|| by_count.next_frame(&shutdown).expect("ok"))
+            .map(|frame| frame.seq)
+            .collect();
+        assert_eq!(seqs, [0, 1, 2]);
+        let mut by_time = Limited::new(endless(), None, Some(Duration::ZERO));
+        assert!(by_time.next_frame(&shutdown).expect("ok").is_none());
     }
 
     #[test]

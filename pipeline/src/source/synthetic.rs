@@ -33,10 +33,9 @@ pub struct SyntheticConfig {
     pub width: u32,
     /// Frame height in pixels, 1 to 8192.
     pub height: u32,
-    /// Frames per second by the wall clock; 0 makes them as fast as possible.
+    /// Frames per second by the wall clock; 0 makes them as fast as possible. The pattern
+    /// runs until shutdown (or the pipeline's `stop` settings).
     pub fps: f64,
-    /// Stop after this many frames; without it the pattern runs until shutdown.
-    pub frames: Option<u64>,
 }
 
 impl Default for SyntheticConfig {
@@ -45,7 +44,6 @@ impl Default for SyntheticConfig {
             width: DEFAULT_WIDTH,
             height: DEFAULT_HEIGHT,
             fps: DEFAULT_FPS,
-            frames: None,
         }
     }
 }
@@ -57,7 +55,6 @@ impl SyntheticConfig {
         Ok(SyntheticSource {
             width: self.width,
             height: self.height,
-            frames: self.frames,
             pacer: Pacer::new(self.fps),
             sequence: Sequence::default(),
         })
@@ -68,7 +65,6 @@ impl SyntheticConfig {
 pub struct SyntheticSource {
     width: u32,
     height: u32,
-    frames: Option<u64>,
     pacer: Pacer,
     sequence: Sequence,
 }
@@ -88,7 +84,7 @@ impl SyntheticSource {
 impl Source for SyntheticSource {
     fn next_frame(&mut self, shutdown: &Shutdown) -> Result<Option<Frame>, StageError> {
         let seq = self.sequence.0;
-        if self.frames.is_some_and(|frames| seq >= frames) || !self.pacer.wait(shutdown) {
+        if !self.pacer.wait(shutdown) {
             return Ok(None);
         }
         let captured_at = Instant::now();
@@ -103,21 +99,17 @@ mod tests {
 
     use super::*;
 
-    fn config(width: u32, height: u32, fps: f64, frames: Option<u64>) -> SyntheticConfig {
-        SyntheticConfig {
-            width,
-            height,
-            fps,
-            frames,
-        }
+    fn config(width: u32, height: u32, fps: f64) -> SyntheticConfig {
+        SyntheticConfig { width, height, fps }
     }
 
     #[test]
-    fn the_pattern_moves_and_stops_after_the_frame_count() {
-        let mut source = config(64, 16, 0.0, Some(3)).build().expect("valid");
+    fn the_pattern_moves() {
+        let mut source = config(64, 16, 0.0).build().expect("valid");
         let shutdown = Shutdown::new();
-        let frames: Vec<Frame> =
-            std::iter::from_fn(|| source.next_frame(&shutdown).expect("ok")).collect();
+        let frames: Vec<Frame> = (0..3)
+            .map(|_| source.next_frame(&shutdown).expect("ok").expect("a frame"))
+            .collect();
         assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), [0, 1, 2]);
         assert!(frames.iter().all(|f| f.image.dimensions() == (64, 16)));
         assert_ne!(frames[0].image, frames[1].image, "the pattern moves");
@@ -133,17 +125,19 @@ mod tests {
 
     #[test]
     fn frames_are_paced_by_fps() {
-        let mut source = config(8, 8, 50.0, Some(6)).build().expect("valid");
+        let mut source = config(8, 8, 50.0).build().expect("valid");
         let shutdown = Shutdown::new();
         let started = Instant::now();
-        while source.next_frame(&shutdown).expect("ok").is_some() {}
+        for _ in 0..6 {
+            source.next_frame(&shutdown).expect("ok").expect("a frame");
+        }
         // Five 20 ms periods at least.
         assert!(started.elapsed() >= Duration::from_millis(100));
     }
 
     #[test]
     fn a_stop_ends_an_endless_pattern() {
-        let mut source = config(8, 8, 1.0, None).build().expect("valid");
+        let mut source = config(8, 8, 1.0).build().expect("valid");
         let shutdown = Shutdown::new();
         assert!(source.next_frame(&shutdown).expect("ok").is_some());
         shutdown.trigger();
@@ -152,11 +146,11 @@ mod tests {
 
     #[test]
     fn build_names_the_bad_field() {
-        let err = config(0, 8, 0.0, None).build().err().expect("refused");
+        let err = config(0, 8, 0.0).build().err().expect("refused");
         assert_eq!(err.to_string(), "source.width must be 1 to 8192, got 0");
-        let err = config(8, 9000, 0.0, None).build().err().expect("refused");
+        let err = config(8, 9000, 0.0).build().err().expect("refused");
         assert_eq!(err.to_string(), "source.height must be 1 to 8192, got 9000");
-        let err = config(8, 8, -2.0, None).build().err().expect("refused");
+        let err = config(8, 8, -2.0).build().err().expect("refused");
         assert!(err.to_string().starts_with("source.fps must be"), "{err}");
     }
 }
