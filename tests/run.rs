@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use scened_pipeline::decode;
 use scened_pipeline::infer::stage::InferConfig;
 use scened_pipeline::infer::top_k;
-use scened_pipeline::pipeline::{
-    EdgesConfig, LabelEvent, OutputConfig, PipelineConfig, StopConfig,
-};
+use scened_pipeline::pipeline::{EdgesConfig, LabelEvent, OutputConfig, PipelineConfig};
 use scened_pipeline::queue::{EdgeConfig, EdgeStats, WhenFull};
 use scened_pipeline::resize::{Fit, Preprocessor};
 use scened_pipeline::runner::{PipelineReport, StopReason};
@@ -321,8 +319,8 @@ fn scened_run_with_no_flags_plays_the_demo_clip() {
 #[test]
 fn every_frame_and_a_frame_limit_print_exactly_those_frames() {
     // benchmark.toml's queues block, so no frame is dropped however fast the clip plays.
-    let args = ["--config", "config/benchmark.toml", "--fps", "0", "--frames", "5"];
-    let out = scened(&[&["run"][..], &args, &["--every-frame"]].concat());
+    let config = ["run", "--config", "config/benchmark.toml", "--fps", "0"];
+    let out = scened(&[&config[..], &["--frames", "5", "--every-frame"]].concat());
     assert!(out.status.success(), "{}", stderr(&out));
     let frames: Vec<u64> = json_lines(&out.stdout)
         .iter()
