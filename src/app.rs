@@ -83,8 +83,8 @@ fn stop_on_signals(shutdown: Shutdown) -> anyhow::Result<()> {
     .context("cannot install the SIGINT/SIGTERM handler")
 }
 
-/// One line of output, e.g.
-/// `{"frame":812,"ts":"2026-01-01T12:00:00.123Z","label":"espresso","score":0.91,"latency_ms":14.2}`.
+/// One line of output, e.g. `{"frame":812,"ts":"2026-01-01T12:00:00.123Z",
+/// "label":"espresso","score":0.91,"latency_ms":14.2}` (on one line).
 #[derive(Serialize)]
 struct Line<'a> {
     frame: u64,

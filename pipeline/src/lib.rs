@@ -5,11 +5,12 @@
 //! from one config.
 //!
 //! ```text
-//!  source::Source ──Frame──▶ resize ──ModelInput──▶ infer ──Scores──▶ smooth ──Smoothed──▶ sink
-//!  (camera, clip,    edge    (fit +)     edge      (tract     edge   (ema /       edge   (the
-//!   images,        "resize"   encode)   "infer"    engine)  "smooth"  window /   "sink"  caller)
-//!   synthetic)                                                        hysteresis)
+//!  source ──Frame──▶ resize ──ModelInput──▶ infer ──Scores──▶ smooth ──Smoothed──▶ sink
+//!         "resize"           "infer"              "smooth"            "sink"
 //! ```
+//!
+//! Sources: camera, clip, images, synthetic. Each edge is named (under its arrow) after the
+//! stage it feeds; the sink is whoever called [`pipeline::Pipeline::run`].
 //!
 //! Every item carries the [`frame::Stamp`] of the frame it came from, so the runner can
 //! measure frame age when inference starts and end-to-end latency when a label comes out.

@@ -1,4 +1,4 @@
-//! The whole pipeline from one config: source → resize → infer → smooth → the caller's sink.
+//! The whole pipeline from one config: source → resize → infer → smooth → the caller's sink
 //!
 //! [`PipelineConfig::build`] does everything that can fail before a frame moves (checks every
 //! setting, loads the model, opens the source), so start-up fails fast and `scened validate`
