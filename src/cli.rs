@@ -14,11 +14,75 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Label frames live: capture → resize → infer → smooth, one JSON line per label change.
+    Run(RunArgs),
+    /// Check a config file without running it: every key, the model, the source.
+    Validate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// List cameras and the modes each offers.
+    Cameras,
     /// Classify still images; prints one JSON object per image.
     Classify(ClassifyArgs),
     /// Inspect model files.
     #[command(subcommand)]
     Models(ModelsCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Config file (see config/scened.toml); without one, the built-in defaults, which play
+    /// the demo clip with models/efficientnet_lite0.fp32.tflite.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where frames come from: camera[:INDEX], clip[:PATH] (no path: the demo clip),
+    /// images:DIR or synthetic.
+    #[arg(long, value_parser = parse_source)]
+    pub source: Option<SourceArg>,
+    /// The source's frame rate; 0 reads a clip, images or the pattern as fast as possible.
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// The .tflite model, overriding the config's.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Stop after this many frames.
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Print every frame's label, not only changes.
+    #[arg(long)]
+    pub every_frame: bool,
+}
+
+/// `--source`, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceArg {
+    Camera(Option<u32>),
+    Clip(Option<PathBuf>),
+    Images(PathBuf),
+    Synthetic,
+}
+
+fn parse_source(arg: &str) -> Result<SourceArg, String> {
+    let (kind, rest) = match arg.split_once(':') {
+        Some((kind, rest)) => (kind, Some(rest)),
+        None => (arg, None),
+    };
+    match (kind, rest) {
+        ("camera", None) => Ok(SourceArg::Camera(None)),
+        ("camera", Some(index)) => index
+            .parse()
+            .map(|index| SourceArg::Camera(Some(index)))
+            .map_err(|_| format!("camera index {index:?} is not a number")),
+        ("clip", None) => Ok(SourceArg::Clip(None)),
+        ("clip", Some(path)) if !path.is_empty() => Ok(SourceArg::Clip(Some(path.into()))),
+        ("images", Some(dir)) if !dir.is_empty() => Ok(SourceArg::Images(dir.into())),
+        ("synthetic", None) => Ok(SourceArg::Synthetic),
+        _ => Err("expected camera[:INDEX], clip[:PATH], images:DIR or synthetic".into()),
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,8 +1,11 @@
 //! The `scened` binary: parses flags, sets up logging, runs a command, and turns an error into
 //! one line on stderr and a non-zero exit.
 
+mod app;
+mod cameras;
 mod classify;
 mod cli;
+mod config;
 mod models;
 
 use std::process::ExitCode;
@@ -19,6 +22,9 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
+        cli::Command::Run(args) => app::run(&args),
+        cli::Command::Validate { config } => app::validate(&config),
+        cli::Command::Cameras => cameras::list(),
         cli::Command::Classify(args) => classify::run(&args),
         cli::Command::Models(cli::ModelsCommand::Check { models }) => models::check(&models),
         cli::Command::Models(cli::ModelsCommand::Bench(args)) => models::bench(&args),

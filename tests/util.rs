@@ -33,12 +33,18 @@ pub fn stem(path: &Path) -> String {
     path.file_stem().unwrap().to_string_lossy().into_owned()
 }
 
-pub fn scened(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scened"))
+/// `scened args…`, run from the repository root as the README says.
+pub fn scened_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_scened"));
+    command
         .args(args)
-        .env("SCENED_LOG", "warn")
-        .output()
-        .expect("run scened")
+        .current_dir(repo())
+        .env("SCENED_LOG", "warn");
+    command
+}
+
+pub fn scened(args: &[&str]) -> Output {
+    scened_command(args).output().expect("run scened")
 }
 
 pub fn stderr(out: &Output) -> String {

@@ -30,7 +30,7 @@ pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     result.map_err(|payload| message(payload.as_ref()))
 }
 
-fn message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -8,7 +8,9 @@ use image::RgbImage;
 use serde::Deserialize;
 use tract_tflite::prelude::Tensor;
 
-use crate::infer::InputSpec;
+use crate::frame::{Frame, ModelInput, Stamped};
+use crate::infer::{Engine, InputSpec};
+use crate::stage::{Stage, StageError};
 
 /// How a frame of another aspect ratio is fitted to the model's input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -108,5 +110,37 @@ impl Preprocessor {
             canvas[at..at + row].copy_from_slice(src_row);
         }
         Ok(self.spec.tensor(self.dst.buffer()))
+    }
+}
+
+/// The resize stage's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResizeConfig {
+    /// How a frame of another aspect ratio is fitted: `center_crop`, `stretch` or `letterbox`.
+    pub fit: Fit,
+}
+
+impl ResizeConfig {
+    /// The stage for `engine`'s input. Nothing can fail here: loading the engine checked the
+    /// input's shape and type.
+    pub fn build(&self, engine: &Engine) -> ResizeStage {
+        ResizeStage(Preprocessor::new(engine.input().clone(), self.fit))
+    }
+}
+
+/// Frame → model input tensor.
+pub struct ResizeStage(Preprocessor);
+
+impl Stage for ResizeStage {
+    type In = Frame;
+    type Out = ModelInput;
+
+    fn process(&mut self, frame: Frame) -> Result<ModelInput, StageError> {
+        let tensor = self.0.process(&frame.image).map_err(StageError::item)?;
+        Ok(ModelInput {
+            stamp: frame.stamp(),
+            tensor,
+        })
     }
 }

@@ -10,6 +10,7 @@ pub mod flat;
 pub mod inspect;
 pub mod meta;
 pub mod prepare;
+pub mod stage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

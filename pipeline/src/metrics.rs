@@ -1,0 +1,205 @@
+//! Every metric scened emits, named once, through the `metrics` facade.
+//!
+//! Names are broad and labels tell apart; units are base units in the name. Install the
+//! recorder *before* building edges and spawning stages: they register their handles once,
+//! up front, and a handle taken with no recorder installed stays a no-op.
+//!
+//! Labels: `stage` is a stage's name (`capture`, `resize`, `infer`, `smooth`); `queue` is an
+//! edge's name, which is the name of the stage it feeds (`sink` for the last one); a drop's
+//! `stage` is the edge's name too, since frames dropped there never reached that stage.
+
+use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+/// Histogram, `{stage}`: time spent in one `process()` call; for a source, one read,
+/// including the wait for the frame (pacing, or the camera's next exposure).
+pub const STAGE_DURATION_SECONDS: &str = "scened_stage_duration_seconds";
+/// Histogram: capture to smoothed label, per frame that reaches the end.
+pub const FRAME_LATENCY_SECONDS: &str = "scened_frame_latency_seconds";
+/// Histogram: capture to the start of inference, per frame that reaches inference.
+pub const FRAME_AGE_SECONDS: &str = "scened_frame_age_seconds";
+/// Counter, `{stage}`: items a stage processed successfully.
+pub const FRAMES_TOTAL: &str = "scened_frames_total";
+/// Counter, `{stage, reason}`: items dropped on the edge feeding `stage`.
+pub const FRAMES_DROPPED_TOTAL: &str = "scened_frames_dropped_total";
+/// Counter, `{stage}`: items a stage failed on (skipped) or panicked on.
+pub const FRAME_ERRORS_TOTAL: &str = "scened_frame_errors_total";
+/// Gauge, `{queue}`: items waiting on an edge.
+pub const QUEUE_DEPTH: &str = "scened_queue_depth";
+/// Gauge, `{queue}`: an edge's capacity.
+pub const QUEUE_CAPACITY: &str = "scened_queue_capacity";
+/// Gauge, `{queue}`: the most items an edge has held at once.
+pub const QUEUE_HIGH_WATER: &str = "scened_queue_high_water";
+/// Counter: frames whose end-to-end latency exceeded the deadline.
+pub const DEADLINE_MISSES_TOTAL: &str = "scened_deadline_misses_total";
+/// Counter: changes of the smoothed label, the first label included.
+pub const LABEL_CHANGES_TOTAL: &str = "scened_label_changes_total";
+/// Gauge, `{label}`: 1 for the current smoothed label, 0 for labels shown before.
+pub const LABEL_INFO: &str = "scened_label_info";
+
+/// Label key: a stage's name.
+pub const STAGE: &str = "stage";
+/// Label key: why an item was dropped ([`crate::queue::DropReason::as_str`]).
+pub const REASON: &str = "reason";
+/// Label key: an edge's name.
+pub const QUEUE: &str = "queue";
+/// Label key: a class label's name.
+pub const LABEL: &str = "label";
+
+/// Registers units and help texts with the installed recorder.
+pub fn describe() {
+    describe_histogram!(
+        STAGE_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time spent processing one item, by stage"
+    );
+    describe_histogram!(
+        FRAME_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Time from frame capture to its smoothed label"
+    );
+    describe_histogram!(
+        FRAME_AGE_SECONDS,
+        Unit::Seconds,
+        "Time from frame capture to the start of its inference"
+    );
+    describe_counter!(
+        FRAMES_TOTAL,
+        Unit::Count,
+        "Items processed successfully, by stage"
+    );
+    describe_counter!(
+        FRAMES_DROPPED_TOTAL,
+        Unit::Count,
+        "Items dropped on the edge feeding a stage, by reason"
+    );
+    describe_counter!(
+        FRAME_ERRORS_TOTAL,
+        Unit::Count,
+        "Items a stage failed or panicked on, by stage"
+    );
+    describe_gauge!(QUEUE_DEPTH, Unit::Count, "Items waiting on an edge");
+    describe_gauge!(QUEUE_CAPACITY, Unit::Count, "Capacity of an edge");
+    describe_gauge!(
+        QUEUE_HIGH_WATER,
+        Unit::Count,
+        "Most items an edge has held at once"
+    );
+    describe_counter!(
+        DEADLINE_MISSES_TOTAL,
+        Unit::Count,
+        "Frames whose capture-to-label latency exceeded the deadline"
+    );
+    describe_counter!(
+        LABEL_CHANGES_TOTAL,
+        Unit::Count,
+        "Changes of the smoothed label"
+    );
+    describe_gauge!(LABEL_INFO, "1 for the current smoothed label, else 0");
+}
+
+/// Counts a label change and moves the `scened_label_info` marker to `current`.
+pub fn record_label_change(previous: Option<&str>, current: &str) {
+    ::metrics::counter!(LABEL_CHANGES_TOTAL).increment(1);
+    if let Some(previous) = previous {
+        ::metrics::gauge!(LABEL_INFO, LABEL => previous.to_owned()).set(0.0);
+    }
+    ::metrics::gauge!(LABEL_INFO, LABEL => current.to_owned()).set(1.0);
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Reads back what code under test emitted, with a recorder local to the test.
+
+    use std::cell::OnceCell;
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use metrics_util::{CompositeKey, MetricKind};
+
+    /// What was recorded, read once at the first query (reading resets the recorder).
+    pub(crate) struct Recorded {
+        snapshotter: Snapshotter,
+        values: OnceCell<Vec<(CompositeKey, DebugValue)>>,
+    }
+
+    /// Runs `f` with a fresh recorder; handles registered inside keep recording after it
+    /// returns, also from other threads.
+    pub(crate) fn record<T>(f: impl FnOnce() -> T) -> (Recorded, T) {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let out = ::metrics::with_local_recorder(&recorder, f);
+        let values = OnceCell::new();
+        (
+            Recorded {
+                snapshotter,
+                values,
+            },
+            out,
+        )
+    }
+
+    impl Recorded {
+        fn find(
+            &self,
+            kind: MetricKind,
+            name: &str,
+            labels: &[(&str, &str)],
+        ) -> Option<&DebugValue> {
+            let values = self.values.get_or_init(|| {
+                let snapshot = self.snapshotter.snapshot().into_vec();
+                snapshot
+                    .into_iter()
+                    .map(|(key, _, _, value)| (key, value))
+                    .collect()
+            });
+            values
+                .iter()
+                .find(|(key, _)| {
+                    let key_labels: Vec<(&str, &str)> =
+                        key.key().labels().map(|l| (l.key(), l.value())).collect();
+                    key.kind() == kind
+                        && key.key().name() == name
+                        && labels.iter().all(|l| key_labels.contains(l))
+                        && key_labels.len() == labels.len()
+                })
+                .map(|(_, value)| value)
+        }
+
+        pub(crate) fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+            match self.find(MetricKind::Counter, name, labels)? {
+                DebugValue::Counter(value) => Some(*value),
+                _ => None,
+            }
+        }
+
+        pub(crate) fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+            match self.find(MetricKind::Gauge, name, labels)? {
+                DebugValue::Gauge(value) => Some(value.into_inner()),
+                _ => None,
+            }
+        }
+
+        pub(crate) fn histogram_len(&self, name: &str, labels: &[(&str, &str)]) -> Option<usize> {
+            match self.find(MetricKind::Histogram, name, labels)? {
+                DebugValue::Histogram(values) => Some(values.len()),
+                _ => None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::record;
+    use super::*;
+
+    #[test]
+    fn a_label_change_moves_the_info_marker() {
+        let (recorded, ()) = record(|| {
+            record_label_change(None, "beach");
+            record_label_change(Some("beach"), "forest");
+        });
+        assert_eq!(recorded.counter(LABEL_CHANGES_TOTAL, &[]), Some(2));
+        assert_eq!(recorded.gauge(LABEL_INFO, &[(LABEL, "beach")]), Some(0.0));
+        assert_eq!(recorded.gauge(LABEL_INFO, &[(LABEL, "forest")]), Some(1.0));
+    }
+}

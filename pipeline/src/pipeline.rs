@@ -1,0 +1,374 @@
+//! The whole pipeline from one config: source → resize → infer → smooth → the caller's sink
+//!
+//! [`PipelineConfig::build`] does everything that can fail before a frame moves (checks every
+//! setting, loads the model, opens the source), so start-up fails fast and `scened validate`
+//! reuses it. [`Pipeline::run`] starts a thread per stage, feeds the caller's sink on the
+//! calling thread until the stream ends, the shutdown is triggered or the sink says stop, then
+//! joins every thread and returns the report.
+
+use std::io;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Deserialize;
+
+use crate::frame::{Frame, ModelInput, Scores};
+use crate::infer::stage::{InferConfig, InferStage};
+use crate::infer::{Engine, InferError, ModelError};
+use crate::queue::{EdgeConfig, EdgeConfigError, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
+use crate::resize::{ResizeConfig, ResizeStage};
+use crate::runner::{spawn_source, spawn_stage, PipelineReport, Probe};
+use crate::smooth::{SmoothConfig, SmoothConfigError, Smoothed, Smoother};
+use crate::source::{Limited, SourceConfig, SourceError};
+use crate::stage::{Shutdown, Source};
+
+/// Everything a run needs; every field has a default, so an empty config plays the demo clip.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Where frames come from.
+    pub source: SourceConfig,
+    /// How frames are fitted to the model's input.
+    pub resize: ResizeConfig,
+    /// The model and how it runs.
+    pub infer: InferConfig,
+    /// How per-frame scores become a steady label.
+    pub smooth: SmoothConfig,
+    /// The bounded queues between stages.
+    pub edges: EdgesConfig,
+    /// When to stop, besides the end of the source and a shutdown.
+    pub stop: StopConfig,
+    /// Which labels reach the sink.
+    pub output: OutputConfig,
+}
+
+/// The edges, each named after the stage it feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgesConfig {
+    /// Capture → resize.
+    pub resize: EdgeConfig,
+    /// Resize → infer.
+    pub infer: EdgeConfig,
+    /// Infer → smooth.
+    pub smooth: EdgeConfig,
+    /// Smooth → the sink.
+    pub sink: EdgeConfig,
+}
+
+/// Live defaults. In front of inference, the slowest stage, a stale frame is worse than a
+/// lost one: keep one frame, the newest. After it, every score counts and the stages are
+/// cheap: block, so a slow reader of the output holds back inference rather than lose labels.
+impl Default for EdgesConfig {
+    fn default() -> Self {
+        let newest = EdgeConfig {
+            capacity: 1,
+            when_full: WhenFull::DropOldest,
+        };
+        Self {
+            resize: newest,
+            infer: newest,
+            smooth: EdgeConfig {
+                capacity: 4,
+                when_full: WhenFull::Block,
+            },
+            sink: EdgeConfig {
+                capacity: 16,
+                when_full: WhenFull::Block,
+            },
+        }
+    }
+}
+
+/// Limits on a run; without any, it lasts until the source ends or a shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StopConfig {
+    /// Stop after this many frames from the source, at least 1.
+    pub after_frames: Option<u64>,
+    /// Stop reading frames after this many seconds, more than 0.
+    pub after_seconds: Option<f64>,
+}
+
+/// Which smoothed labels reach the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Every frame's label, not only changes.
+    pub every_frame: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Edge(#[from] EdgeConfigError),
+    #[error(transparent)]
+    Smooth(#[from] SmoothConfigError),
+    #[error("stop.{field} must be {expected}, got {value}")]
+    Stop {
+        field: &'static str,
+        expected: &'static str,
+        value: String,
+    },
+    #[error("infer: {0}")]
+    Model(#[from] ModelError),
+    #[error("infer: {0}")]
+    Session(#[from] InferError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+impl StopConfig {
+    fn check(&self) -> Result<Option<Duration>, BuildError> {
+        let invalid = |field, expected, value: String| BuildError::Stop {
+            field,
+            expected,
+            value,
+        };
+        if self.after_frames == Some(0) {
+            return Err(invalid("after_frames", "at least 1", "0".into()));
+        }
+        self.after_seconds
+            .map(|seconds| match Duration::try_from_secs_f64(seconds) {
+                Ok(duration) if !duration.is_zero() => Ok(duration),
+                _ => Err(invalid("after_seconds", "more than 0", seconds.to_string())),
+            })
+            .transpose()
+    }
+}
+
+impl PipelineConfig {
+    /// Checks every setting, loads the model and opens the source, cheapest first.
+    pub fn build(&self) -> Result<Pipeline, BuildError> {
+        let edges = Edges {
+            resize: self.edges.resize.build("resize")?,
+            infer: self.edges.infer.build("infer")?,
+            smooth: self.edges.smooth.build("smooth")?,
+            sink: self.edges.sink.build("sink")?,
+        };
+        let smooth = self.smooth.build()?;
+        let run_for = self.stop.check()?;
+        let engine = self.infer.build()?;
+        let infer = InferStage::new(&engine)?;
+        let resize = self.resize.build(&engine);
+        // Last, so a camera does not stream into its buffers while the model loads.
+        let source = Limited::new(self.source.build()?, self.stop.after_frames, run_for);
+        Ok(Pipeline {
+            engine,
+            source,
+            resize,
+            infer,
+            smooth,
+            edges,
+            deadline: self.source.frame_period(),
+            every_frame: self.output.every_frame,
+        })
+    }
+}
+
+struct Edges {
+    resize: (EdgeSender<Frame>, EdgeReceiver<Frame>),
+    infer: (EdgeSender<ModelInput>, EdgeReceiver<ModelInput>),
+    smooth: (EdgeSender<Scores>, EdgeReceiver<Scores>),
+    sink: (EdgeSender<Smoothed>, EdgeReceiver<Smoothed>),
+}
+
+/// A built pipeline, ready to run.
+pub struct Pipeline {
+    engine: Engine,
+    source: Limited<Box<dyn Source>>,
+    resize: ResizeStage,
+    infer: InferStage,
+    smooth: Smoother,
+    edges: Edges,
+    /// A frame later than this (the source's frame period) counts as a deadline miss.
+    deadline: Option<Duration>,
+    every_frame: bool,
+}
+
+/// A smoothed label as the sink gets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelEvent {
+    /// The frame's sequence number at the source.
+    pub frame: u64,
+    /// When the frame was captured, by the wall clock.
+    pub captured: SystemTime,
+    /// Class index, in the model's label order.
+    pub class: usize,
+    pub label: String,
+    /// The smoother's score for `label`.
+    pub score: f32,
+    /// Capture to the sink.
+    pub latency: Duration,
+    /// The label differs from the previous frame's (or is the first).
+    pub changed: bool,
+}
+
+impl Pipeline {
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Views of the edges' counters, in pipeline order (`resize`, `infer`, `smooth`, `sink`);
+    /// they stay readable while the pipeline runs and after.
+    pub fn edges(&self) -> Vec<EdgeWatch> {
+        vec![
+            self.edges.resize.0.watch(),
+            self.edges.infer.0.watch(),
+            self.edges.smooth.0.watch(),
+            self.edges.sink.0.watch(),
+        ]
+    }
+
+    /// Runs until the source ends or `shutdown` is triggered, then drains what is in flight.
+    /// `sink` gets each label change (each label with `output.every_frame`) on this thread;
+    /// `Break` stops the run as a shutdown does. `Err` only if a thread could not be started.
+    pub fn run(
+        self,
+        shutdown: &Shutdown,
+        mut sink: impl FnMut(&LabelEvent) -> ControlFlow<()>,
+    ) -> io::Result<PipelineReport> {
+        let Pipeline {
+            engine,
+            source,
+            resize,
+            infer,
+            smooth,
+            edges,
+            deadline,
+            every_frame,
+        } = self;
+        let (to_resize, resize_in) = edges.resize;
+        let (to_infer, infer_in) = edges.infer;
+        let (to_smooth, smooth_in) = edges.smooth;
+        let (to_sink, sink_in) = edges.sink;
+        let sink_watch = sink_in.watch();
+        let mut handles = Vec::with_capacity(4);
+        let started = (|| {
+            handles.push(spawn_source(
+                "capture",
+                source,
+                to_resize,
+                shutdown.clone(),
+            )?);
+            handles.push(spawn_stage(
+                "resize",
+                resize,
+                resize_in,
+                to_infer,
+                Probe::None,
+            )?);
+            handles.push(spawn_stage(
+                "infer",
+                infer,
+                infer_in,
+                to_smooth,
+                Probe::FrameAge,
+            )?);
+            handles.push(spawn_stage(
+                "smooth",
+                smooth,
+                smooth_in,
+                to_sink,
+                Probe::Latency { deadline },
+            )?);
+            io::Result::Ok(())
+        })();
+        if let Err(error) = started {
+            // What did start stops once the edge to the missing stage is found closed.
+            shutdown.trigger();
+            drop(sink_in);
+            PipelineReport::join(handles);
+            return Err(error);
+        }
+        let clock = WallClock::now();
+        while let Some(smoothed) = sink_in.recv() {
+            if !(every_frame || smoothed.changed) {
+                continue;
+            }
+            let stamp = smoothed.stamp;
+            let event = LabelEvent {
+                frame: stamp.seq,
+                captured: clock.at(stamp.captured_at),
+                class: smoothed.label,
+                label: engine.label(smoothed.label),
+                score: smoothed.score,
+                latency: stamp.age_at(Instant::now()),
+                changed: smoothed.changed,
+            };
+            if sink(&event).is_break() {
+                shutdown.trigger();
+                break;
+            }
+        }
+        drop(sink_in);
+        let mut report = PipelineReport::join(handles);
+        report.sink = Some(sink_watch.stats());
+        Ok(report)
+    }
+}
+
+/// Maps the monotonic clock frames are stamped with to the wall clock, for output.
+struct WallClock {
+    instant: Instant,
+    system: SystemTime,
+}
+
+impl WallClock {
+    fn now() -> Self {
+        Self {
+            instant: Instant::now(),
+            system: SystemTime::now(),
+        }
+    }
+
+    fn at(&self, instant: Instant) -> SystemTime {
+        match instant.checked_duration_since(self.instant) {
+            Some(after) => self.system + after,
+            None => self.system - self.instant.duration_since(instant),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_limits_are_checked_naming_the_key() {
+        let check = |after_frames, after_seconds| {
+            StopConfig {
+                after_frames,
+                after_seconds,
+            }
+            .check()
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(check(None, None), Ok(None));
+        assert_eq!(
+            check(Some(5), Some(1.5)),
+            Ok(Some(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            check(Some(0), None),
+            Err("stop.after_frames must be at least 1, got 0".into())
+        );
+        for seconds in [0.0, -1.0, f64::NAN] {
+            let err = check(None, Some(seconds)).expect_err("refused");
+            assert!(
+                err.starts_with("stop.after_seconds must be more than 0"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_wall_clock_follows_the_monotonic_one_both_ways() {
+        let clock = WallClock::now();
+        let later = clock.instant + Duration::from_millis(250);
+        assert_eq!(clock.at(later), clock.system + Duration::from_millis(250));
+        if let Some(earlier) = clock.instant.checked_sub(Duration::from_millis(250)) {
+            assert_eq!(clock.at(earlier), clock.system - Duration::from_millis(250));
+        }
+    }
+}

@@ -1,0 +1,942 @@
+//! The one thread loop that runs every source and stage: take an item, time `process()`,
+//! send the result per the output edge's policy, count everything.
+//!
+//! A source stops at the end of its stream, on [`Shutdown`], or when its output is gone; a
+//! stage stops when its input closes (after finishing what was queued). Either way it drops
+//! its output, which closes the edge behind it, so a stop drains the pipeline in order. A
+//! panic in `process()` is caught and ends that stage as a failure: its edges close, so the
+//! stages around it stop too instead of waiting forever.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use ::metrics::{counter, histogram, Counter, Histogram as MetricHistogram};
+use hdrhistogram::Histogram;
+use tracing::{info, trace, warn};
+
+use crate::contain;
+use crate::frame::{Frame, Stamp, Stamped};
+use crate::metrics::{
+    DEADLINE_MISSES_TOTAL, FRAMES_TOTAL, FRAME_AGE_SECONDS, FRAME_ERRORS_TOTAL,
+    FRAME_LATENCY_SECONDS, STAGE, STAGE_DURATION_SECONDS,
+};
+use crate::queue::{DropReason, EdgeReceiver, EdgeSender, EdgeStats, EdgeWatch};
+use crate::stage::{Shutdown, Source, Stage, StageError};
+
+/// A stage logs at most `ERROR_LOG_BURST` item errors per `ERROR_LOG_INTERVAL`; all are counted.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
+const ERROR_LOG_BURST: u32 = 10;
+/// Report histograms hold 1 µs to 10 min at 3 significant figures.
+const HISTOGRAM_MAX_MICROS: u64 = 600_000_000;
+
+/// What the runner measures on a stage's items besides the time `process()` takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Probe {
+    #[default]
+    None,
+    /// Frame age when the stage starts on an item: put on the inference stage.
+    FrameAge,
+    /// Capture-to-output latency of each item the stage emits: put on the last stage. An
+    /// item later than `deadline` counts as a deadline miss.
+    Latency { deadline: Option<Duration> },
+}
+
+/// Why a stage's thread ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The source reached the end of its stream.
+    EndOfStream,
+    /// The source saw the shutdown request.
+    Shutdown,
+    /// The input edge closed and everything queued on it was processed.
+    InputClosed,
+    /// The next stage is gone, so there was no one to send to.
+    OutputClosed,
+    /// `process()` returned a fatal error.
+    Failed(String),
+    /// `process()` panicked.
+    Panicked(String),
+}
+
+impl StopReason {
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::Failed(_) | Self::Panicked(_))
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EndOfStream => f.write_str("end of stream"),
+            Self::Shutdown => f.write_str("shutdown"),
+            Self::InputClosed => f.write_str("input closed"),
+            Self::OutputClosed => f.write_str("output closed"),
+            Self::Failed(error) => write!(f, "failed: {error}"),
+            Self::Panicked(message) => write!(f, "panicked: {message}"),
+        }
+    }
+}
+
+/// What one stage did, for the final report. `frames_in = frames_out + errors`.
+#[derive(Clone, Debug)]
+pub struct StageReport {
+    pub name: &'static str,
+    /// Items taken: received from the input edge, or read from the source.
+    pub frames_in: u64,
+    /// Items processed and handed to the output edge (whose policy may still drop them).
+    pub frames_out: u64,
+    /// Items that failed or panicked.
+    pub errors: u64,
+    /// The input edge when the stage was joined: what was dropped before reaching this
+    /// stage. `None` for a source.
+    pub input: Option<EdgeStats>,
+    pub elapsed: Duration,
+    /// Time per `process()` call, in microseconds.
+    pub process_micros: Histogram<u64>,
+    pub probe: Probe,
+    /// Frame age or latency per the probe, in microseconds; empty for `Probe::None`.
+    pub probe_micros: Histogram<u64>,
+    pub deadline_misses: u64,
+    pub stop: StopReason,
+}
+
+impl StageReport {
+    fn new(name: &'static str, probe: Probe, stop: StopReason) -> Self {
+        Self {
+            name,
+            frames_in: 0,
+            frames_out: 0,
+            errors: 0,
+            input: None,
+            elapsed: Duration::ZERO,
+            process_micros: micros_histogram(),
+            probe,
+            probe_micros: micros_histogram(),
+            deadline_misses: 0,
+            stop,
+        }
+    }
+
+    /// Items out per second over the stage's run time.
+    pub fn fps(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 {
+            self.frames_out as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// `quantile` (0 to 1) of the `process()` time.
+    pub fn process_quantile(&self, quantile: f64) -> Duration {
+        Duration::from_micros(self.process_micros.value_at_quantile(quantile))
+    }
+
+    /// `quantile` (0 to 1) of the probe's measure.
+    pub fn probe_quantile(&self, quantile: f64) -> Duration {
+        Duration::from_micros(self.probe_micros.value_at_quantile(quantile))
+    }
+}
+
+fn micros_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_MICROS, 3)
+        .expect("constant histogram bounds are valid")
+}
+
+fn record_micros(histogram: &mut Histogram<u64>, duration: Duration) {
+    histogram.saturating_record(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX));
+}
+
+/// A running source or stage.
+pub struct StageHandle {
+    name: &'static str,
+    probe: Probe,
+    input: Option<EdgeWatch>,
+    thread: JoinHandle<StageReport>,
+}
+
+impl StageHandle {
+    /// Waits for the stage to stop. Join the stages upstream first (as
+    /// [`PipelineReport::join`] does) so the input edge's counts are final. Panics in
+    /// `process()` are in the report; a panic anywhere else in the thread loses the counts
+    /// and is reported alone.
+    pub fn join(self) -> StageReport {
+        let mut report = self.thread.join().unwrap_or_else(|payload| {
+            StageReport::new(
+                self.name,
+                self.probe,
+                StopReason::Panicked(contain::message(&*payload)),
+            )
+        });
+        report.input = self.input.map(|edge| edge.stats());
+        report
+    }
+}
+
+/// Runs `source` on its own thread until its stream ends, `shutdown` is triggered or
+/// `output`'s consumer is gone.
+pub fn spawn_source<S: Source>(
+    name: &'static str,
+    source: S,
+    output: EdgeSender<Frame>,
+    shutdown: Shutdown,
+) -> io::Result<StageHandle> {
+    spawn(
+        name,
+        SourceWork { source, shutdown },
+        None,
+        output,
+        Probe::None,
+    )
+}
+
+/// Runs `stage` on its own thread until `input` closes and is drained, or `output`'s
+/// consumer is gone.
+pub fn spawn_stage<S: Stage>(
+    name: &'static str,
+    stage: S,
+    input: EdgeReceiver<S::In>,
+    output: EdgeSender<S::Out>,
+    probe: Probe,
+) -> io::Result<StageHandle>
+where
+    S::In: Stamped,
+    S::Out: Stamped,
+{
+    let watch = input.watch();
+    spawn(name, StageWork { stage, input }, Some(watch), output, probe)
+}
+
+/// A source and a stage seen the same way: something that takes an input, then turns it
+/// into zero or one output.
+trait Work: Send + 'static {
+    type In;
+    type Out: Stamped + Send + 'static;
+
+    /// The next input, or why there is none.
+    fn take(&mut self) -> Result<Self::In, StopReason>;
+    /// The stamp to measure frame age from.
+    fn stamp_of(input: &Self::In) -> Option<Stamp>;
+    /// `Ok(None)`: nothing more will come.
+    fn run(&mut self, input: Self::In) -> Result<Option<Self::Out>, StageError>;
+    /// Why `run` returned `Ok(None)`.
+    fn finished(&self) -> StopReason;
+}
+
+struct SourceWork<S> {
+    source: S,
+    shutdown: Shutdown,
+}
+
+impl<S: Source> Work for SourceWork<S> {
+    type In = ();
+    type Out = Frame;
+
+    fn take(&mut self) -> Result<(), StopReason> {
+        if self.shutdown.is_triggered() {
+            Err(StopReason::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn stamp_of((): &()) -> Option<Stamp> {
+        None
+    }
+
+    fn run(&mut self, (): ()) -> Result<Option<Frame>, StageError> {
+        self.source.next_frame(&self.shutdown)
+    }
+
+    fn finished(&self) -> StopReason {
+        // A source cut short in a wait by the shutdown request also ends its stream.
+        if self.shutdown.is_triggered() {
+            StopReason::Shutdown
+        } else {
+            StopReason::EndOfStream
+        }
+    }
+}
+
+struct StageWork<S: Stage> {
+    stage: S,
+    input: EdgeReceiver<S::In>,
+}
+
+impl<S: Stage> Work for StageWork<S>
+where
+    S::In: Stamped,
+    S::Out: Stamped,
+{
+    type In = S::In;
+    type Out = S::Out;
+
+    fn take(&mut self) -> Result<S::In, StopReason> {
+        self.input.recv().ok_or(StopReason::InputClosed)
+    }
+
+    fn stamp_of(input: &S::In) -> Option<Stamp> {
+        Some(input.stamp())
+    }
+
+    fn run(&mut self, input: S::In) -> Result<Option<S::Out>, StageError> {
+        self.stage.process(input).map(Some)
+    }
+
+    fn finished(&self) -> StopReason {
+        StopReason::InputClosed
+    }
+}
+
+fn spawn<W: Work>(
+    name: &'static str,
+    work: W,
+    input: Option<EdgeWatch>,
+    output: EdgeSender<W::Out>,
+    probe: Probe,
+) -> io::Result<StageHandle> {
+    // Handles are registered here, on the caller's thread, where the recorder is installed.
+    let meters = Meters::new(name, probe);
+    let thread = thread::Builder::new()
+        .name(format!("scened-{name}"))
+        .spawn(move || run_loop(name, work, output, probe, meters))?;
+    Ok(StageHandle {
+        name,
+        probe,
+        input,
+        thread,
+    })
+}
+
+/// The stage's metric handles.
+struct Meters {
+    frames: Counter,
+    errors: Counter,
+    duration: MetricHistogram,
+    probe: MetricHistogram,
+    deadline_misses: Counter,
+}
+
+impl Meters {
+    fn new(name: &'static str, probe: Probe) -> Self {
+        Self {
+            frames: counter!(FRAMES_TOTAL, STAGE => name),
+            errors: counter!(FRAME_ERRORS_TOTAL, STAGE => name),
+            duration: histogram!(STAGE_DURATION_SECONDS, STAGE => name),
+            probe: match probe {
+                Probe::None => MetricHistogram::noop(),
+                Probe::FrameAge => histogram!(FRAME_AGE_SECONDS),
+                Probe::Latency { .. } => histogram!(FRAME_LATENCY_SECONDS),
+            },
+            deadline_misses: match probe {
+                Probe::Latency { deadline: Some(_) } => counter!(DEADLINE_MISSES_TOTAL),
+                _ => Counter::noop(),
+            },
+        }
+    }
+}
+
+fn run_loop<W: Work>(
+    name: &'static str,
+    mut work: W,
+    output: EdgeSender<W::Out>,
+    probe: Probe,
+    meters: Meters,
+) -> StageReport {
+    info!(stage = name, "stage started");
+    let started = Instant::now();
+    let mut report = StageReport::new(name, probe, StopReason::EndOfStream);
+    let mut error_log = ErrorLog::default();
+    report.stop = loop {
+        let input = match work.take() {
+            Ok(input) => input,
+            Err(reason) => break reason,
+        };
+        let began = Instant::now();
+        if let (Probe::FrameAge, Some(stamp)) = (probe, W::stamp_of(&input)) {
+            let age = stamp.age_at(began);
+            record_micros(&mut report.probe_micros, age);
+            meters.probe.record(age);
+        }
+        // The stage is not used again after a panic, so state it left half-changed is moot.
+        let result = contain::catch(|| work.run(input));
+        let took = began.elapsed();
+        let out = match result {
+            Ok(Ok(Some(out))) => out,
+            Ok(Ok(None)) => break work.finished(),
+            Ok(Err(StageError::Item(error))) => {
+                report.count_error(took, &meters);
+                error_log.note(name, &*error);
+                continue;
+            }
+            Ok(Err(StageError::Fatal(error))) => {
+                report.count_error(took, &meters);
+                break StopReason::Failed(Chain(&*error).to_string());
+            }
+            Err(panic) => {
+                report.count_error(took, &meters);
+                break StopReason::Panicked(panic);
+            }
+        };
+        report.frames_in += 1;
+        report.frames_out += 1;
+        record_micros(&mut report.process_micros, took);
+        meters.duration.record(took);
+        meters.frames.increment(1);
+        let stamp = out.stamp();
+        if let Probe::Latency { deadline } = probe {
+            let latency = stamp.age_at(Instant::now());
+            record_micros(&mut report.probe_micros, latency);
+            meters.probe.record(latency);
+            if deadline.is_some_and(|deadline| latency > deadline) {
+                report.deadline_misses += 1;
+                meters.deadline_misses.increment(1);
+            }
+        }
+        trace!(
+            stage = name,
+            seq = stamp.seq,
+            micros = took.as_micros() as u64,
+            "processed"
+        );
+        if output.send(out) == Err(DropReason::Disconnected) {
+            break StopReason::OutputClosed;
+        }
+    };
+    report.elapsed = started.elapsed();
+    let stop = &report.stop;
+    if stop.is_failure() {
+        warn!(stage = name, frames_in = report.frames_in, %stop, "stage stopped");
+    } else {
+        info!(stage = name, frames_in = report.frames_in, %stop, "stage stopped");
+    }
+    report
+}
+
+impl StageReport {
+    fn count_error(&mut self, took: Duration, meters: &Meters) {
+        self.frames_in += 1;
+        self.errors += 1;
+        record_micros(&mut self.process_micros, took);
+        meters.duration.record(took);
+        meters.errors.increment(1);
+    }
+}
+
+/// Logs item errors in bursts of at most `ERROR_LOG_BURST` per interval, so a source that
+/// fails every frame cannot flood the log; each line says how many were left out before it.
+#[derive(Default)]
+struct ErrorLog {
+    interval_start: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    fn note(&mut self, stage: &'static str, error: &(dyn Error + 'static)) {
+        if let Some(suppressed) = self.admit(Instant::now()) {
+            warn!(stage, error = %Chain(error), suppressed, "item skipped");
+        }
+    }
+
+    /// Whether an error at `now` gets logged: `Some(errors left out since the last one)`.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .interval_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= ERROR_LOG_INTERVAL)
+        {
+            self.interval_start = Some(now);
+            self.logged = 0;
+        }
+        if self.logged == ERROR_LOG_BURST {
+            self.suppressed += 1;
+            return None;
+        }
+        self.logged += 1;
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// An error and its sources, `outer: inner: …`, since library errors leave their source out
+/// of their own message.
+struct Chain<'a>(&'a (dyn Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
+/// Every stage's report, in pipeline order.
+#[derive(Clone, Debug)]
+pub struct PipelineReport {
+    pub stages: Vec<StageReport>,
+    /// The edge into whatever consumed the last stage's output, when it is not a stage.
+    pub sink: Option<EdgeStats>,
+}
+
+impl PipelineReport {
+    /// Joins every stage, in order.
+    pub fn join(handles: impl IntoIterator<Item = StageHandle>) -> Self {
+        Self {
+            stages: handles.into_iter().map(StageHandle::join).collect(),
+            sink: None,
+        }
+    }
+
+    /// Whether no stage failed or panicked.
+    pub fn is_clean(&self) -> bool {
+        !self.stages.iter().any(|stage| stage.stop.is_failure())
+    }
+}
+
+impl fmt::Display for PipelineReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = |d: Duration| d.as_secs_f64() * 1e3;
+        writeln!(
+            f,
+            "{:<10} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}  {:<32} stop",
+            "stage",
+            "in",
+            "out",
+            "errors",
+            "fps",
+            "p50 ms",
+            "p99 ms",
+            "dropped before (full/evicted/gone)"
+        )?;
+        for stage in &self.stages {
+            let dropped = stage.input.as_ref().map_or_else(
+                || "-".to_owned(),
+                |edge| {
+                    let d = edge.dropped;
+                    format!("{}/{}/{}", d.queue_full, d.evicted, d.disconnected)
+                },
+            );
+            writeln!(
+                f,
+                "{:<10} {:>8} {:>8} {:>6} {:>7.1} {:>8.2} {:>8.2}  {:<32} {}",
+                stage.name,
+                stage.frames_in,
+                stage.frames_out,
+                stage.errors,
+                stage.fps(),
+                millis(stage.process_quantile(0.5)),
+                millis(stage.process_quantile(0.99)),
+                dropped,
+                stage.stop
+            )?;
+        }
+        if let Some(sink) = &self.sink {
+            let d = sink.dropped;
+            let dropped = format!("{}/{}/{}", d.queue_full, d.evicted, d.disconnected);
+            writeln!(
+                f,
+                "{:<10} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}  {dropped:<32} -",
+                sink.name, sink.received, sink.received, 0, "-", "-", "-"
+            )?;
+        }
+        for stage in &self.stages {
+            let what = match stage.probe {
+                Probe::None => continue,
+                Probe::FrameAge => "frame age at",
+                Probe::Latency { .. } => "capture-to-output latency at",
+            };
+            write!(
+                f,
+                "{what} {}: p50 {:.2} ms, p99 {:.2} ms",
+                stage.name,
+                millis(stage.probe_quantile(0.5)),
+                millis(stage.probe_quantile(0.99))
+            )?;
+            if let Probe::Latency {
+                deadline: Some(deadline),
+            } = stage.probe
+            {
+                write!(
+                    f,
+                    ", {} over the {:.2} ms deadline",
+                    stage.deadline_misses,
+                    millis(deadline)
+                )?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::metrics::testing::record;
+    use crate::queue::{EdgeConfig, WhenFull};
+    use crate::source::synthetic::SyntheticConfig;
+    use crate::source::Limited;
+
+    /// A stage made of a closure over frames.
+    struct FnStage<F>(F);
+
+    impl<F> Stage for FnStage<F>
+    where
+        F: FnMut(Frame) -> Result<Frame, StageError> + Send + 'static,
+    {
+        type In = Frame;
+        type Out = Frame;
+
+        fn process(&mut self, input: Frame) -> Result<Frame, StageError> {
+            (self.0)(input)
+        }
+    }
+
+    fn edge<T>(
+        name: &'static str,
+        capacity: usize,
+        when_full: WhenFull,
+    ) -> (EdgeSender<T>, EdgeReceiver<T>) {
+        EdgeConfig {
+            capacity,
+            when_full,
+        }
+        .build(name)
+        .expect("valid edge")
+    }
+
+    /// A tiny synthetic source: `frames` frames as fast as possible, or endless.
+    fn source(frames: Option<u64>) -> impl Source {
+        let synthetic = SyntheticConfig {
+            width: 8,
+            height: 8,
+            fps: 0.0,
+        }
+        .build()
+        .expect("valid synthetic config");
+        Limited::new(synthetic, frames, None)
+    }
+
+    fn drain<T: Stamped>(rx: EdgeReceiver<T>) -> Vec<u64> {
+        std::iter::from_fn(|| rx.recv())
+            .map(|item| item.stamp().seq)
+            .collect()
+    }
+
+    /// capture → work (`stage`, fed per `policy`) → sink; returns the reports and the seqs
+    /// that reached the sink.
+    fn run_three<F>(
+        source: impl Source,
+        policy: WhenFull,
+        stage: F,
+        shutdown: &Shutdown,
+        before_join: impl FnOnce(&StageHandle),
+    ) -> (PipelineReport, Vec<u64>)
+    where
+        F: FnMut(Frame) -> Result<Frame, StageError> + Send + 'static,
+    {
+        let (to_work, work_in) = edge("work", 2, policy);
+        let (to_sink, sink_in) = edge("sink", 4, WhenFull::Block);
+        let capture = spawn_source("capture", source, to_work, shutdown.clone()).expect("spawn");
+        let work =
+            spawn_stage("work", FnStage(stage), work_in, to_sink, Probe::None).expect("spawn");
+        before_join(&capture);
+        let seen = drain(sink_in);
+        (PipelineReport::join([capture, work]), seen)
+    }
+
+    fn assert_counts_add_up(report: &PipelineReport, reached_sink: usize) {
+        for stage in &report.stages {
+            assert_eq!(
+                stage.frames_in,
+                stage.frames_out + stage.errors,
+                "{}",
+                stage.name
+            );
+        }
+        let produced = report.stages[0].frames_out;
+        let dropped: u64 = report
+            .stages
+            .iter()
+            .filter_map(|s| s.input.as_ref())
+            .map(|e| e.dropped.total())
+            .sum();
+        let errors: u64 = report.stages.iter().map(|s| s.errors).sum();
+        assert_eq!(produced, reached_sink as u64 + dropped + errors);
+    }
+
+    #[test]
+    fn block_slows_the_source_and_loses_nothing() {
+        let slow = |frame| {
+            thread::sleep(Duration::from_millis(1));
+            Ok(frame)
+        };
+        let (report, seen) = run_three(
+            source(Some(50)),
+            WhenFull::Block,
+            slow,
+            &Shutdown::new(),
+            |_| {},
+        );
+        assert_eq!(seen, (0..50).collect::<Vec<_>>());
+        assert_counts_add_up(&report, seen.len());
+        assert_eq!(report.stages[0].stop, StopReason::EndOfStream);
+        assert_eq!(report.stages[1].stop, StopReason::InputClosed);
+        assert!(report.stages[1].process_quantile(0.5) >= Duration::from_millis(1));
+    }
+
+    /// A source that, after its first frame, waits for `go` before making the rest.
+    struct PauseAfterFirst<S> {
+        inner: S,
+        go: Option<mpsc::Receiver<()>>,
+    }
+
+    impl<S: Source> Source for PauseAfterFirst<S> {
+        fn next_frame(&mut self, shutdown: &Shutdown) -> Result<Option<Frame>, StageError> {
+            let frame = self.inner.next_frame(shutdown)?;
+            if frame.as_ref().is_some_and(|f| f.seq == 1) {
+                if let Some(go) = self.go.take() {
+                    let _ = go.recv();
+                }
+            }
+            Ok(frame)
+        }
+    }
+
+    /// The work stage takes frame 0 and holds it until the source has finished; the
+    /// source makes the other 99 only once the stage holds frame 0. So the edge in front
+    /// of the stage starts empty and is full for the rest of the run: the outcome is exact.
+    fn run_with_stalled_stage(policy: WhenFull) -> (PipelineReport, Vec<u64>) {
+        let (holding, go) = mpsc::channel::<()>();
+        let (open_gate, gate) = mpsc::channel::<()>();
+        let mut gate = Some(gate);
+        let stalled = move |frame| {
+            if let Some(gate) = gate.take() {
+                let _ = holding.send(());
+                let _ = gate.recv();
+            }
+            Ok(frame)
+        };
+        let source = PauseAfterFirst {
+            inner: source(Some(100)),
+            go: Some(go),
+        };
+        run_three(source, policy, stalled, &Shutdown::new(), |capture| {
+            while !capture.thread.is_finished() {
+                thread::sleep(Duration::from_millis(1));
+            }
+            drop(open_gate);
+        })
+    }
+
+    #[test]
+    fn drop_policies_keep_what_they_declare_and_count_the_rest() {
+        // Frame 0 is in the stage and the edge holds two: of the other 99, `drop_newest`
+        // keeps 1 and 2, `drop_oldest` keeps 98 and 99, and 97 are dropped either way.
+        for (policy, kept, queue_full, evicted) in [
+            (WhenFull::DropNewest, [0, 1, 2], 97, 0),
+            (WhenFull::DropOldest, [0, 98, 99], 0, 97),
+        ] {
+            let (report, seen) = run_with_stalled_stage(policy);
+            assert_eq!(seen, kept, "{policy:?}");
+            let edge = report.stages[1].input.as_ref().expect("stage input");
+            assert_eq!(
+                (edge.dropped.queue_full, edge.dropped.evicted),
+                (queue_full, evicted)
+            );
+            assert_counts_add_up(&report, seen.len());
+        }
+    }
+
+    #[test]
+    fn item_errors_are_counted_and_skipped() {
+        let every_third = |frame: Frame| {
+            if frame.seq.is_multiple_of(3) {
+                Err(StageError::item(format!("frame {} is bad", frame.seq)))
+            } else {
+                Ok(frame)
+            }
+        };
+        let (report, seen) = run_three(
+            source(Some(30)),
+            WhenFull::Block,
+            every_third,
+            &Shutdown::new(),
+            |_| {},
+        );
+        assert_eq!(report.stages[1].errors, 10);
+        assert!(seen.iter().all(|seq| seq % 3 != 0));
+        assert_eq!(seen.len(), 20);
+        assert_counts_add_up(&report, seen.len());
+        assert!(report.is_clean());
+    }
+
+    #[test]
+    fn a_fatal_error_stops_the_stage_and_the_source_behind_it() {
+        let fatal_at_5 = |frame: Frame| {
+            if frame.seq == 5 {
+                Err(StageError::fatal("model file vanished"))
+            } else {
+                Ok(frame)
+            }
+        };
+        let (report, seen) = run_three(
+            source(None),
+            WhenFull::Block,
+            fatal_at_5,
+            &Shutdown::new(),
+            |_| {},
+        );
+        assert_eq!(seen, [0, 1, 2, 3, 4]);
+        assert_eq!(
+            report.stages[1].stop,
+            StopReason::Failed("model file vanished".into())
+        );
+        assert_eq!(report.stages[0].stop, StopReason::OutputClosed);
+        assert!(!report.is_clean());
+        assert_counts_add_up(&report, seen.len());
+    }
+
+    /// An endless source behind a `Block` edge is the worst case: the panic must close the
+    /// edges so nothing waits forever.
+    #[test]
+    fn a_panicking_stage_is_reported_and_nothing_deadlocks() {
+        let panic_at_7 = |frame: Frame| {
+            assert!(frame.seq != 7, "bad frame {}", frame.seq);
+            Ok(frame)
+        };
+        let (report, seen) = run_three(
+            source(None),
+            WhenFull::Block,
+            panic_at_7,
+            &Shutdown::new(),
+            |_| {},
+        );
+        assert_eq!(seen, (0..7).collect::<Vec<_>>());
+        assert_eq!(
+            report.stages[1].stop,
+            StopReason::Panicked("bad frame 7".into())
+        );
+        assert_eq!(report.stages[1].errors, 1);
+        assert_eq!(report.stages[0].stop, StopReason::OutputClosed);
+        assert_counts_add_up(&report, seen.len());
+    }
+
+    #[test]
+    fn shutdown_stops_the_source_and_the_rest_drains() {
+        let shutdown = Shutdown::new();
+        let stopper = shutdown.clone();
+        let slow = |frame| {
+            thread::sleep(Duration::from_millis(1));
+            Ok(frame)
+        };
+        let (report, seen) = run_three(source(None), WhenFull::Block, slow, &shutdown, move |_| {
+            thread::sleep(Duration::from_millis(30));
+            stopper.trigger();
+        });
+        assert_eq!(report.stages[0].stop, StopReason::Shutdown);
+        assert_eq!(report.stages[1].stop, StopReason::InputClosed);
+        // Everything the source made reached the sink: draining lost nothing.
+        assert_eq!(seen, (0..report.stages[0].frames_out).collect::<Vec<_>>());
+        assert!(!seen.is_empty());
+    }
+
+    #[test]
+    fn error_logging_is_limited_to_bursts_and_says_what_it_left_out() {
+        let mut log = ErrorLog::default();
+        let start = Instant::now();
+        let admitted: Vec<_> = (0..25).map(|_| log.admit(start)).collect();
+        assert_eq!(admitted.iter().flatten().count(), ERROR_LOG_BURST as usize);
+        assert!(admitted[10..].iter().all(Option::is_none));
+        assert_eq!(log.admit(start + ERROR_LOG_INTERVAL), Some(15));
+        assert_eq!(log.admit(start + ERROR_LOG_INTERVAL), Some(0));
+    }
+
+    #[test]
+    fn an_error_chain_shows_every_source() {
+        let io = std::io::Error::other("disk on fire");
+        let outer = crate::source::SourceError::Io {
+            path: "/clips/a.mjpeg".into(),
+            source: io,
+        };
+        let wrapped = StageError::item(outer);
+        assert_eq!(
+            Chain(&wrapped).to_string(),
+            "cannot read /clips/a.mjpeg: disk on fire"
+        );
+    }
+
+    #[test]
+    fn metrics_and_probes_are_recorded() {
+        let (recorded, (report, seen)) = record(|| {
+            let (to_infer, infer_in) = edge("infer", 2, WhenFull::Block);
+            let (to_sink, sink_in) = edge("sink", 2, WhenFull::Block);
+            let capture = spawn_source("capture", source(Some(20)), to_infer, Shutdown::new())
+                .expect("spawn");
+            let odd_fails = |frame: Frame| {
+                if frame.seq % 2 == 1 {
+                    Err(StageError::item("odd"))
+                } else {
+                    Ok(frame)
+                }
+            };
+            // One stage carries both probes' roles here: age on input, latency on output.
+            let infer = spawn_stage(
+                "infer",
+                FnStage(odd_fails),
+                infer_in,
+                to_sink,
+                Probe::FrameAge,
+            )
+            .expect("spawn");
+            let (to_end, end_in) = edge("end", 2, WhenFull::Block);
+            let deadline = Some(Duration::ZERO);
+            let pass = spawn_stage(
+                "smooth",
+                FnStage(Ok),
+                sink_in,
+                to_end,
+                Probe::Latency { deadline },
+            )
+            .expect("spawn");
+            let seen = drain(end_in);
+            (PipelineReport::join([capture, infer, pass]), seen)
+        });
+        assert_eq!(seen.len(), 10);
+        let stage = |name| [(STAGE, name)];
+        assert_eq!(recorded.counter(FRAMES_TOTAL, &stage("capture")), Some(20));
+        assert_eq!(recorded.counter(FRAMES_TOTAL, &stage("infer")), Some(10));
+        assert_eq!(
+            recorded.counter(FRAME_ERRORS_TOTAL, &stage("infer")),
+            Some(10)
+        );
+        assert_eq!(
+            recorded.histogram_len(STAGE_DURATION_SECONDS, &stage("infer")),
+            Some(20)
+        );
+        assert_eq!(recorded.histogram_len(FRAME_AGE_SECONDS, &[]), Some(20));
+        assert_eq!(recorded.histogram_len(FRAME_LATENCY_SECONDS, &[]), Some(10));
+        assert_eq!(recorded.counter(DEADLINE_MISSES_TOTAL, &[]), Some(10));
+        assert_eq!(report.stages[1].probe_micros.len(), 20);
+        assert_eq!(report.stages[2].deadline_misses, 10);
+
+        let text = report.to_string();
+        for needle in [
+            "capture",
+            "infer",
+            "smooth",
+            "frame age at infer",
+            "10 over the 0.00 ms deadline",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+    }
+}

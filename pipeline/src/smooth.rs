@@ -1,0 +1,543 @@
+//! Turns per-frame class scores into a steady label, so one odd frame does not flip it.
+
+use ringbuf::storage::Heap;
+use ringbuf::traits::{Consumer, RingBuffer};
+use ringbuf::LocalRb;
+use serde::{Deserialize, Serialize};
+
+use crate::frame::{Scores, Stamp, Stamped};
+use crate::stage::{Stage, StageError};
+
+pub const DEFAULT_EMA_ALPHA: f32 = 0.3;
+pub const DEFAULT_WINDOW_FRAMES: usize = 5;
+pub const DEFAULT_HYSTERESIS_MARGIN: f32 = 0.1;
+pub const DEFAULT_MIN_DWELL_FRAMES: u32 = 3;
+/// Ten minutes at 30 fps: a longer window is a configuration mistake.
+pub const MAX_WINDOW_FRAMES: usize = 18_000;
+
+/// How scores are smoothed over time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SmoothConfig {
+    /// Exponential moving average of each class's probability; the label is its top-1.
+    Ema {
+        /// Weight of the newest frame, in (0, 1]: 1 follows every frame, 0.1 changes slowly.
+        #[serde(default = "default_alpha")]
+        alpha: f32,
+    },
+    /// Majority vote over the last `frames` top-1 labels; a tie goes to the most recent.
+    Window {
+        /// Frames that vote, 1 to 18000.
+        #[serde(default = "default_frames")]
+        frames: usize,
+    },
+    /// The label stays until another one leads it by `margin` for `min_dwell_frames` frames
+    /// in a row.
+    Hysteresis {
+        /// Probability lead a challenger needs over the current label, in [0, 1].
+        #[serde(default = "default_margin")]
+        margin: f32,
+        /// Consecutive frames the challenger must lead, at least 1.
+        #[serde(default = "default_min_dwell_frames")]
+        min_dwell_frames: u32,
+    },
+}
+
+fn default_alpha() -> f32 {
+    DEFAULT_EMA_ALPHA
+}
+
+fn default_frames() -> usize {
+    DEFAULT_WINDOW_FRAMES
+}
+
+fn default_margin() -> f32 {
+    DEFAULT_HYSTERESIS_MARGIN
+}
+
+fn default_min_dwell_frames() -> u32 {
+    DEFAULT_MIN_DWELL_FRAMES
+}
+
+impl Default for SmoothConfig {
+    fn default() -> Self {
+        Self::Ema {
+            alpha: DEFAULT_EMA_ALPHA,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("smooth.{field} must be {expected}, got {value}")]
+pub struct SmoothConfigError {
+    pub field: &'static str,
+    pub expected: &'static str,
+    pub value: String,
+}
+
+fn check<T: ToString>(
+    ok: bool,
+    field: &'static str,
+    expected: &'static str,
+    value: T,
+) -> Result<(), SmoothConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SmoothConfigError {
+            field,
+            expected,
+            value: value.to_string(),
+        })
+    }
+}
+
+impl SmoothConfig {
+    pub fn build(&self) -> Result<Smoother, SmoothConfigError> {
+        let mode = match *self {
+            Self::Ema { alpha } => {
+                // Written so NaN fails too.
+                check(alpha > 0.0 && alpha <= 1.0, "alpha", "in (0, 1]", alpha)?;
+                Mode::Ema {
+                    alpha,
+                    average: Vec::new(),
+                }
+            }
+            Self::Window { frames } => {
+                check(
+                    (1..=MAX_WINDOW_FRAMES).contains(&frames),
+                    "frames",
+                    "1 to 18000",
+                    frames,
+                )?;
+                Mode::Window {
+                    votes: LocalRb::new(frames),
+                }
+            }
+            Self::Hysteresis {
+                margin,
+                min_dwell_frames,
+            } => {
+                check((0.0..=1.0).contains(&margin), "margin", "in [0, 1]", margin)?;
+                check(
+                    min_dwell_frames >= 1,
+                    "min_dwell_frames",
+                    "at least 1",
+                    min_dwell_frames,
+                )?;
+                Mode::Hysteresis {
+                    margin,
+                    min_dwell_frames,
+                    challenger: None,
+                }
+            }
+        };
+        Ok(Smoother {
+            mode,
+            label: None,
+            classes: None,
+        })
+    }
+}
+
+/// The smoothed label after one frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Smoothed {
+    pub stamp: Stamp,
+    /// Class index, in the model's label order.
+    pub label: usize,
+    /// The averaged probability (`ema`), or this frame's probability of `label`.
+    pub score: f32,
+    /// `label` differs from the previous frame's, or this is the first label.
+    pub changed: bool,
+}
+
+impl Stamped for Smoothed {
+    fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+}
+
+/// Scores the smoother cannot use; the frame is skipped and the state left as it was.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum ScoresError {
+    #[error("frame {seq}: no class scores")]
+    Empty { seq: u64 },
+    #[error("frame {seq}: score of class {class} is not a number between 0 and 1")]
+    OutOfRange { seq: u64, class: usize },
+    #[error("frame {seq}: {got} class scores, earlier frames had {expected}")]
+    ClassCount {
+        seq: u64,
+        got: usize,
+        expected: usize,
+    },
+}
+
+pub struct Smoother {
+    mode: Mode,
+    label: Option<usize>,
+    classes: Option<usize>,
+}
+
+enum Mode {
+    Ema {
+        alpha: f32,
+        average: Vec<f32>,
+    },
+    Window {
+        /// The last top-1s; a local (single-thread) ring: the smoother runs on one thread.
+        votes: LocalRb<Heap<usize>>,
+    },
+    Hysteresis {
+        margin: f32,
+        min_dwell_frames: u32,
+        /// The class currently leading by the margin, and for how many frames in a row.
+        challenger: Option<(usize, u32)>,
+    },
+}
+
+impl Smoother {
+    pub fn update(&mut self, scores: &Scores) -> Result<Smoothed, ScoresError> {
+        let probs = &scores.probs;
+        self.check(scores)?;
+        let (top, _) = top1(probs);
+        let (label, score) = match &mut self.mode {
+            Mode::Ema { alpha, average } => {
+                if average.is_empty() {
+                    average.clone_from(probs);
+                } else {
+                    for (avg, p) in average.iter_mut().zip(probs) {
+                        *avg += *alpha * (p - *avg);
+                    }
+                }
+                top1(average)
+            }
+            Mode::Window { votes } => {
+                votes.push_overwrite(top);
+                let winner = majority(votes.iter().copied()).unwrap_or(top);
+                (winner, probs[winner])
+            }
+            Mode::Hysteresis {
+                margin,
+                min_dwell_frames,
+                challenger,
+            } => {
+                let current = self.label.unwrap_or(top);
+                let leads = top != current && probs[top] - probs[current] >= *margin;
+                *challenger = match *challenger {
+                    _ if !leads => None,
+                    Some((class, frames)) if class == top => Some((class, frames + 1)),
+                    _ => Some((top, 1)),
+                };
+                match *challenger {
+                    Some((class, frames)) if frames >= *min_dwell_frames => {
+                        *challenger = None;
+                        (class, probs[class])
+                    }
+                    _ => (current, probs[current]),
+                }
+            }
+        };
+        let changed = self.label != Some(label);
+        self.label = Some(label);
+        Ok(Smoothed {
+            stamp: scores.stamp,
+            label,
+            score,
+            changed,
+        })
+    }
+
+    fn check(&mut self, scores: &Scores) -> Result<(), ScoresError> {
+        let seq = scores.stamp.seq;
+        if scores.probs.is_empty() {
+            return Err(ScoresError::Empty { seq });
+        }
+        if let Some(class) = scores.probs.iter().position(|p| !(0.0..=1.0).contains(p)) {
+            return Err(ScoresError::OutOfRange { seq, class });
+        }
+        let expected = *self.classes.get_or_insert(scores.probs.len());
+        if scores.probs.len() != expected {
+            return Err(ScoresError::ClassCount {
+                seq,
+                got: scores.probs.len(),
+                expected,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Stage for Smoother {
+    type In = Scores;
+    type Out = Smoothed;
+
+    fn process(&mut self, input: Scores) -> Result<Smoothed, StageError> {
+        self.update(&input).map_err(StageError::item)
+    }
+}
+
+/// Index and value of the highest score; the first one on a tie. `scores` is not empty.
+fn top1(scores: &[f32]) -> (usize, f32) {
+    scores
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, s)| {
+            if s > best.1 {
+                (i, s)
+            } else {
+                best
+            }
+        })
+}
+
+/// The most frequent vote, oldest first in `votes`; a tie goes to the one voted last.
+fn majority(votes: impl Iterator<Item = usize>) -> Option<usize> {
+    // (class, votes, position of its latest vote); windows are short, a scan is enough.
+    let mut tally: Vec<(usize, usize, usize)> = Vec::new();
+    for (position, class) in votes.enumerate() {
+        match tally.iter_mut().find(|entry| entry.0 == class) {
+            Some(entry) => {
+                entry.1 += 1;
+                entry.2 = position;
+            }
+            None => tally.push((class, 1, position)),
+        }
+    }
+    tally
+        .into_iter()
+        .max_by_key(|&(_, count, latest)| (count, latest))
+        .map(|(class, _, _)| class)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn scores(seq: u64, probs: &[f32]) -> Scores {
+        Scores {
+            stamp: Stamp {
+                seq,
+                captured_at: Instant::now(),
+            },
+            probs: probs.to_vec(),
+        }
+    }
+
+    /// Two classes: `p` is the probability of class 1.
+    fn two_class(ps: &[f32]) -> Vec<Scores> {
+        ps.iter()
+            .enumerate()
+            .map(|(i, &p)| scores(i as u64, &[1.0 - p, p]))
+            .collect()
+    }
+
+    fn labels(config: SmoothConfig, frames: &[Scores]) -> Vec<usize> {
+        let mut smoother = config.build().expect("valid config");
+        frames
+            .iter()
+            .map(|s| smoother.update(s).expect("valid scores").label)
+            .collect()
+    }
+
+    fn changes(labels: &[usize]) -> usize {
+        labels.windows(2).filter(|w| w[0] != w[1]).count()
+    }
+
+    /// Class 0 throughout, with a one-frame spike of class 1 every fourth frame.
+    fn flickering() -> Vec<Scores> {
+        two_class(&[0.2, 0.3, 0.2, 0.7, 0.2, 0.3, 0.2, 0.8, 0.2, 0.3, 0.2, 0.7])
+    }
+
+    #[test]
+    fn raw_top1_flickers_on_the_crafted_sequence() {
+        // alpha = 1 is no smoothing: the sequence really does flicker.
+        let raw = labels(SmoothConfig::Ema { alpha: 1.0 }, &flickering());
+        assert_eq!(changes(&raw), 5);
+    }
+
+    #[test]
+    fn every_mode_suppresses_one_frame_spikes() {
+        for config in [
+            SmoothConfig::Ema { alpha: 0.3 },
+            SmoothConfig::Window { frames: 3 },
+            SmoothConfig::Hysteresis {
+                margin: 0.1,
+                min_dwell_frames: 2,
+            },
+        ] {
+            let smoothed = labels(config.clone(), &flickering());
+            assert_eq!(smoothed, vec![0; 12], "{config:?}");
+        }
+    }
+
+    #[test]
+    fn every_mode_follows_a_lasting_change() {
+        let lasting = two_class(&[0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]);
+        for (config, switch_at) in [
+            (SmoothConfig::Ema { alpha: 0.4 }, 4),
+            (SmoothConfig::Window { frames: 3 }, 4),
+            (
+                SmoothConfig::Hysteresis {
+                    margin: 0.5,
+                    min_dwell_frames: 3,
+                },
+                5,
+            ),
+        ] {
+            let smoothed = labels(config.clone(), &lasting);
+            let expected: Vec<usize> = (0..9).map(|i| usize::from(i >= switch_at)).collect();
+            assert_eq!(smoothed, expected, "{config:?}");
+        }
+    }
+
+    #[test]
+    fn window_ties_go_to_the_most_recent_vote() {
+        let frames = two_class(&[0.1, 0.1, 0.9, 0.9]);
+        assert_eq!(
+            labels(SmoothConfig::Window { frames: 4 }, &frames),
+            [0, 0, 0, 1]
+        );
+        let frames = two_class(&[0.9, 0.9, 0.1, 0.1]);
+        assert_eq!(
+            labels(SmoothConfig::Window { frames: 4 }, &frames),
+            [1, 1, 1, 0]
+        );
+    }
+
+    #[test]
+    fn hysteresis_needs_the_margin_on_consecutive_frames() {
+        let config = SmoothConfig::Hysteresis {
+            margin: 0.2,
+            min_dwell_frames: 3,
+        };
+        // Class 1 leads, but by less than the margin (0.58 - 0.42 = 0.16).
+        let narrow = two_class(&[0.1, 0.58, 0.58, 0.58, 0.58]);
+        assert_eq!(labels(config.clone(), &narrow), [0; 5]);
+        // Enough margin, but the streak breaks after two frames and restarts.
+        let broken = two_class(&[0.1, 0.9, 0.9, 0.1, 0.9, 0.9, 0.9]);
+        assert_eq!(labels(config, &broken), [0, 0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn hysteresis_resets_the_streak_when_the_challenger_changes() {
+        let config = SmoothConfig::Hysteresis {
+            margin: 0.3,
+            min_dwell_frames: 2,
+        };
+        let frames = [
+            scores(0, &[0.8, 0.1, 0.1]),
+            scores(1, &[0.1, 0.8, 0.1]),
+            scores(2, &[0.1, 0.1, 0.8]),
+            scores(3, &[0.1, 0.1, 0.8]),
+        ];
+        assert_eq!(labels(config, &frames), [0, 0, 0, 2]);
+    }
+
+    #[test]
+    fn the_first_label_and_every_switch_are_changes() {
+        let mut smoother = SmoothConfig::Window { frames: 1 }.build().expect("valid");
+        let changed: Vec<bool> = two_class(&[0.9, 0.9, 0.1])
+            .iter()
+            .map(|s| smoother.update(s).expect("valid").changed)
+            .collect();
+        assert_eq!(changed, [true, false, true]);
+    }
+
+    #[test]
+    fn ema_score_is_the_averaged_probability() {
+        let mut smoother = SmoothConfig::Ema { alpha: 0.5 }.build().expect("valid");
+        smoother.update(&scores(0, &[0.8, 0.2])).expect("valid");
+        let out = smoother.update(&scores(1, &[0.4, 0.6])).expect("valid");
+        assert_eq!(out.label, 0);
+        assert!((out.score - 0.6).abs() < 1e-6, "{}", out.score);
+    }
+
+    #[test]
+    fn bad_scores_are_refused_and_leave_the_state_alone() {
+        let mut smoother = SmoothConfig::default().build().expect("valid");
+        smoother.update(&scores(0, &[0.9, 0.1])).expect("valid");
+        assert_eq!(
+            smoother.update(&scores(1, &[])),
+            Err(ScoresError::Empty { seq: 1 })
+        );
+        assert_eq!(
+            smoother.update(&scores(2, &[0.5, f32::NAN])),
+            Err(ScoresError::OutOfRange { seq: 2, class: 1 })
+        );
+        assert_eq!(
+            smoother.update(&scores(3, &[0.5, 0.3, 0.2])),
+            Err(ScoresError::ClassCount {
+                seq: 3,
+                got: 3,
+                expected: 2
+            })
+        );
+        let out = smoother.update(&scores(4, &[0.9, 0.1])).expect("valid");
+        assert_eq!((out.label, out.changed), (0, false));
+        let err = smoother.process(scores(5, &[])).expect_err("empty scores");
+        assert!(matches!(err, StageError::Item(_)));
+    }
+
+    #[test]
+    fn build_names_the_bad_field() {
+        let cases = [
+            (
+                SmoothConfig::Ema { alpha: 0.0 },
+                "smooth.alpha must be in (0, 1], got 0",
+            ),
+            (
+                SmoothConfig::Ema { alpha: f32::NAN },
+                "smooth.alpha must be in (0, 1], got NaN",
+            ),
+            (
+                SmoothConfig::Window { frames: 0 },
+                "smooth.frames must be 1 to 18000, got 0",
+            ),
+            (
+                SmoothConfig::Hysteresis {
+                    margin: 1.5,
+                    min_dwell_frames: 1,
+                },
+                "smooth.margin must be in [0, 1], got 1.5",
+            ),
+            (
+                SmoothConfig::Hysteresis {
+                    margin: 0.1,
+                    min_dwell_frames: 0,
+                },
+                "smooth.min_dwell_frames must be at least 1, got 0",
+            ),
+        ];
+        for (config, message) in cases {
+            let err = config.build().err().expect("refused");
+            assert_eq!(err.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn config_parses_tagged_snake_case_with_defaults_and_refuses_unknown_fields() {
+        let parsed: SmoothConfig =
+            toml::from_str("kind = \"hysteresis\"\nmargin = 0.2").expect("parses");
+        assert_eq!(
+            parsed,
+            SmoothConfig::Hysteresis {
+                margin: 0.2,
+                min_dwell_frames: DEFAULT_MIN_DWELL_FRAMES
+            }
+        );
+        let parsed: SmoothConfig = toml::from_str("kind = \"window\"").expect("parses");
+        assert_eq!(
+            parsed,
+            SmoothConfig::Window {
+                frames: DEFAULT_WINDOW_FRAMES
+            }
+        );
+        let err = toml::from_str::<SmoothConfig>("kind = \"ema\"\nalfa = 0.2").expect_err("typo");
+        assert!(err.to_string().contains("alfa"), "{err}");
+        assert!(toml::from_str::<SmoothConfig>("kind = \"median\"").is_err());
+    }
+}

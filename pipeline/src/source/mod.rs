@@ -1,0 +1,406 @@
+//! Where frames come from. Each kind is a config whose `build()` does the fallible work
+//! (open the folder, file or camera) and returns a [`Source`].
+
+pub mod camera;
+pub mod clip;
+pub mod images;
+pub mod synthetic;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use nokhwa::pixel_format::RgbFormat;
+use nokhwa::utils::FrameFormat;
+use nokhwa::{Buffer, NokhwaError};
+use serde::{Deserialize, Serialize};
+
+use crate::contain;
+use crate::frame::Frame;
+use crate::stage::{Shutdown, Source, StageError};
+
+/// Above this a frame rate is a typo, not a camera.
+pub const MAX_FPS: f64 = 1000.0;
+/// Largest frame width or height accepted.
+pub const MAX_SIDE: u32 = 8192;
+
+/// One source, chosen by `kind`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceConfig {
+    Synthetic(synthetic::SyntheticConfig),
+    Images(images::ImagesConfig),
+    Clip(clip::ClipConfig),
+    Camera(camera::CameraConfig),
+}
+
+/// The demo clip: the first run needs no camera and no file.
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self::Clip(clip::ClipConfig::default())
+    }
+}
+
+impl SourceConfig {
+    pub fn build(&self) -> Result<Box<dyn Source>, SourceError> {
+        Ok(match self {
+            Self::Synthetic(config) => Box::new(config.build()?),
+            Self::Images(config) => Box::new(config.build()?),
+            Self::Clip(config) => Box::new(config.build()?),
+            Self::Camera(config) => Box::new(config.build()?),
+        })
+    }
+
+    /// Time between frames the source aims for; `None` when it runs as fast as it can.
+    pub fn frame_period(&self) -> Option<Duration> {
+        let fps = match self {
+            Self::Synthetic(config) => config.fps,
+            Self::Images(config) => config.fps,
+            Self::Clip(config) => config.fps,
+            Self::Camera(config) => f64::from(config.fps),
+        };
+        (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps))
+    }
+}
+
+/// Ends a source's stream after some frames or some time, whichever comes first.
+pub struct Limited<S> {
+    source: S,
+    frames_left: Option<u64>,
+    run_for: Option<Duration>,
+    /// Set at the first read, so the time counts from when the source starts, not from build.
+    started: Option<Instant>,
+}
+
+impl<S: Source> Limited<S> {
+    pub fn new(source: S, frames: Option<u64>, run_for: Option<Duration>) -> Self {
+        Self {
+            source,
+            frames_left: frames,
+            run_for,
+            started: None,
+        }
+    }
+}
+
+impl<S: Source> Source for Limited<S> {
+    fn next_frame(&mut self, shutdown: &Shutdown) -> Result<Option<Frame>, StageError> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let out_of_time = self
+            .run_for
+            .is_some_and(|run_for| started.elapsed() >= run_for);
+        if self.frames_left == Some(0) || out_of_time {
+            return Ok(None);
+        }
+        let frame = self.source.next_frame(shutdown)?;
+        if let (Some(left), Some(_)) = (&mut self.frames_left, &frame) {
+            *left -= 1;
+        }
+        Ok(frame)
+    }
+}
+
+/// How a camera or a raw clip encodes its frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PixelFormat {
+    /// Each frame a JPEG.
+    #[default]
+    Mjpeg,
+    /// Packed YUV 4:2:2, two bytes a pixel.
+    Yuyv,
+}
+
+impl PixelFormat {
+    fn frame_format(self) -> FrameFormat {
+        match self {
+            Self::Mjpeg => FrameFormat::MJPEG,
+            Self::Yuyv => FrameFormat::YUYV,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source.{field} must be {expected}, got {value}")]
+    Invalid {
+        field: &'static str,
+        expected: &'static str,
+        value: String,
+    },
+    #[error("cannot read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{dir} holds no image files (jpg, jpeg, png, bmp, webp, tif, tiff)")]
+    NoImages { dir: PathBuf },
+    #[error("no readable images left in {dir}")]
+    NoReadableImages { dir: PathBuf },
+    #[error(transparent)]
+    Image(crate::decode::ImageError),
+    #[error("clip {path} is empty")]
+    EmptyClip { path: PathBuf },
+    #[error("clip {path} has no decodable frames")]
+    NoFrames { path: PathBuf },
+    #[error("clip {path}: bad frame at byte {offset}: {reason}")]
+    BadFrame {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("no camera found")]
+    NoCamera,
+    #[error("camera index {index} out of range ({count} cameras)")]
+    CameraIndex { index: u32, count: usize },
+    #[error("camera access was not granted")]
+    CameraPermission,
+    #[error("cannot list cameras")]
+    CameraQuery(#[source] NokhwaError),
+    #[error("camera {index}")]
+    Camera {
+        index: u32,
+        #[source]
+        source: NokhwaError,
+    },
+    #[error("camera {index} has no mode scened can decode")]
+    NoCameraMode { index: u32 },
+    #[error("camera {index}: cannot decode frame: {reason}")]
+    CameraFrame { index: u32, reason: String },
+    #[error("camera {index} unavailable, retrying in {} ms", retry_in.as_millis())]
+    CameraLost {
+        index: u32,
+        retry_in: Duration,
+        #[source]
+        source: Box<SourceError>,
+    },
+}
+
+fn check(
+    ok: bool,
+    field: &'static str,
+    expected: &'static str,
+    value: impl ToString,
+) -> Result<(), SourceError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SourceError::Invalid {
+            field,
+            expected,
+            value: value.to_string(),
+        })
+    }
+}
+
+fn check_size(width: u32, height: u32) -> Result<(), SourceError> {
+    let side = 1..=MAX_SIDE;
+    check(side.contains(&width), "width", "1 to 8192", width)?;
+    check(side.contains(&height), "height", "1 to 8192", height)
+}
+
+fn check_fps(fps: f64) -> Result<(), SourceError> {
+    check(
+        (0.0..=MAX_FPS).contains(&fps),
+        "fps",
+        "0 (as fast as possible) to 1000",
+        fps,
+    )
+}
+
+/// Decodes a frame exactly as nokhwa does for a camera, so files test the camera's path.
+fn decode(buffer: &Buffer) -> Result<RgbImage, String> {
+    // mozjpeg reports corrupt JPEG data by unwinding, and nokhwa does not catch it.
+    match contain::catch(|| buffer.decode_image::<RgbFormat>()) {
+        Ok(Ok(image)) => Ok(image),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(panic) => Err(panic),
+    }
+}
+
+/// Numbers a source's frames from 0.
+#[derive(Debug, Default)]
+struct Sequence(u64);
+
+impl Sequence {
+    fn frame(&mut self, captured_at: Instant, image: RgbImage) -> Frame {
+        let seq = self.0;
+        self.0 += 1;
+        Frame {
+            seq,
+            captured_at,
+            image,
+        }
+    }
+}
+
+/// Releases frames at a steady rate by the wall clock.
+#[derive(Debug)]
+struct Pacer {
+    period: Option<Duration>,
+    next_due: Option<Instant>,
+}
+
+impl Pacer {
+    /// `fps` 0 means no pacing.
+    fn new(fps: f64) -> Self {
+        Self {
+            period: (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps)),
+            next_due: None,
+        }
+    }
+
+    /// Waits until the next frame is due; `false` if a stop came first.
+    fn wait(&mut self, shutdown: &Shutdown) -> bool {
+        let Some(period) = self.period else {
+            return true;
+        };
+        let now = Instant::now();
+        let due = self.next_due.unwrap_or(now);
+        if due > now && shutdown.sleep(due - now) {
+            return false;
+        }
+        // After a stall, restart the schedule rather than burst to catch up.
+        let after = Instant::now();
+        let late = after.saturating_duration_since(due) > period;
+        self.next_due = Some(if late { after + period } else { due + period });
+        true
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Real encoded frames for the file sources' tests.
+
+    use std::io::Cursor;
+
+    use image::codecs::jpeg::JpegEncoder;
+    use image::{ImageFormat, Rgb, RgbImage};
+
+    pub(crate) fn solid(width: u32, height: u32, color: [u8; 3]) -> RgbImage {
+        RgbImage::from_pixel(width, height, Rgb(color))
+    }
+
+    pub(crate) fn jpeg(width: u32, height: u32, color: [u8; 3]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        JpegEncoder::new_with_quality(&mut bytes, 90)
+            .encode_image(&solid(width, height, color))
+            .expect("encode JPEG");
+        bytes
+    }
+
+    pub(crate) fn encoded(image: &RgbImage, format: ImageFormat) -> Vec<u8> {
+        let mut bytes = Cursor::new(Vec::new());
+        image.write_to(&mut bytes, format).expect("encode image");
+        bytes.into_inner()
+    }
+
+    /// Whether `image` is `color` everywhere, give or take JPEG's error.
+    pub(crate) fn is_about(image: &RgbImage, color: [u8; 3]) -> bool {
+        image.pixels().all(|p| {
+            p.0.iter()
+                .zip(color)
+                .all(|(&got, want)| got.abs_diff(want) <= 12)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_are_chosen_by_kind_and_refuse_unknown_fields() {
+        let config: SourceConfig =
+            toml::from_str("kind = \"synthetic\"\nwidth = 32\nfps = 0").expect("parses");
+        assert_eq!(
+            config,
+            SourceConfig::Synthetic(synthetic::SyntheticConfig {
+                width: 32,
+                fps: 0.0,
+                ..Default::default()
+            })
+        );
+        let err =
+            toml::from_str::<SourceConfig>("kind = \"synthetic\"\nwidht = 32").expect_err("typo");
+        assert!(err.to_string().contains("widht"), "{err}");
+        assert!(toml::from_str::<SourceConfig>("kind = \"webcam\"").is_err());
+    }
+
+    #[test]
+    fn a_built_source_produces_frames_through_the_trait_object() {
+        let config: SourceConfig =
+            toml::from_str("kind = \"synthetic\"\nwidth = 8\nheight = 4\nfps = 0").expect("parses");
+        let mut source = Limited::new(config.build().expect("builds"), Some(2), None);
+        let shutdown = Shutdown::new();
+        let first = source.next_frame(&shutdown).expect("ok").expect("a frame");
+        assert_eq!((first.seq, first.image.dimensions()), (0, (8, 4)));
+        assert_eq!(
+            source.next_frame(&shutdown).expect("ok").map(|f| f.seq),
+            Some(1)
+        );
+        assert!(source.next_frame(&shutdown).expect("ok").is_none());
+    }
+
+    #[test]
+    fn limited_ends_the_stream_after_its_frames_or_its_time() {
+        let endless = || {
+            synthetic::SyntheticConfig {
+                width: 4,
+                height: 4,
+                fps: 0.0,
+            }
+            .build()
+            .expect("valid")
+        };
+        let shutdown = Shutdown::new();
+        let mut by_count = Limited::new(endless(), Some(3), None);
+        let seqs: Vec<u64> = std::iter::from_fn(|| by_count.next_frame(&shutdown).expect("ok"))
+            .map(|frame| frame.seq)
+            .collect();
+        assert_eq!(seqs, [0, 1, 2]);
+        let mut by_time = Limited::new(endless(), None, Some(Duration::ZERO));
+        assert!(by_time.next_frame(&shutdown).expect("ok").is_none());
+    }
+
+    #[test]
+    fn the_pacer_spaces_frames_and_unpaced_never_waits() {
+        let shutdown = Shutdown::new();
+        let mut paced = Pacer::new(100.0);
+        let started = Instant::now();
+        for _ in 0..6 {
+            assert!(paced.wait(&shutdown));
+        }
+        // Five periods of 10 ms at least; the upper bound is only a sanity check.
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(50), "{took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+
+        let mut unpaced = Pacer::new(0.0);
+        let started = Instant::now();
+        for _ in 0..1000 {
+            assert!(unpaced.wait(&shutdown));
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_stop_interrupts_the_pacer() {
+        let shutdown = Shutdown::new();
+        let mut pacer = Pacer::new(0.01);
+        assert!(pacer.wait(&shutdown));
+        shutdown.trigger();
+        assert!(!pacer.wait(&shutdown));
+    }
+
+    #[test]
+    fn fps_must_be_in_range() {
+        for fps in [-1.0, f64::NAN, 1000.5] {
+            let err = check_fps(fps).expect_err("refused");
+            assert!(err.to_string().starts_with("source.fps must be 0"), "{err}");
+        }
+        assert!(check_fps(0.0).is_ok() && check_fps(30.0).is_ok());
+    }
+}

@@ -1,0 +1,121 @@
+//! What a stage and a source do for one item; the loop around them lives in [`crate::runner`].
+
+use std::error::Error;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::frame::Frame;
+
+/// Why an item could not be processed.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// Only this item failed: it is counted and skipped, and the stage goes on.
+    #[error(transparent)]
+    Item(Box<dyn Error + Send + Sync>),
+    /// The stage cannot go on: it stops, and the pipeline drains behind it.
+    #[error(transparent)]
+    Fatal(Box<dyn Error + Send + Sync>),
+}
+
+impl StageError {
+    pub fn item(error: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self::Item(error.into())
+    }
+
+    pub fn fatal(error: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self::Fatal(error.into())
+    }
+}
+
+/// One step of the pipeline, called once per item on its own thread.
+///
+/// Every input yields one output or an error, so a stage's counts always add up
+/// (`in = out + errored`). Tests call `process` directly.
+pub trait Stage: Send + 'static {
+    type In: Send + 'static;
+    type Out: Send + 'static;
+
+    fn process(&mut self, input: Self::In) -> Result<Self::Out, StageError>;
+}
+
+/// Where frames come from.
+pub trait Source: Send + 'static {
+    /// The next frame, or `Ok(None)` at the end of the stream. May block until the frame is
+    /// due or arrives; waits should use `shutdown.sleep` so a stop request cuts them short.
+    fn next_frame(&mut self, shutdown: &Shutdown) -> Result<Option<Frame>, StageError>;
+}
+
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn next_frame(&mut self, shutdown: &Shutdown) -> Result<Option<Frame>, StageError> {
+        (**self).next_frame(shutdown)
+    }
+}
+
+/// A stop request shared by the app (signal handler) and the sources.
+///
+/// Only sources watch it: the stages behind them stop when their input closes, after
+/// finishing what is queued.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown(Arc<(Mutex<bool>, Condvar)>);
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn trigger(&self) {
+        let (flag, wake) = &*self.0;
+        *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_all();
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.0 .0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sleeps for `duration` unless a stop is requested first; returns whether it was.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let (flag, wake) = &*self.0;
+        let deadline = Instant::now() + duration;
+        let mut stopped = flag.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*stopped {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            stopped = wake
+                .wait_timeout(stopped, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+
+    #[test]
+    fn sleep_runs_its_full_time_without_a_stop() {
+        let started = Instant::now();
+        assert!(!Shutdown::new().sleep(Duration::from_millis(30)));
+        assert!(started.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn a_stop_cuts_a_long_sleep_short() {
+        let shutdown = Shutdown::new();
+        let stopper = shutdown.clone();
+        let started = Instant::now();
+        let handle = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            stopper.trigger();
+        });
+        assert!(shutdown.sleep(Duration::from_secs(60)));
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(shutdown.is_triggered());
+        handle.join().expect("stopper thread");
+    }
+}

@@ -1,0 +1,126 @@
+//! `scened run` and `scened validate`: a config becomes a built pipeline; running it prints
+//! labels as JSON lines on stdout and the final report on stderr.
+//!
+//! SIGINT and SIGTERM stop the source; the frames in flight drain, every thread is joined and
+//! the report printed before exiting 0. A second signal exits at once.
+
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use scened_pipeline::pipeline::{LabelEvent, Pipeline, PipelineConfig};
+use scened_pipeline::stage::Shutdown;
+use serde::Serialize;
+use tracing::info;
+
+use crate::cli::RunArgs;
+use crate::config;
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    // Installed first, so a signal during the model load also ends in a clean stop.
+    let shutdown = Shutdown::new();
+    stop_on_signals(shutdown.clone())?;
+    let config = config::for_run(args)?;
+    let pipeline = build(&config, args.config.as_deref())?;
+    info!(model = %pipeline.engine().path().display(), "pipeline built");
+
+    let mut out = io::stdout().lock();
+    let mut write_error = None;
+    let report = pipeline
+        .run(&shutdown, |event| {
+            match writeln!(out, "{}", json_line(event)) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(error) => {
+                    write_error = Some(error);
+                    ControlFlow::Break(())
+                }
+            }
+        })
+        .context("cannot start the pipeline's threads")?;
+    eprint!("{report}");
+    eprintln!(
+        "peak RSS {:.1} MiB",
+        peak_rss_bytes() as f64 / f64::from(1 << 20)
+    );
+    if let Some(error) = write_error {
+        return Err(error).context("cannot write to stdout");
+    }
+    if let Some(failed) = report.stages.iter().find(|stage| stage.stop.is_failure()) {
+        anyhow::bail!("stage {} {}", failed.name, failed.stop);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = config::load(path)?;
+    build(&config, Some(path))?;
+    println!("{}: ok", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the pipeline; errors name the config file they came from, if any.
+fn build(config: &PipelineConfig, file: Option<&Path>) -> anyhow::Result<Pipeline> {
+    let built = config.build();
+    match file {
+        Some(file) => built.with_context(|| file.display().to_string()),
+        None => Ok(built?),
+    }
+}
+
+fn stop_on_signals(shutdown: Shutdown) -> anyhow::Result<()> {
+    let signalled = AtomicBool::new(false);
+    ctrlc::set_handler(move || {
+        if signalled.swap(true, Ordering::SeqCst) {
+            eprintln!("error: signalled again, exiting without draining");
+            std::process::exit(130);
+        }
+        info!("signal received: stopping the source and draining");
+        shutdown.trigger();
+    })
+    .context("cannot install the SIGINT/SIGTERM handler")
+}
+
+/// One line of output, e.g. `{"frame":812,"ts":"2026-01-01T12:00:00.123Z",
+/// "label":"espresso","score":0.91,"latency_ms":14.2}` (on one line).
+#[derive(Serialize)]
+struct Line<'a> {
+    frame: u64,
+    /// Capture time, RFC 3339, UTC.
+    ts: String,
+    label: &'a str,
+    score: f64,
+    latency_ms: f64,
+}
+
+fn json_line(event: &LabelEvent) -> String {
+    let line = Line {
+        frame: event.frame,
+        ts: humantime::format_rfc3339_millis(event.captured).to_string(),
+        label: &event.label,
+        // f32 printed as f64 shows noise digits; four decimals are all a probability needs.
+        score: (f64::from(event.score) * 1e4).round() / 1e4,
+        latency_ms: (event.latency.as_secs_f64() * 1e4).round() / 10.0,
+    };
+    serde_json::to_string(&line).expect("a struct of numbers and strings serializes")
+}
+
+/// The most memory the process has held, in bytes.
+fn peak_rss_bytes() -> u64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage only writes the struct it is given, and RUSAGE_SELF is always valid.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
+    if !ok {
+        return 0;
+    }
+    // SAFETY: zero-initialized, then filled by a successful getrusage.
+    let max = unsafe { usage.assume_init() }.ru_maxrss as u64;
+    // Linux reports kibibytes, macOS bytes.
+    if cfg!(target_os = "macos") {
+        max
+    } else {
+        max * 1024
+    }
+}

@@ -1,0 +1,522 @@
+//! The live pipeline end to end: the real model, the committed clip and photos, real threads,
+//! and `scened run` as a user runs it, signals included.
+
+use std::io::{BufRead, BufReader};
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use scened_pipeline::decode;
+use scened_pipeline::infer::stage::InferConfig;
+use scened_pipeline::infer::top_k;
+use scened_pipeline::pipeline::{EdgesConfig, LabelEvent, OutputConfig, PipelineConfig};
+use scened_pipeline::queue::{EdgeConfig, EdgeStats, WhenFull};
+use scened_pipeline::resize::{Fit, Preprocessor};
+use scened_pipeline::runner::{PipelineReport, StopReason};
+use scened_pipeline::smooth::SmoothConfig;
+use scened_pipeline::source::clip::ClipConfig;
+use scened_pipeline::source::images::ImagesConfig;
+use scened_pipeline::source::SourceConfig;
+use scened_pipeline::stage::Shutdown;
+use serde_json::Value;
+
+use crate::util::*;
+
+const LITE0: &str = "efficientnet_lite0.fp32.tflite";
+/// Frames in the demo clip, `tests/data/clips/scenes.mjpeg`.
+const CLIP_FRAMES: u64 = 90;
+/// Far longer than anything here takes, even on a loaded machine: only there to turn a hang
+/// into a failure.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn every_edge(capacity: usize, when_full: WhenFull) -> EdgesConfig {
+    let edge = EdgeConfig {
+        capacity,
+        when_full,
+    };
+    EdgesConfig {
+        resize: edge,
+        infer: edge,
+        smooth: edge,
+        sink: edge,
+    }
+}
+
+/// The demo clip as fast as the pipeline takes it, every frame to the sink.
+fn demo_clip(edges: EdgesConfig) -> PipelineConfig {
+    PipelineConfig {
+        source: SourceConfig::Clip(ClipConfig {
+            fps: 0.0,
+            ..ClipConfig::default()
+        }),
+        infer: InferConfig {
+            model: model(LITE0),
+            ..InferConfig::default()
+        },
+        edges,
+        output: OutputConfig { every_frame: true },
+        ..PipelineConfig::default()
+    }
+}
+
+fn run_with(
+    config: &PipelineConfig,
+    mut on_event: impl FnMut(&LabelEvent),
+) -> (Vec<LabelEvent>, PipelineReport) {
+    let pipeline = config.build().unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Vec::new();
+    let report = pipeline
+        .run(&Shutdown::new(), |event| {
+            on_event(event);
+            events.push(event.clone());
+            ControlFlow::Continue(())
+        })
+        .expect("threads start");
+    assert!(report.is_clean(), "{report}");
+    (events, report)
+}
+
+fn run(config: &PipelineConfig) -> (Vec<LabelEvent>, PipelineReport) {
+    run_with(config, |_| {})
+}
+
+/// Labels where they change, in order.
+fn changes(events: &[LabelEvent]) -> Vec<&str> {
+    let mut labels: Vec<&str> = events.iter().map(|e| e.label.as_str()).collect();
+    labels.dedup();
+    labels
+}
+
+fn edges(report: &PipelineReport) -> Vec<&EdgeStats> {
+    let inputs = report.stages.iter().filter_map(|s| s.input.as_ref());
+    inputs.chain(report.sink.as_ref()).collect()
+}
+
+/// Every frame the source made is delivered, dropped on an edge (counted by reason) or failed
+/// in a stage; nothing is left over.
+#[track_caller]
+fn assert_every_frame_accounted_for(report: &PipelineReport, delivered: usize) {
+    for stage in &report.stages {
+        let s = stage;
+        assert_eq!(s.frames_in, s.frames_out + s.errors, "{}: {report}", s.name);
+    }
+    for edge in edges(report) {
+        assert_eq!(edge.depth, 0, "{edge:?}");
+        assert_eq!(edge.sent, edge.received + edge.dropped.total(), "{edge:?}");
+    }
+    let made = report.stages[0].frames_out;
+    let dropped: u64 = edges(report).iter().map(|e| e.dropped.total()).sum();
+    let errored: u64 = report.stages.iter().map(|s| s.errors).sum();
+    assert_eq!(made, delivered as u64 + dropped + errored, "{report}");
+}
+
+/// `(photo, first frame, last frame)` per segment of the demo clip.
+fn clip_segments() -> Vec<(String, u64, u64)> {
+    let text = std::fs::read_to_string(data("clips/scenes.json")).unwrap();
+    let meta: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(meta["frames"], CLIP_FRAMES);
+    meta["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let frame = |key: &str| s[key].as_u64().unwrap();
+            let photo = s["photo"].as_str().unwrap().to_owned();
+            (photo, frame("first_frame"), frame("last_frame"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_demo_clip_is_labelled_scene_by_scene() {
+    let (events, report) = run(&demo_clip(every_edge(2, WhenFull::Block)));
+    assert_eq!(events.len() as u64, CLIP_FRAMES);
+    assert_eq!(changes(&events), ["Egyptian cat", "espresso", "tripod"]);
+    // Each label takes over within a few frames of its photo's first frame (smoothing lags).
+    let segments = clip_segments();
+    let photos: Vec<&str> = segments.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(photos, ["chelsea", "coffee", "camera"]);
+    let switches: Vec<u64> = events
+        .iter()
+        .filter(|e| e.changed)
+        .map(|e| e.frame)
+        .collect();
+    for (&switch, (photo, first, last)) in switches.iter().zip(&segments) {
+        assert!((*first..first + 5).contains(&switch), "{photo}: {switch}");
+        assert!(switch < *last, "{photo}: {switch}");
+    }
+    let frames: Vec<u64> = events.iter().map(|e| e.frame).collect();
+    assert_eq!(frames, (0..CLIP_FRAMES).collect::<Vec<_>>());
+    assert!(events.iter().all(|e| e.score > 0.0 && e.score <= 1.0));
+    assert_every_frame_accounted_for(&report, events.len());
+    assert_eq!(report.stages[0].stop, StopReason::EndOfStream);
+}
+
+#[test]
+fn an_images_folder_gets_each_photo_s_own_label() {
+    let dir = data("photos/full");
+    let config = PipelineConfig {
+        source: SourceConfig::Images(ImagesConfig {
+            dir: dir.clone(),
+            looping: false,
+            fps: 0.0,
+        }),
+        // alpha 1 is no smoothing: each photo is a different scene, shown for one frame.
+        smooth: SmoothConfig::Ema { alpha: 1.0 },
+        ..demo_clip(every_edge(2, WhenFull::Block))
+    };
+    let (events, report) = run(&config);
+
+    // What classifying each photo on its own gives, in file-name order.
+    let engine = config.infer.build().unwrap();
+    let mut session = engine.session().unwrap();
+    let mut pre = Preprocessor::new(engine.input().clone(), Fit::CenterCrop);
+    let mut photos: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    photos.sort();
+    let expected: Vec<String> = photos
+        .iter()
+        .map(|photo| {
+            let input = pre.process(&decode::load_rgb(photo).unwrap()).unwrap();
+            let probs = session.run(input).unwrap().probs;
+            engine.label(top_k(&probs, 1)[0].0)
+        })
+        .collect();
+
+    let labels: Vec<&str> = events.iter().map(|e| e.label.as_str()).collect();
+    assert_eq!(labels, expected);
+    for (photo, label) in [
+        ("camera", "tripod"),
+        ("chelsea", "Egyptian cat"),
+        ("coffee", "espresso"),
+    ] {
+        let at = photos.iter().position(|p| stem(p) == photo).unwrap();
+        assert_eq!(labels[at], label, "{photo}");
+    }
+    assert_every_frame_accounted_for(&report, events.len());
+}
+
+/// The sink is the deliberately slow stage: on the first label it stops taking more until the
+/// source has made every frame. Only what fits in the queues and stages (at most one item per
+/// queue and one per stage) can still get through, so most frames must be dropped, each by
+/// the policy of the queue where it was.
+#[test]
+fn drop_policies_behave_as_declared_and_every_frame_is_accounted_for() {
+    for when_full in [WhenFull::Block, WhenFull::DropNewest, WhenFull::DropOldest] {
+        let config = demo_clip(every_edge(1, when_full));
+        let pipeline = config.build().unwrap();
+        let capture_out = pipeline.edges()[0].clone();
+        assert_eq!(capture_out.stats().name, "resize");
+        let mut events: Vec<LabelEvent> = Vec::new();
+        let report = pipeline
+            .run(&Shutdown::new(), |event| {
+                // Blocking queues would hold the source back forever: stall only when dropping.
+                if events.is_empty() && when_full != WhenFull::Block {
+                    let waiting = Instant::now();
+                    while capture_out.stats().sent < CLIP_FRAMES {
+                        assert!(waiting.elapsed() < PATIENCE, "the source stalled");
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                events.push(event.clone());
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert!(report.is_clean(), "{report}");
+        assert_every_frame_accounted_for(&report, events.len());
+        let frames: Vec<u64> = events.iter().map(|e| e.frame).collect();
+        assert!(frames.windows(2).all(|w| w[0] < w[1]), "order: {frames:?}");
+        let dropped =
+            |pick: fn(&EdgeStats) -> u64| -> u64 { edges(&report).into_iter().map(pick).sum() };
+        let queue_full = dropped(|e| e.dropped.queue_full);
+        let evicted = dropped(|e| e.dropped.evicted);
+        assert_eq!(dropped(|e| e.dropped.disconnected), 0, "{report}");
+        // Four queues of one and three stages holding one each, besides the first label.
+        let most_delivered = 1 + 4 + 3;
+        match when_full {
+            WhenFull::Block => {
+                assert_eq!(frames, (0..CLIP_FRAMES).collect::<Vec<_>>());
+                assert_eq!(queue_full + evicted, 0);
+            }
+            // A full queue refuses the newcomer: the first frame always gets through.
+            WhenFull::DropNewest => {
+                assert!(frames.len() <= most_delivered, "{frames:?}");
+                assert_eq!(frames[0], 0);
+                assert_eq!(evicted, 0);
+                assert!(
+                    queue_full >= CLIP_FRAMES - most_delivered as u64,
+                    "{report}"
+                );
+            }
+            // A full queue evicts its oldest: the last frame always gets through.
+            WhenFull::DropOldest => {
+                assert!(frames.len() <= most_delivered, "{frames:?}");
+                assert_eq!(frames.last(), Some(&(CLIP_FRAMES - 1)));
+                assert_eq!(queue_full, 0);
+                assert!(evicted >= CLIP_FRAMES - most_delivered as u64, "{report}");
+            }
+        }
+    }
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+fn labels(lines: &[Value]) -> Vec<&str> {
+    lines.iter().map(|l| l["label"].as_str().unwrap()).collect()
+}
+
+/// The README's first command: no flags, no config file, from the repository root.
+#[test]
+fn scened_run_with_no_flags_plays_the_demo_clip() {
+    let out = scened(&["run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out.stdout);
+    assert_eq!(labels(&lines), ["Egyptian cat", "espresso", "tripod"]);
+    for line in &lines {
+        let keys: Vec<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            ["frame", "label", "latency_ms", "score", "ts"],
+            "{line}"
+        );
+        let ts = line["ts"].as_str().unwrap();
+        humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("{ts}: {e}"));
+        assert!(ts.ends_with('Z'), "UTC: {ts}");
+        assert!(line["latency_ms"].as_f64().unwrap() > 0.0);
+    }
+    let report = stderr(&out);
+    for needle in [
+        "capture",
+        "resize",
+        "infer",
+        "smooth",
+        "sink",
+        "end of stream",
+        "peak RSS",
+    ] {
+        assert!(
+            report.contains(needle),
+            "{needle:?} missing from:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn every_frame_and_a_frame_limit_print_exactly_those_frames() {
+    // benchmark.toml's queues block, so no frame is dropped however fast the clip plays.
+    let config = ["run", "--config", "config/benchmark.toml", "--fps", "0"];
+    let out = scened(&[&config[..], &["--frames", "5", "--every-frame"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let frames: Vec<u64> = json_lines(&out.stdout)
+        .iter()
+        .map(|l| l["frame"].as_u64().unwrap())
+        .collect();
+    assert_eq!(frames, [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn a_duration_limit_ends_an_endless_source() {
+    let mut child = scened_command(&["run", "--source", "synthetic", "--duration", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait(&mut child);
+    let report = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(status.success(), "{report}");
+    assert!(report.contains("end of stream"), "{report}");
+}
+
+/// Two runs of replay.toml label every frame the same, score for score.
+#[test]
+fn replaying_the_clip_twice_gives_identical_labels() {
+    let replay = || {
+        let out = scened(&["run", "--config", "config/replay.toml"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_lines(&out.stdout)
+            .into_iter()
+            .map(|l| (l["frame"].clone(), l["label"].clone(), l["score"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let first = replay();
+    assert_eq!(first.len() as u64, CLIP_FRAMES);
+    assert_eq!(first, replay());
+}
+
+/// Waits for the child to exit; a hang fails the test instead of stalling the run.
+fn wait(child: &mut Child) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > PATIENCE {
+            child.kill().unwrap();
+            panic!("scened did not exit within {PATIENCE:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_and_sigint_drain_and_exit_zero_with_the_report() {
+    for signal in ["TERM", "INT"] {
+        // The synthetic pattern never ends: only the signal can stop this run.
+        let mut child = scened_command(&["run", "--source", "synthetic"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (first_line, got_line) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = first_line.send(lines.next());
+            lines.count()
+        });
+        // Running for real: frames went all the way through the model.
+        let line = got_line.recv_timeout(PATIENCE).expect("a first label");
+        serde_json::from_str::<Value>(&line.unwrap().unwrap()).unwrap();
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = wait(&mut child);
+        let report = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+        reader.join().unwrap();
+        assert_eq!(status.code(), Some(0), "SIG{signal}: {report}");
+        let capture = report
+            .lines()
+            .find(|l| l.starts_with("capture"))
+            .unwrap_or_else(|| panic!("no report after SIG{signal}: {report}"));
+        assert!(capture.ends_with("shutdown"), "{capture}");
+        for stage in ["resize", "infer", "smooth"] {
+            let row = report.lines().find(|l| l.starts_with(stage)).unwrap();
+            assert!(row.ends_with("input closed"), "drained: {row}");
+        }
+        assert!(report.contains("peak RSS"), "{report}");
+    }
+}
+
+fn write_config(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_bad_config_is_one_line_naming_the_file_and_the_key() {
+    let dir = tmp_dir("bad-config");
+    let cases = [
+        (
+            "unknown-key.toml",
+            "[infer]\nmodle = \"m.tflite\"",
+            "infer.modle: line 2: unknown field `modle`",
+        ),
+        (
+            "wrong-type.toml",
+            "[edges.infer]\ncapacity = \"two\"\nwhen_full = \"block\"",
+            "edges.infer.capacity: line 2: invalid type: string \"two\", expected usize",
+        ),
+        (
+            "zero-capacity.toml",
+            "[edges.infer]\ncapacity = 0\nwhen_full = \"block\"",
+            "edges.infer.capacity must be 1 to 4096, got 0",
+        ),
+        (
+            "source-kind.toml",
+            "[source]\nkind = \"webcam\"",
+            "source.kind: line 2: unknown variant `webcam`",
+        ),
+        (
+            "smoother.toml",
+            "[smooth]\nkind = \"median\"",
+            "smooth.kind: line 2: unknown variant `median`",
+        ),
+        (
+            "policy.toml",
+            "[edges.sink]\ncapacity = 1\nwhen_full = \"drop_all\"",
+            "edges.sink.when_full: line 3: unknown variant `drop_all`",
+        ),
+        (
+            "alpha.toml",
+            "[smooth]\nkind = \"ema\"\nalpha = 0",
+            "smooth.alpha must be in (0, 1], got 0",
+        ),
+        (
+            "no-model.toml",
+            "[infer]\nmodel = \"nope.tflite\"",
+            "infer: ",
+        ),
+    ];
+    for (file, text, what) in cases {
+        let path = write_config(&dir, file, text);
+        for command in ["run", "validate"] {
+            let out = scened(&[command, "--config", &path]);
+            assert_one_line_error(&out, &format!("{path}: {what}"));
+        }
+    }
+    // The missing model is named by its path, relative to the config file.
+    let out = scened(&[
+        "validate",
+        "--config",
+        &dir.join("no-model.toml").to_string_lossy(),
+    ]);
+    assert_one_line_error(
+        &out,
+        &format!("{}: cannot read model", dir.join("nope.tflite").display()),
+    );
+    let out = scened(&[
+        "run",
+        "--config",
+        &dir.join("missing.toml").to_string_lossy(),
+    ]);
+    assert_one_line_error(&out, "cannot read config ");
+}
+
+#[test]
+fn the_shipped_configs_validate() {
+    for name in ["scened", "replay", "benchmark"] {
+        let path = format!("config/{name}.toml");
+        let out = scened(&["validate", "--config", &path]);
+        assert!(out.status.success(), "{path}: {}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{path}: ok\n")
+        );
+    }
+    // This one needs a camera; without one the error is the usual line.
+    let out = scened(&["validate", "--config", "config/live-camera.toml"]);
+    if !out.status.success() {
+        assert_one_line_error(&out, "config/live-camera.toml: ");
+    }
+}
+
+/// This machine has no camera; where one exists, index 4000 still does not.
+#[test]
+fn a_missing_camera_is_one_clean_line() {
+    let out = scened(&["run", "--source", "camera:4000"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("no camera found") || err.contains("camera index 4000 out of range"),
+        "{err}"
+    );
+    assert_one_line_error(&out, "camera");
+    assert!(scened(&["cameras"]).status.success());
+}
