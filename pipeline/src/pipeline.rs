@@ -138,7 +138,8 @@ impl StopConfig {
 }
 
 impl PipelineConfig {
-    /// Checks every setting, loads the model and opens the source, cheapest first.
+    /// Checks every setting, loads the model and opens the source, cheapest first. Install a
+    /// metrics recorder before: the edges register their metrics here.
     pub fn build(&self) -> Result<Pipeline, BuildError> {
         let edges = Edges {
             resize: self.edges.resize.build("resize")?,
