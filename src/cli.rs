@@ -58,7 +58,7 @@ pub struct RunArgs {
 }
 
 /// `--source`, parsed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum SourceArg {
     Camera(Option<u32>),
     Clip(Option<PathBuf>),

@@ -36,7 +36,7 @@ fn parse(text: &str) -> Result<PipelineConfig, String> {
 
 /// Makes the relative paths in `config` relative to `dir`.
 fn rebase(config: &mut PipelineConfig, dir: &Path) {
-    let mut paths: Vec<&mut PathBuf> = vec![&mut config.infer.model];
+    let mut paths: Vec<&mut PathBuf> = config.infer.model.iter_mut().collect();
     paths.extend(config.infer.labels.as_mut());
     match &mut config.source {
         SourceConfig::Clip(clip) => paths.extend(clip.path.as_mut()),
@@ -63,7 +63,7 @@ pub fn for_run(args: &RunArgs) -> anyhow::Result<PipelineConfig> {
         set_fps(&mut config.source, fps);
     }
     if let Some(model) = &args.model {
-        config.infer.model.clone_from(model);
+        config.infer.model = Some(model.clone());
     }
     if let Some(frames) = args.frames {
         config.stop.after_frames = Some(frames);
@@ -125,6 +125,7 @@ fn set_fps(source: &mut SourceConfig, fps: f64) {
 
 #[cfg(test)]
 mod tests {
+    use scened_pipeline::infer::stage::DEFAULT_MODEL;
     use scened_pipeline::queue::WhenFull;
     use scened_pipeline::smooth::SmoothConfig;
 
@@ -159,10 +160,11 @@ mod tests {
     fn scened_toml_is_exactly_the_built_in_defaults() {
         let mut from_file = load(&repo().join("config/scened.toml")).unwrap();
         let mut defaults = PipelineConfig::default();
-        // The file names the model relative to itself, the default relative to the repo root.
-        rebase(&mut defaults, repo());
+        // The file names the model relative to itself; the default is relative to the current
+        // directory, which the README says is the repository root.
+        defaults.infer.model = Some(repo().join(DEFAULT_MODEL));
         for config in [&mut from_file, &mut defaults] {
-            config.infer.model = config.infer.model.canonicalize().unwrap();
+            config.infer.model = Some(config.infer.model().canonicalize().unwrap());
         }
         assert_eq!(from_file, defaults);
     }
@@ -227,7 +229,7 @@ mod tests {
         "#;
         let mut config = parse(text).unwrap();
         rebase(&mut config, Path::new("/etc/scened"));
-        assert_eq!(config.infer.model, Path::new("/etc/scened/m.tflite"));
+        assert_eq!(config.infer.model(), Path::new("/etc/scened/m.tflite"));
         assert_eq!(config.infer.labels.unwrap(), Path::new("/abs/labels.txt"));
         let SourceConfig::Images(images) = config.source else {
             panic!("images source expected")
@@ -310,7 +312,7 @@ mod tests {
             panic!("replay.toml plays a clip")
         };
         assert_eq!(clip.looping, replayed.looping);
-        assert_eq!(config.infer.model, Path::new("m.tflite"));
+        assert_eq!(config.infer.model(), Path::new("m.tflite"));
         assert_eq!(config.stop.after_frames, Some(7));
         assert_eq!(config.stop.after_seconds, Some(2.5));
         assert_eq!(config.edges, replay.edges);

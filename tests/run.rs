@@ -53,7 +53,7 @@ fn demo_clip(edges: EdgesConfig) -> PipelineConfig {
             ..ClipConfig::default()
         }),
         infer: InferConfig {
-            model: model(LITE0),
+            model: Some(model(LITE0)),
             ..InferConfig::default()
         },
         edges,

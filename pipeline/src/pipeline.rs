@@ -110,10 +110,11 @@ pub enum BuildError {
         expected: &'static str,
         value: String,
     },
+    // Not `#[from]`: that would also make the error its source, and print it twice in a chain.
     #[error("infer: {0}")]
-    Model(#[from] ModelError),
+    Model(ModelError),
     #[error("infer: {0}")]
-    Session(#[from] InferError),
+    Session(InferError),
     #[error(transparent)]
     Source(#[from] SourceError),
 }
@@ -138,7 +139,8 @@ impl StopConfig {
 }
 
 impl PipelineConfig {
-    /// Checks every setting, loads the model and opens the source, cheapest first.
+    /// Checks every setting, loads the model and opens the source, cheapest first. Install a
+    /// metrics recorder before: the edges register their metrics here.
     pub fn build(&self) -> Result<Pipeline, BuildError> {
         let edges = Edges {
             resize: self.edges.resize.build("resize")?,
@@ -148,8 +150,8 @@ impl PipelineConfig {
         };
         let smooth = self.smooth.build()?;
         let run_for = self.stop.check()?;
-        let engine = self.infer.build()?;
-        let infer = InferStage::new(&engine)?;
+        let engine = self.infer.build().map_err(BuildError::Model)?;
+        let infer = InferStage::new(&engine).map_err(BuildError::Session)?;
         let resize = self.resize.build(&engine);
         // Last, so a camera does not stream into its buffers while the model loads.
         let source = Limited::new(self.source.build()?, self.stop.after_frames, run_for);

@@ -1,7 +1,7 @@
 //! The inference stage: the engine loaded once at build time, one session on the stage's
 //! thread, model input tensor → class probabilities per frame.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -10,7 +10,7 @@ use crate::frame::{ModelInput, Scores};
 use crate::stage::{Stage, StageError};
 
 /// The model run when the config names none, relative to the current directory (scened runs
-/// from the repository root) or to the config file that names it.
+/// from the repository root).
 pub const DEFAULT_MODEL: &str = "models/efficientnet_lite0.fp32.tflite";
 /// One thread per inference leaves the other cores to capture and resize.
 pub const DEFAULT_THREADS: usize = 1;
@@ -20,7 +20,8 @@ pub const DEFAULT_THREADS: usize = 1;
 #[serde(default, deny_unknown_fields)]
 pub struct InferConfig {
     /// The `.tflite` classifier; its `.toml` sidecar, if present, gives normalization and labels.
-    pub model: PathBuf,
+    /// Without one, [`DEFAULT_MODEL`].
+    pub model: Option<PathBuf>,
     /// Threads tract's matrix kernels may use per inference; 0 or 1 runs on the stage's thread.
     pub threads: usize,
     /// Labels file, one per line, overriding the sidecar's.
@@ -30,7 +31,7 @@ pub struct InferConfig {
 impl Default for InferConfig {
     fn default() -> Self {
         Self {
-            model: PathBuf::from(DEFAULT_MODEL),
+            model: None,
             threads: DEFAULT_THREADS,
             labels: None,
         }
@@ -38,10 +39,15 @@ impl Default for InferConfig {
 }
 
 impl InferConfig {
+    /// The model file this config runs.
+    pub fn model(&self) -> &Path {
+        self.model.as_deref().unwrap_or(Path::new(DEFAULT_MODEL))
+    }
+
     /// Loads, checks and plans the model: the slow, fallible part, done once before any frame.
     pub fn build(&self) -> Result<Engine, ModelError> {
         Engine::load(
-            &self.model,
+            self.model(),
             &EngineOptions {
                 threads: self.threads,
                 labels: self.labels.clone(),
