@@ -1,6 +1,6 @@
-//! Reads a `.tflite` flatbuffer before tract sees it: what the graph holds, and whether tract
-//! can run it correctly. tract translates ops it knows without judging their numerics, and a few
-//! of them are known to compute the wrong answer; those are refused here, naming the op.
+//! Reads a `.tflite` flatbuffer before tract sees it: what the graph holds, whether it needs
+//! [`prepare`](super::prepare)'s rewriting, and whether tract can run the (prepared) graph
+//! correctly — what it cannot is refused here, naming the op.
 
 use tract_tflite::tflite::{self, BuiltinOperator, TensorType};
 
@@ -289,23 +289,9 @@ fn op_refusal(op: &OpInfo) -> Option<String> {
     if op.omitted_inputs > 0 {
         return Some("an optional input is left out, which tract-tflite cannot read".into());
     }
+    // Quantized graphs and MEAN never get here as written: preparation rewrites them first.
     let first = op.inputs.first()?;
-    let quantized = first.elem.is_quantized();
     match op.name.as_str() {
-        "MEAN" if first.elem == ElemType::F32 => Some(
-            "tract rounds a float MEAN to whole numbers; export global pooling as AVERAGE_POOL_2D"
-                .into(),
-        ),
-        "SOFTMAX" if quantized => Some(
-            "tract's quantized SOFTMAX lands on the wrong zero point and can panic; end the model at the logits or at a float SOFTMAX".into(),
-        ),
-        "ADD" | "SUB" | "MUL" if quantized => {
-            let q: Vec<_> = op.inputs.iter().map(|t| t.quant).collect();
-            (q.windows(2).any(|w| w[0] != w[1])).then(|| {
-                "quantized inputs with different scale/zero point have no common type in tract"
-                    .into()
-            })
-        }
         "FULLY_CONNECTED" if first.shape.len() != 2 => Some(format!(
             "tract needs a rank-2 input, this one has rank {}; reshape first or use a 1×1 CONV_2D",
             first.shape.len()
