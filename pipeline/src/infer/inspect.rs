@@ -15,7 +15,7 @@ pub enum ElemType {
 }
 
 impl ElemType {
-    fn from_tflite(t: TensorType) -> Self {
+    pub(crate) fn from_tflite(t: TensorType) -> Self {
         match t {
             TensorType::FLOAT32 => Self::F32,
             TensorType::INT8 => Self::I8,
@@ -37,7 +37,16 @@ impl ElemType {
     }
 
     pub fn is_quantized(self) -> bool {
-        matches!(self, Self::I8 | Self::U8)
+        self.grid_range().is_some()
+    }
+
+    /// The quantized values an 8-bit type holds, e.g. −128..=127 for int8.
+    pub fn grid_range(self) -> Option<(i32, i32)> {
+        match self {
+            Self::I8 => Some((-128, 127)),
+            Self::U8 => Some((0, 255)),
+            _ => None,
+        }
     }
 }
 
@@ -46,6 +55,18 @@ impl ElemType {
 pub struct Quant {
     pub scale: f32,
     pub zero_point: i32,
+}
+
+impl Quant {
+    pub fn real(self, q: i32) -> f32 {
+        self.scale * (q - self.zero_point) as f32
+    }
+
+    /// `clamp(round_half_away_from_zero(x / scale) + zero_point)` into `range`, in f32 as TFLite
+    /// and the golden outputs compute it.
+    pub fn quantize(self, x: f32, (lo, hi): (i32, i32)) -> i32 {
+        ((x / self.scale).round() + self.zero_point as f32).clamp(lo as f32, hi as f32) as i32
+    }
 }
 
 #[derive(Debug, Clone)]

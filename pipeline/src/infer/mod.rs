@@ -152,15 +152,10 @@ fn datum_type(elem: ElemType, quant: Option<Quant>) -> DatumType {
 /// the golden outputs in `tests/data/golden` were made with.
 fn encode(px: u8, mean: f32, std: f32, elem: ElemType, quant: Option<Quant>) -> Vec<u8> {
     let x = (px as f32 - mean) / std;
-    let q = |lo: f32, hi: f32| {
-        let Quant { scale, zero_point } = quant.expect("quantized input has parameters");
-        ((x / scale).round() + zero_point as f32).clamp(lo, hi)
-    };
-    match elem {
-        ElemType::F32 => x.to_le_bytes().to_vec(),
-        ElemType::I8 => vec![q(-128.0, 127.0) as i8 as u8],
-        ElemType::U8 => vec![q(0.0, 255.0) as u8],
-        other => unreachable!("input type {other:?} was rejected by inspection"),
+    match (elem.grid_range(), quant) {
+        // Two's complement: an int8 value's byte is its low byte as an i32.
+        (Some(range), Some(q)) => vec![q.quantize(x, range) as u8],
+        _ => x.to_le_bytes().to_vec(),
     }
 }
 
@@ -197,12 +192,6 @@ impl OutputSpec {
     }
 }
 
-impl Quant {
-    pub fn real(self, q: i32) -> f32 {
-        self.scale * (q - self.zero_point) as f32
-    }
-}
-
 /// A tensor's elements as a slice (quantized types read as their storage type).
 pub fn values<T: Datum>(t: &Tensor) -> Result<&[T], InferError> {
     t.try_as_plain_ram()
@@ -225,8 +214,8 @@ pub struct Engine {
     plan: Arc<TypedRunnableModel>,
     input: InputSpec,
     output: OutputSpec,
-    /// tract runs a float lowering of a quantized model; sessions convert at the boundary.
-    lowered: bool,
+    /// Where tract runs a float lowering of a quantized model, what sessions convert.
+    lowered: Lowered,
     changes: Vec<String>,
     labels: Option<Vec<String>>,
     meta: Option<ModelMeta>,
@@ -294,11 +283,21 @@ impl Engine {
         } else {
             prepare::Prepared::default()
         };
-        let lowered = prepared.bytes.is_some() && inspection.inputs[0].elem.is_quantized();
         let run_bytes = prepared.bytes.as_deref().unwrap_or(&bytes);
         let run_inspection = match &prepared.bytes {
             Some(b) => &inspect::inspect(b).map_err(|e| err(ModelErrorKind::Prepare(e)))?,
             None => &inspection,
+        };
+        // A side declared quantized that tract now sees as float is converted per frame.
+        let lowered_side = |declared: &TensorInfo, run: &TensorInfo| {
+            (declared.elem.is_quantized() && run.elem == ElemType::F32)
+                .then_some(declared.quant)
+                .flatten()
+                .map(|q| (declared.elem, q))
+        };
+        let lowered = Lowered {
+            input: lowered_side(&inspection.inputs[0], &run_inspection.inputs[0]).map(|(_, q)| q),
+            output: lowered_side(&inspection.outputs[0], &run_inspection.outputs[0]),
         };
         if let Some(refusal) = run_inspection.refusal() {
             return Err(err(ModelErrorKind::Refused(refusal)));
@@ -343,17 +342,10 @@ impl Engine {
             .plan
             .spawn()
             .map_err(|e| InferError::Tract(first_line(&e)))?;
-        let lowered = self.lowered.then(|| Lowered {
-            input: self
-                .input
-                .quant
-                .expect("a lowered model has a quantized input"),
-            output: self.output.quant.map(|q| (self.output.elem, q)),
-        });
         Ok(Session {
             state,
             output: self.output.clone(),
-            lowered,
+            lowered: self.lowered,
         })
     }
 
@@ -392,11 +384,11 @@ impl Engine {
     }
 }
 
-/// The quantized interface a lowered model keeps: the input tensor arrives quantized and is
-/// dequantized for tract; tract's float output is requantized to the declared grid.
-#[derive(Debug, Clone, Copy)]
+/// The quantized interface a lowered model keeps: a quantized input tensor is dequantized for
+/// tract, and tract's float output is requantized to the declared grid.
+#[derive(Debug, Clone, Copy, Default)]
 struct Lowered {
-    input: Quant,
+    input: Option<Quant>,
     output: Option<(ElemType, Quant)>,
 }
 
@@ -404,7 +396,7 @@ struct Lowered {
 pub struct Session {
     state: TypedSimpleState,
     output: OutputSpec,
-    lowered: Option<Lowered>,
+    lowered: Lowered,
 }
 
 /// The model's raw output (in the model's declared type) and the class probabilities.
@@ -416,31 +408,23 @@ pub struct Inference {
 
 impl Session {
     pub fn run(&mut self, input: Tensor) -> Result<Inference, InferError> {
-        let input = match self.lowered {
-            Some(l) => dequantize(&input, l.input)?,
-            None => input,
-        };
+        let input = self.tract_input(input)?;
         let outputs = contain::catch(|| self.state.run(tvec![input.into_tvalue()]))
             .map_err(InferError::Panic)?
             .map_err(|e| InferError::Tract(first_line(&e)))?;
         let raw = outputs[0].clone().into_tensor();
-        let raw = match self.lowered.and_then(|l| l.output) {
+        let raw = match self.lowered.output {
             Some((elem, q)) => requantize(&raw, elem, q)?,
             None => raw,
         };
         let probs = self.output.probs(&raw)?;
         Ok(Inference { raw, probs })
     }
-}
 
-impl Session {
     /// Runs `input` once, timing each node: `(op name, node name, seconds)` in execution order.
     /// For `scened models bench --profile`: where a model's time goes inside tract.
     pub fn profile(&mut self, input: Tensor) -> Result<Vec<(String, String, f64)>, InferError> {
-        let input = match self.lowered {
-            Some(l) => dequantize(&input, l.input)?,
-            None => input,
-        };
+        let input = self.tract_input(input)?;
         let mut times = vec![];
         let timed = |ctx: &EvalContext<'_>,
                      state: Option<&mut (dyn OpState + 'static)>,
@@ -460,6 +444,14 @@ impl Session {
             .map_err(|e| InferError::Tract(first_line(&e)))?;
         Ok(times)
     }
+
+    /// The model's declared input as tract's (possibly lowered) graph takes it.
+    fn tract_input(&self, input: Tensor) -> Result<Tensor, InferError> {
+        match self.lowered.input {
+            Some(q) => dequantize(&input, q),
+            None => Ok(input),
+        }
+    }
 }
 
 fn dequantize(t: &Tensor, q: Quant) -> Result<Tensor, InferError> {
@@ -475,17 +467,13 @@ fn dequantize(t: &Tensor, q: Quant) -> Result<Tensor, InferError> {
     Tensor::from_shape(t.shape(), &real).map_err(|e| InferError::Tract(e.to_string()))
 }
 
-/// `clamp(round_half_away_from_zero(x / scale) + zero_point)` onto the declared 8-bit grid.
+/// tract's float output back onto the declared 8-bit grid.
 fn requantize(t: &Tensor, elem: ElemType, q: Quant) -> Result<Tensor, InferError> {
-    let (lo, hi) = if elem == ElemType::I8 {
-        (-128.0, 127.0)
-    } else {
-        (0.0, 255.0)
-    };
-    let grid = values::<f32>(t)?
+    let range = elem.grid_range().expect("requantized outputs are 8-bit");
+    let bytes: Vec<u8> = values::<f32>(t)?
         .iter()
-        .map(|&x| ((x / q.scale).round() + q.zero_point as f32).clamp(lo, hi) as i32);
-    let bytes: Vec<u8> = grid.map(|v| v as u8).collect();
+        .map(|&x| q.quantize(x, range) as u8)
+        .collect();
     // SAFETY: one byte per element of an 8-bit type, in the shape of `t`.
     unsafe { Tensor::from_raw_dt(datum_type(elem, Some(q)), t.shape(), &bytes) }
         .map_err(|e| InferError::Tract(e.to_string()))

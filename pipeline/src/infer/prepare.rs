@@ -25,7 +25,7 @@ use tract_tflite::tflite::{ActivationFunctionType, BuiltinOperator as Op, Paddin
 
 use super::fake_quant::Point;
 use super::flat::{Model, Op as FlatOp, Options, Tensor};
-use super::Quant;
+use super::{ElemType, Quant};
 
 /// The outcome of preparation.
 #[derive(Debug, Clone, Default)]
@@ -112,11 +112,7 @@ fn lower_to_float(model: &mut Model) -> Result<Option<(String, Vec<Point>)>, Str
 /// The per-tensor 8-bit grid of an activation; `None` for constants and wider types.
 fn grid(t: &Tensor) -> Option<(Quant, (i32, i32))> {
     let q = t.quant.as_ref().filter(|q| q.scale.len() == 1)?;
-    let range = match t.ty {
-        TensorType::INT8 => (-128, 127),
-        TensorType::UINT8 => (0, 255),
-        _ => return None,
-    };
+    let range = ElemType::from_tflite(t.ty).grid_range()?;
     let zero_point = q.zero_point.first().copied().unwrap_or(0) as i32;
     Some((
         Quant {
