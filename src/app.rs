@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use scened_pipeline::pipeline::{LabelEvent, Pipeline, PipelineConfig};
+use scened_pipeline::rss;
+use scened_pipeline::runner::PipelineReport;
 use scened_pipeline::stage::Shutdown;
 use serde::Serialize;
 use tracing::info;
@@ -23,8 +25,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // Installed first, so a signal during the model load also ends in a clean stop.
     let shutdown = Shutdown::new();
     stop_on_signals(shutdown.clone())?;
-    let config = config::for_run(args)?;
-    let pipeline = build(&config, args.config.as_deref())?;
+    let mut config = config::for_args(&args.pipeline)?;
+    config.output.every_frame |= args.every_frame;
+    let pipeline = build(&config, args.pipeline.config.as_deref())?;
     info!(model = %pipeline.engine().path().display(), "pipeline built");
 
     let mut out = io::stdout().lock();
@@ -41,17 +44,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         })
         .context("cannot start the pipeline's threads")?;
     eprint!("{report}");
-    eprintln!(
-        "peak RSS {:.1} MiB",
-        peak_rss_bytes() as f64 / f64::from(1 << 20)
-    );
+    eprintln!("peak RSS {:.1} MiB", rss::mib(rss::peak_bytes()));
     if let Some(error) = write_error {
         return Err(error).context("cannot write to stdout");
     }
-    if let Some(failed) = report.stages.iter().find(|stage| stage.stop.is_failure()) {
-        anyhow::bail!("stage {} {}", failed.name, failed.stop);
-    }
+    no_failed_stage(&report)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A run whose stage failed is an error naming the stage.
+pub fn no_failed_stage(report: &PipelineReport) -> anyhow::Result<()> {
+    match report.stages.iter().find(|stage| stage.stop.is_failure()) {
+        Some(failed) => anyhow::bail!("stage {} {}", failed.name, failed.stop),
+        None => Ok(()),
+    }
 }
 
 pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
@@ -62,7 +68,7 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// Builds the pipeline; errors name the config file they came from, if any.
-fn build(config: &PipelineConfig, file: Option<&Path>) -> anyhow::Result<Pipeline> {
+pub fn build(config: &PipelineConfig, file: Option<&Path>) -> anyhow::Result<Pipeline> {
     let built = config.build();
     match file {
         Some(file) => built.with_context(|| file.display().to_string()),
@@ -70,7 +76,7 @@ fn build(config: &PipelineConfig, file: Option<&Path>) -> anyhow::Result<Pipelin
     }
 }
 
-fn stop_on_signals(shutdown: Shutdown) -> anyhow::Result<()> {
+pub fn stop_on_signals(shutdown: Shutdown) -> anyhow::Result<()> {
     let signalled = AtomicBool::new(false);
     ctrlc::set_handler(move || {
         if signalled.swap(true, Ordering::SeqCst) {
@@ -105,22 +111,4 @@ fn json_line(event: &LabelEvent) -> String {
         latency_ms: (event.latency.as_secs_f64() * 1e4).round() / 10.0,
     };
     serde_json::to_string(&line).expect("a struct of numbers and strings serializes")
-}
-
-/// The most memory the process has held, in bytes.
-fn peak_rss_bytes() -> u64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage only writes the struct it is given, and RUSAGE_SELF is always valid.
-    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
-    if !ok {
-        return 0;
-    }
-    // SAFETY: zero-initialized, then filled by a successful getrusage.
-    let max = unsafe { usage.assume_init() }.ru_maxrss as u64;
-    // Linux reports kibibytes, macOS bytes.
-    if cfg!(target_os = "macos") {
-        max
-    } else {
-        max * 1024
-    }
 }

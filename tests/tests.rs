@@ -2,6 +2,8 @@
 
 mod util;
 
+mod bench;
 mod classify;
 mod engine;
+mod eval;
 mod run;

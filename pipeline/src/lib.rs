@@ -24,9 +24,14 @@
 //! - [`smooth`]: per-frame scores → a steady label.
 //! - [`metrics`]: every metric name, once.
 //! - [`npy`]: writes tensors as `.npy` for comparing with a reference runtime.
+//! - [`eval`]: top-1/top-3 on a labelled folder and the study's score; [`bench`]: a run's
+//!   throughput, latency, drops and memory against thresholds; [`rss`], [`stats`]: what both
+//!   measure with.
 
+pub mod bench;
 pub mod contain;
 pub mod decode;
+pub mod eval;
 pub mod frame;
 pub mod infer;
 pub mod metrics;
@@ -34,7 +39,9 @@ pub mod npy;
 pub mod pipeline;
 pub mod queue;
 pub mod resize;
+pub mod rss;
 pub mod runner;
 pub mod smooth;
 pub mod source;
 pub mod stage;
+pub mod stats;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
+use crate::bench::{BenchConfig, BenchConfigError};
 use crate::frame::{Frame, ModelInput, Scores};
 use crate::infer::stage::{InferConfig, InferStage};
 use crate::infer::{Engine, InferError, ModelError};
@@ -40,6 +41,8 @@ pub struct PipelineConfig {
     pub stop: StopConfig,
     /// Which labels reach the sink.
     pub output: OutputConfig,
+    /// `scened bench`'s thresholds; checked here, used only by `scened bench`.
+    pub bench: BenchConfig,
 }
 
 /// The edges, each named after the stage it feeds.
@@ -117,6 +120,8 @@ pub enum BuildError {
     Session(InferError),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Bench(#[from] BenchConfigError),
 }
 
 impl StopConfig {
@@ -150,6 +155,7 @@ impl PipelineConfig {
         };
         let smooth = self.smooth.build()?;
         let run_for = self.stop.check()?;
+        self.bench.check()?;
         let engine = self.infer.build().map_err(BuildError::Model)?;
         let infer = InferStage::new(&engine).map_err(BuildError::Session)?;
         let resize = self.resize.build(&engine);
