@@ -24,8 +24,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::new();
     stop_on_signals(shutdown.clone())?;
     let config = config::for_run(args)?;
-    let pipeline = build(&config, args.config.as_deref())?;
+    let file = args.config.as_deref();
+    // Before the model loads: a port in use fails fast, and /healthz answers during the load.
+    let telemetry = in_file(config.telemetry.start(), file)?;
+    let mut pipeline = build(&config, file)?;
     info!(model = %pipeline.engine().path().display(), "pipeline built");
+    if let Some(telemetry) = &telemetry {
+        eprintln!(
+            "serving /metrics /healthz /readyz /status on http://{}",
+            telemetry.local_addr()
+        );
+        pipeline = pipeline.report_to(telemetry.status());
+    }
 
     let mut out = io::stdout().lock();
     let mut write_error = None;
@@ -56,6 +66,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     let config = config::load(path)?;
+    in_file(config.telemetry.check(), Some(path))?;
     build(&config, Some(path))?;
     println!("{}: ok", path.display());
     Ok(ExitCode::SUCCESS)
@@ -63,10 +74,17 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// Builds the pipeline; errors name the config file they came from, if any.
 fn build(config: &PipelineConfig, file: Option<&Path>) -> anyhow::Result<Pipeline> {
-    let built = config.build();
+    in_file(config.build(), file)
+}
+
+/// An error of a config's setting, prefixed with the config file if there is one.
+fn in_file<T, E>(result: Result<T, E>, file: Option<&Path>) -> anyhow::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     match file {
-        Some(file) => built.with_context(|| file.display().to_string()),
-        None => Ok(built?),
+        Some(file) => result.with_context(|| file.display().to_string()),
+        None => Ok(result?),
     }
 }
 

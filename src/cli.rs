@@ -55,6 +55,12 @@ pub struct RunArgs {
     /// Print every frame's label, not only changes.
     #[arg(long)]
     pub every_frame: bool,
+    /// Serve metrics and status on this address (port 0: any free port), overriding the config.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serve no metrics or status (instrumentation becomes a no-op).
+    #[arg(long, conflicts_with = "listen")]
+    pub no_telemetry: bool,
 }
 
 /// `--source`, parsed.

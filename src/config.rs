@@ -72,6 +72,10 @@ pub fn for_run(args: &RunArgs) -> anyhow::Result<PipelineConfig> {
         config.stop.after_seconds = Some(seconds);
     }
     config.output.every_frame |= args.every_frame;
+    if let Some(listen) = args.listen {
+        config.telemetry.listen = listen;
+    }
+    config.telemetry.enabled &= !args.no_telemetry;
     Ok(config)
 }
 
@@ -262,11 +266,15 @@ mod tests {
             ),
             (
                 "[sauce]\nkind = \"clip\"",
-                "sauce: line 1: unknown field `sauce`, expected one of `source`, `resize`, `infer`, `smooth`, `edges`, `stop`, `output`",
+                "sauce: line 1: unknown field `sauce`, expected one of `source`, `resize`, `infer`, `smooth`, `edges`, `stop`, `output`, `telemetry`",
             ),
             (
                 "[stop]\nafter_frames = -3",
                 "stop.after_frames: line 2: invalid value: integer `-3`, expected u64",
+            ),
+            (
+                "[telemetry]\nlisten = \"localhost\"",
+                "telemetry.listen: line 2: invalid socket address syntax",
             ),
             ("[infer\nmodel = 1", "line 1: unclosed table, expected `]`"),
         ];

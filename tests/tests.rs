@@ -5,3 +5,4 @@ mod util;
 mod classify;
 mod engine;
 mod run;
+mod telemetry;

@@ -22,7 +22,8 @@
 //! - [`resize`]: turns a frame into the model's input tensor.
 //! - [`source`]: camera, clip, images and synthetic frames; [`decode`] reads still images.
 //! - [`smooth`]: per-frame scores → a steady label.
-//! - [`metrics`]: every metric name, once.
+//! - [`metrics`]: every metric name, once; [`telemetry`] serves them over HTTP with the
+//!   pipeline's live status.
 //! - [`npy`]: writes tensors as `.npy` for comparing with a reference runtime.
 
 pub mod contain;
@@ -38,3 +39,4 @@ pub mod runner;
 pub mod smooth;
 pub mod source;
 pub mod stage;
+pub mod telemetry;
