@@ -15,6 +15,7 @@ use scened_pipeline::pipeline::{LabelEvent, Pipeline, PipelineConfig};
 use scened_pipeline::rss;
 use scened_pipeline::runner::PipelineReport;
 use scened_pipeline::stage::Shutdown;
+use scened_pipeline::telemetry::Telemetry;
 use serde::Serialize;
 use tracing::info;
 
@@ -27,8 +28,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     stop_on_signals(shutdown.clone())?;
     let mut config = config::for_args(&args.pipeline)?;
     config.output.every_frame |= args.every_frame;
-    let pipeline = build(&config, args.pipeline.config.as_deref())?;
-    info!(model = %pipeline.engine().path().display(), "pipeline built");
+    let (pipeline, _telemetry) = start(&config, args.pipeline.config.as_deref())?;
 
     let mut out = io::stdout().lock();
     let mut write_error = None;
@@ -62,17 +62,46 @@ pub fn no_failed_stage(report: &PipelineReport) -> anyhow::Result<()> {
 
 pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     let config = config::load(path)?;
+    in_file(config.telemetry.check(), Some(path))?;
     build(&config, Some(path))?;
     println!("{}: ok", path.display());
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `run` and `bench` do before a frame moves: start telemetry, if enabled, then build
+/// the pipeline reporting its live status to it. Keep the `Telemetry` for the run: dropping it
+/// stops serving.
+pub fn start(
+    config: &PipelineConfig,
+    file: Option<&Path>,
+) -> anyhow::Result<(Pipeline, Option<Telemetry>)> {
+    // Before the model loads: a port in use fails fast, and /healthz answers during the load.
+    let telemetry = in_file(config.telemetry.start(), file)?;
+    let mut pipeline = build(config, file)?;
+    info!(model = %pipeline.engine().path().display(), "pipeline built");
+    if let Some(telemetry) = &telemetry {
+        eprintln!(
+            "serving /metrics /healthz /readyz /status on http://{}",
+            telemetry.local_addr()
+        );
+        pipeline = pipeline.report_to(telemetry.status());
+    }
+    Ok((pipeline, telemetry))
+}
+
 /// Builds the pipeline; errors name the config file they came from, if any.
-pub fn build(config: &PipelineConfig, file: Option<&Path>) -> anyhow::Result<Pipeline> {
-    let built = config.build();
+fn build(config: &PipelineConfig, file: Option<&Path>) -> anyhow::Result<Pipeline> {
+    in_file(config.build(), file)
+}
+
+/// An error of a config's setting, prefixed with the config file if there is one.
+fn in_file<T, E>(result: Result<T, E>, file: Option<&Path>) -> anyhow::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     match file {
-        Some(file) => built.with_context(|| file.display().to_string()),
-        None => Ok(built?),
+        Some(file) => result.with_context(|| file.display().to_string()),
+        None => Ok(result?),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `scened bench`: the live pipeline with every label timed and none printed, resident memory
-//! sampled alongside, then the summary and its verdict on stdout; a failed verdict exits 1.
+//! sampled alongside, metrics served as `scened run` serves them, then the summary and its
+//! verdict on stdout; a failed verdict exits 1.
 
 use std::ops::ControlFlow;
 use std::process::ExitCode;
@@ -19,7 +20,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mut config = config::for_args(&args.pipeline)?;
     // Every label reaches the sink, which times it.
     config.output.every_frame = true;
-    let pipeline = app::build(&config, args.pipeline.config.as_deref())?;
+    // Telemetry as `scened run` serves it, so a dashboard can watch a soak.
+    let (pipeline, _telemetry) = app::start(&config, args.pipeline.config.as_deref())?;
     let every = config.bench.check()?;
 
     let sampler = RssSampler::start(every).context("cannot start the memory sampler")?;

@@ -77,6 +77,12 @@ pub struct PipelineArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Serve metrics and status on this address (port 0: any free port), overriding the config.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serve no metrics or status (instrumentation becomes a no-op).
+    #[arg(long, conflicts_with = "listen")]
+    pub no_telemetry: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -71,6 +71,10 @@ pub fn for_args(args: &PipelineArgs) -> anyhow::Result<PipelineConfig> {
     if let Some(seconds) = args.duration {
         config.stop.after_seconds = Some(seconds);
     }
+    if let Some(listen) = args.listen {
+        config.telemetry.listen = listen;
+    }
+    config.telemetry.enabled &= !args.no_telemetry;
     Ok(config)
 }
 
@@ -264,11 +268,15 @@ mod tests {
             ),
             (
                 "[sauce]\nkind = \"clip\"",
-                "sauce: line 1: unknown field `sauce`, expected one of `source`, `resize`, `infer`, `smooth`, `edges`, `stop`, `output`, `bench`",
+                "sauce: line 1: unknown field `sauce`, expected one of `source`, `resize`, `infer`, `smooth`, `edges`, `stop`, `output`, `telemetry`, `bench`",
             ),
             (
                 "[stop]\nafter_frames = -3",
                 "stop.after_frames: line 2: invalid value: integer `-3`, expected u64",
+            ),
+            (
+                "[telemetry]\nlisten = \"localhost\"",
+                "telemetry.listen: line 2: invalid socket address syntax",
             ),
             ("[infer\nmodel = 1", "line 1: unclosed table, expected `]`"),
         ];

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,9 +28,6 @@ use crate::util::*;
 const LITE0: &str = "efficientnet_lite0.fp32.tflite";
 /// Frames in the demo clip, `tests/data/clips/scenes.mjpeg`.
 const CLIP_FRAMES: u64 = 90;
-/// Far longer than anything here takes, even on a loaded machine: only there to turn a hang
-/// into a failure.
-const PATIENCE: Duration = Duration::from_secs(120);
 
 fn every_edge(capacity: usize, when_full: WhenFull) -> EdgesConfig {
     let edge = EdgeConfig {
@@ -357,21 +354,6 @@ fn replaying_the_clip_twice_gives_identical_labels() {
     let first = replay();
     assert_eq!(first.len() as u64, CLIP_FRAMES);
     assert_eq!(first, replay());
-}
-
-/// Waits for the child to exit; a hang fails the test instead of stalling the run.
-fn wait(child: &mut Child) -> ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if started.elapsed() > PATIENCE {
-            child.kill().unwrap();
-            panic!("scened did not exit within {PATIENCE:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

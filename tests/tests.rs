@@ -7,3 +7,4 @@ mod classify;
 mod engine;
 mod eval;
 mod run;
+mod telemetry;

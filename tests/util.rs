@@ -1,7 +1,13 @@
 //! Paths to the committed models and test data, and a runner for the `scened` binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Far longer than anything here takes, even on a loaded machine: only there to turn a hang
+/// into a failure.
+pub const PATIENCE: Duration = Duration::from_secs(120);
 
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -33,13 +39,22 @@ pub fn stem(path: &Path) -> String {
     path.file_stem().unwrap().to_string_lossy().into_owned()
 }
 
-/// `scened args…`, run from the repository root as the README says.
+/// `scened args…`, run from the repository root as the README says. A `run` or `bench`
+/// serves its telemetry on a free port rather than the default one, so tests can run side by
+/// side.
 pub fn scened_command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_scened"));
     command
         .args(args)
         .current_dir(repo())
         .env("SCENED_LOG", "warn");
+    let telemetry_flag = args
+        .iter()
+        .any(|a| ["--listen", "--no-telemetry"].contains(a));
+    let serves = args.first().is_some_and(|a| ["run", "bench"].contains(a));
+    if serves && !telemetry_flag {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
     command
 }
 
@@ -73,4 +88,19 @@ pub fn tmp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Waits for the child to exit; a hang fails the test instead of stalling the run.
+pub fn wait(child: &mut Child) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > PATIENCE {
+            child.kill().unwrap();
+            panic!("{child:?} did not exit within {PATIENCE:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -300,7 +300,12 @@ impl BenchSummary {
             },
             deadline_miss_ratio,
             rss_start_mb: rss_samples.first().map(|s| mb(s.bytes)),
-            rss_peak_mb: mb(rss::peak_bytes()),
+            // The kernel's high-water mark misses pages given back with madvise, which a
+            // sample may have seen.
+            rss_peak_mb: mb(rss_samples
+                .iter()
+                .map(|s| s.bytes)
+                .fold(rss::peak_bytes(), u64::max)),
             rss_end_mb: rss_samples.last().map(|s| mb(s.bytes)),
             rss_slope_mb_per_h: rss_slope_mb_per_h(rss_samples, seconds),
             rss_samples: rss_samples.len(),

@@ -22,7 +22,8 @@
 //! - [`resize`]: turns a frame into the model's input tensor.
 //! - [`source`]: camera, clip, images and synthetic frames; [`decode`] reads still images.
 //! - [`smooth`]: per-frame scores → a steady label.
-//! - [`metrics`]: every metric name, once.
+//! - [`metrics`]: every metric name, once; [`telemetry`] serves them over HTTP with the
+//!   pipeline's live status.
 //! - [`npy`]: writes tensors as `.npy` for comparing with a reference runtime.
 //! - [`eval`]: top-1/top-3 on a labelled folder and the study's score; [`bench`]: a run's
 //!   throughput, latency, drops and memory against thresholds; [`rss`], [`stats`]: what both
@@ -45,3 +46,4 @@ pub mod smooth;
 pub mod source;
 pub mod stage;
 pub mod stats;
+pub mod telemetry;

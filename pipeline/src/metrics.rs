@@ -8,6 +8,8 @@
 //! edge's name, which is the name of the stage it feeds (`sink` for the last one); a drop's
 //! `stage` is the edge's name too, since frames dropped there never reached that stage.
 
+use std::time::Duration;
+
 use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
 /// Histogram, `{stage}`: time spent in one `process()` call; for a source, one read,
@@ -29,12 +31,50 @@ pub const QUEUE_DEPTH: &str = "scened_queue_depth";
 pub const QUEUE_CAPACITY: &str = "scened_queue_capacity";
 /// Gauge, `{queue}`: the most items an edge has held at once.
 pub const QUEUE_HIGH_WATER: &str = "scened_queue_high_water";
+/// Gauge: the deadline a frame's end-to-end latency is held to, the source's frame period;
+/// absent when the source runs as fast as it can. `1 / this` is the target fps.
+pub const FRAME_DEADLINE_SECONDS: &str = "scened_frame_deadline_seconds";
 /// Counter: frames whose end-to-end latency exceeded the deadline.
 pub const DEADLINE_MISSES_TOTAL: &str = "scened_deadline_misses_total";
 /// Counter: changes of the smoothed label, the first label included.
 pub const LABEL_CHANGES_TOTAL: &str = "scened_label_changes_total";
 /// Gauge, `{label}`: 1 for the current smoothed label, 0 for labels shown before.
 pub const LABEL_INFO: &str = "scened_label_info";
+/// Gauge, `{model, dtype}`: 1 for the model being run (its file name; its weights' type).
+pub const MODEL_INFO: &str = "scened_model_info";
+/// Gauge, `{version}`: 1, carrying scened's version.
+pub const BUILD_INFO: &str = "scened_build_info";
+
+/// Process metrics, from `metrics-process` (spelled there; named here for the dashboards).
+/// Gauge: resident set size.
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+/// Gauge: user and system CPU time, with fractions of a second.
+pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
+/// Gauge: OS threads.
+pub const PROCESS_THREADS: &str = "process_threads";
+
+/// Every metric name above: dashboards and alert rules may use these and no others, and a
+/// scrape of the daemon shows them all (tests/telemetry.rs checks both).
+pub const ALL: &[&str] = &[
+    STAGE_DURATION_SECONDS,
+    FRAME_LATENCY_SECONDS,
+    FRAME_AGE_SECONDS,
+    FRAMES_TOTAL,
+    FRAMES_DROPPED_TOTAL,
+    FRAME_ERRORS_TOTAL,
+    QUEUE_DEPTH,
+    QUEUE_CAPACITY,
+    QUEUE_HIGH_WATER,
+    FRAME_DEADLINE_SECONDS,
+    DEADLINE_MISSES_TOTAL,
+    LABEL_CHANGES_TOTAL,
+    LABEL_INFO,
+    MODEL_INFO,
+    BUILD_INFO,
+    PROCESS_RESIDENT_MEMORY_BYTES,
+    PROCESS_CPU_SECONDS_TOTAL,
+    PROCESS_THREADS,
+];
 
 /// Label key: a stage's name.
 pub const STAGE: &str = "stage";
@@ -44,6 +84,14 @@ pub const REASON: &str = "reason";
 pub const QUEUE: &str = "queue";
 /// Label key: a class label's name.
 pub const LABEL: &str = "label";
+/// Label key: the model file's name.
+pub const MODEL: &str = "model";
+/// Label key: a model's weight type (`float32`, `int8`, `uint8`).
+pub const DTYPE: &str = "dtype";
+/// Label key: scened's version.
+pub const VERSION: &str = "version";
+/// Label key, on every series when configured: which camera a daemon watches.
+pub const CAMERA: &str = "camera";
 
 /// Registers units and help texts with the installed recorder.
 pub fn describe() {
@@ -84,6 +132,11 @@ pub fn describe() {
         Unit::Count,
         "Most items an edge has held at once"
     );
+    describe_gauge!(
+        FRAME_DEADLINE_SECONDS,
+        Unit::Seconds,
+        "Deadline of a frame's capture-to-label latency: the source's frame period"
+    );
     describe_counter!(
         DEADLINE_MISSES_TOTAL,
         Unit::Count,
@@ -95,6 +148,21 @@ pub fn describe() {
         "Changes of the smoothed label"
     );
     describe_gauge!(LABEL_INFO, "1 for the current smoothed label, else 0");
+    describe_gauge!(MODEL_INFO, "1 for the model being run");
+    describe_gauge!(BUILD_INFO, "1, labelled with scened's version");
+}
+
+/// Marks scened's version.
+pub fn record_build(version: &str) {
+    ::metrics::gauge!(BUILD_INFO, VERSION => version.to_owned()).set(1.0);
+}
+
+/// Marks the model being run and the deadline frames are held to, if any.
+pub fn record_run(model: &str, dtype: &str, deadline: Option<Duration>) {
+    ::metrics::gauge!(MODEL_INFO, MODEL => model.to_owned(), DTYPE => dtype.to_owned()).set(1.0);
+    if let Some(deadline) = deadline {
+        ::metrics::gauge!(FRAME_DEADLINE_SECONDS).set(deadline.as_secs_f64());
+    }
 }
 
 /// Counts a label change and moves the `scened_label_info` marker to `current`.
@@ -201,5 +269,22 @@ mod tests {
         assert_eq!(recorded.counter(LABEL_CHANGES_TOTAL, &[]), Some(2));
         assert_eq!(recorded.gauge(LABEL_INFO, &[(LABEL, "beach")]), Some(0.0));
         assert_eq!(recorded.gauge(LABEL_INFO, &[(LABEL, "forest")]), Some(1.0));
+    }
+
+    #[test]
+    fn the_process_metrics_the_dashboards_use_are_collected_under_these_names() {
+        // Spin a little first, so the CPU time read is more than the clock's tick.
+        let spun = std::time::Instant::now();
+        while spun.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(());
+        }
+        let (recorded, ()) = record(|| metrics_process::Collector::default().collect());
+        let rss = recorded.gauge(PROCESS_RESIDENT_MEMORY_BYTES, &[]);
+        assert!(rss.is_some_and(|bytes| bytes > 1e6), "{rss:?}");
+        // A gauge, so that fractions of a second survive (the feature this crate enables).
+        let cpu = recorded.gauge(PROCESS_CPU_SECONDS_TOTAL, &[]);
+        assert!(cpu.is_some_and(|seconds| seconds > 0.0), "{cpu:?}");
+        let threads = recorded.gauge(PROCESS_THREADS, &[]);
+        assert!(threads.is_some_and(|n| n >= 1.0), "{threads:?}");
     }
 }

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
@@ -16,12 +17,14 @@ use crate::bench::{BenchConfig, BenchConfigError};
 use crate::frame::{Frame, ModelInput, Scores};
 use crate::infer::stage::{InferConfig, InferStage};
 use crate::infer::{Engine, InferError, ModelError};
+use crate::metrics;
 use crate::queue::{EdgeConfig, EdgeConfigError, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
 use crate::resize::{ResizeConfig, ResizeStage};
 use crate::runner::{spawn_source, spawn_stage, PipelineReport, Probe};
 use crate::smooth::{SmoothConfig, SmoothConfigError, Smoothed, Smoother};
 use crate::source::{Limited, SourceConfig, SourceError};
 use crate::stage::{Shutdown, Source};
+use crate::telemetry::{LiveStatus, TelemetryConfig};
 
 /// Everything a run needs; every field has a default, so an empty config plays the demo clip.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -41,6 +44,8 @@ pub struct PipelineConfig {
     pub stop: StopConfig,
     /// Which labels reach the sink.
     pub output: OutputConfig,
+    /// Metrics and status over HTTP (started by the daemon, not by [`PipelineConfig::build`]).
+    pub telemetry: TelemetryConfig,
     /// `scened bench`'s thresholds; checked here, used only by `scened bench`.
     pub bench: BenchConfig,
 }
@@ -170,6 +175,7 @@ impl PipelineConfig {
             edges,
             deadline: self.source.frame_period(),
             every_frame: self.output.every_frame,
+            status: None,
         })
     }
 }
@@ -192,6 +198,7 @@ pub struct Pipeline {
     /// A frame later than this (the source's frame period) counts as a deadline miss.
     deadline: Option<Duration>,
     every_frame: bool,
+    status: Option<Arc<LiveStatus>>,
 }
 
 /// A smoothed label as the sink gets it.
@@ -215,6 +222,12 @@ pub struct LabelEvent {
 impl Pipeline {
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Keeps `status` up to date while running: started, every label, stopped.
+    pub fn report_to(mut self, status: Arc<LiveStatus>) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// Views of the edges' counters, in pipeline order (`resize`, `infer`, `smooth`, `sink`);
@@ -245,6 +258,7 @@ impl Pipeline {
             edges,
             deadline,
             every_frame,
+            status,
         } = self;
         let (to_resize, resize_in) = edges.resize;
         let (to_infer, infer_in) = edges.infer;
@@ -289,11 +303,20 @@ impl Pipeline {
             PipelineReport::join(handles);
             return Err(error);
         }
+        let model = engine
+            .path()
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let dtype = engine.inspection().precision().name();
+        metrics::record_run(&model, &dtype, deadline);
+        if let Some(status) = &status {
+            status.started(&model, &dtype);
+        }
         let clock = WallClock::now();
+        let mut shown: Option<String> = None;
         while let Some(smoothed) = sink_in.recv() {
-            if !(every_frame || smoothed.changed) {
-                continue;
-            }
+            let now = Instant::now();
             let stamp = smoothed.stamp;
             let event = LabelEvent {
                 frame: stamp.seq,
@@ -301,13 +324,23 @@ impl Pipeline {
                 class: smoothed.label,
                 label: engine.label(smoothed.label),
                 score: smoothed.score,
-                latency: stamp.age_at(Instant::now()),
+                latency: stamp.age_at(now),
                 changed: smoothed.changed,
             };
-            if sink(&event).is_break() {
+            if let Some(status) = &status {
+                status.labelled(&event, now);
+            }
+            if event.changed {
+                metrics::record_label_change(shown.as_deref(), &event.label);
+                shown = Some(event.label.clone());
+            }
+            if (every_frame || event.changed) && sink(&event).is_break() {
                 shutdown.trigger();
                 break;
             }
+        }
+        if let Some(status) = &status {
+            status.stopped();
         }
         drop(sink_in);
         let mut report = PipelineReport::join(handles);

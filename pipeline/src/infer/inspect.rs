@@ -292,6 +292,17 @@ impl Inspection {
         })
     }
 
+    /// What the model computes in: the quantized type of its tensors if it has one (an int8
+    /// model with float input and output is still int8), else float32.
+    pub fn precision(&self) -> ElemType {
+        self.ops
+            .iter()
+            .flat_map(|op| op.inputs.iter().chain(&op.outputs))
+            .map(|t| t.elem)
+            .find(|elem| elem.is_quantized())
+            .unwrap_or(ElemType::F32)
+    }
+
     /// Whether the graph's output is produced by a SOFTMAX, i.e. is already a probability.
     pub fn ends_with_softmax(&self) -> bool {
         let Some(out) = self.outputs.first() else {

@@ -1,0 +1,508 @@
+//! Telemetry: the Prometheus recorder, and one HTTP thread that serves it with the pipeline's
+//! live state.
+//!
+//! | path | answers |
+//! |---|---|
+//! | `/metrics` | every metric in [`crate::metrics`] and the process's, Prometheus text format |
+//! | `/healthz` | 200 while the process serves requests |
+//! | `/readyz` | 200 once the model is loaded and while labels keep coming; else 503 and why |
+//! | `/status` | JSON: model, current label and score, fps, last latency |
+//!
+//! Nothing served changes state: GET and HEAD only, and the address is loopback unless the
+//! config says otherwise. The recorder is built here rather than by the exporter's own listener
+//! because that one serves `/metrics` alone; between requests the same thread does the
+//! recorder's upkeep (draining histogram samples), so memory stays flat when nobody scrapes.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::{Deserialize, Serialize};
+use tiny_http::{Header, Method, Request, Response, Server};
+use tracing::{debug, warn};
+
+use crate::metrics;
+use crate::pipeline::LabelEvent;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
+pub const DEFAULT_STALE_AFTER_SECONDS: f64 = 2.0;
+
+/// Upper bounds of every `_seconds` histogram's buckets: fine around common frame periods
+/// (60, 30 and 15 fps), so `histogram_quantile` resolves a deadline, and up to 10 s for stalls.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.015, 0.0167, 0.020, 0.025, 0.030,
+    0.0333, 0.040, 0.050, 0.0667, 0.080, 0.100, 0.150, 0.200, 0.300, 0.500, 1.0, 2.5, 5.0, 10.0,
+];
+/// How long the HTTP thread waits for a request before doing upkeep.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+/// The span `/status` averages fps over.
+const FPS_WINDOW: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Serve metrics and status over HTTP. Off, no recorder is installed and every metric
+    /// handle is a no-op.
+    pub enabled: bool,
+    /// Address to serve on; port 0 picks a free port (the address is logged).
+    pub listen: SocketAddr,
+    /// A `camera` label on every series, so one Prometheus tells several daemons' cameras apart.
+    pub camera: Option<String>,
+    /// `/readyz` fails when no label has come out for this long.
+    pub stale_after_seconds: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: DEFAULT_LISTEN.parse().expect("a valid socket address"),
+            camera: None,
+            stale_after_seconds: DEFAULT_STALE_AFTER_SECONDS,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("telemetry.stale_after_seconds must be more than 0, got {0}")]
+    StaleAfter(f64),
+    #[error("telemetry.listen: cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("telemetry: a metrics recorder is already installed in this process")]
+    RecorderInstalled,
+    #[error("telemetry: cannot start the HTTP thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl TelemetryConfig {
+    /// Checks the settings that can be checked without binding; gives the staleness limit.
+    pub fn check(&self) -> Result<Duration, TelemetryError> {
+        match Duration::try_from_secs_f64(self.stale_after_seconds) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            _ => Err(TelemetryError::StaleAfter(self.stale_after_seconds)),
+        }
+    }
+
+    /// Checks the settings, binds the address, installs the process-wide recorder and starts
+    /// the HTTP thread; `None` when telemetry is disabled. Call before building the pipeline,
+    /// whose stages register their metrics as they are built.
+    pub fn start(&self) -> Result<Option<Telemetry>, TelemetryError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let stale_after = self.check()?;
+        // Bound first: a port in use must not leave a recorder behind.
+        let server = Server::http(self.listen).map_err(|e| TelemetryError::Bind {
+            addr: self.listen,
+            reason: e.to_string(),
+        })?;
+        let local_addr = server
+            .server_addr()
+            .to_ip()
+            .expect("an HTTP server on a socket address");
+        let mut builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+            .expect("buckets are not empty");
+        if let Some(camera) = &self.camera {
+            builder = builder.add_global_label(metrics::CAMERA, camera);
+        }
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        ::metrics::set_global_recorder(recorder).map_err(|_| TelemetryError::RecorderInstalled)?;
+        metrics::describe();
+        let process = metrics_process::Collector::default();
+        process.describe();
+        metrics::record_build(env!("CARGO_PKG_VERSION"));
+
+        let status = Arc::new(LiveStatus::new(stale_after));
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = Arc::new(server);
+        let thread = {
+            let (server, status, stop) = (server.clone(), status.clone(), stop.clone());
+            let endpoints = Endpoints {
+                metrics: handle,
+                process,
+                status,
+            };
+            thread::Builder::new()
+                .name("scened-telemetry".into())
+                .spawn(move || serve(&server, &endpoints, &stop))
+                .map_err(TelemetryError::Thread)?
+        };
+        Ok(Some(Telemetry {
+            status,
+            local_addr,
+            stop,
+            server,
+            thread: Some(thread),
+        }))
+    }
+}
+
+/// The running HTTP thread; dropping it stops the thread. The recorder stays installed, so
+/// metrics recorded after the drop are kept but no longer served.
+pub struct Telemetry {
+    status: Arc<LiveStatus>,
+    local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    server: Arc<Server>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Telemetry {
+    /// The address actually bound (the configured one, with port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// What `/readyz` and `/status` report; give it to [`crate::pipeline::Pipeline::report_to`].
+    pub fn status(&self) -> Arc<LiveStatus> {
+        self.status.clone()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Endpoints {
+    metrics: PrometheusHandle,
+    process: metrics_process::Collector,
+    status: Arc<LiveStatus>,
+}
+
+fn serve(server: &Server, endpoints: &Endpoints, stop: &AtomicBool) {
+    let mut upkept = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        match server.recv_timeout(UPKEEP_EVERY) {
+            Ok(Some(request)) => respond(request, endpoints),
+            Ok(None) => {}
+            Err(error) => {
+                warn!(%error, "telemetry: cannot accept a request");
+                thread::sleep(UPKEEP_EVERY);
+            }
+        }
+        if upkept.elapsed() >= UPKEEP_EVERY {
+            endpoints.metrics.run_upkeep();
+            upkept = Instant::now();
+        }
+    }
+}
+
+fn respond(request: Request, endpoints: &Endpoints) {
+    let path = request.url().split('?').next().unwrap_or_default();
+    debug!(method = %request.method(), path, "telemetry request");
+    let (code, content_type, body) = if !matches!(request.method(), Method::Get | Method::Head) {
+        (405, TEXT, "only GET and HEAD are served\n".to_owned())
+    } else {
+        match path {
+            "/metrics" => {
+                endpoints.process.collect();
+                (
+                    200,
+                    PROMETHEUS_TEXT,
+                    cpu_as_counter(endpoints.metrics.render()),
+                )
+            }
+            "/healthz" => (200, TEXT, "ok\n".to_owned()),
+            "/readyz" => match endpoints.status.readiness(Instant::now()) {
+                Ok(()) => (200, TEXT, "ready\n".to_owned()),
+                Err(why) => (503, TEXT, format!("not ready: {why}\n")),
+            },
+            "/status" => {
+                let status = endpoints.status.snapshot(Instant::now());
+                let json = serde_json::to_string(&status).expect("a struct of plain fields");
+                (200, JSON, json + "\n")
+            }
+            _ => (
+                404,
+                TEXT,
+                "not found: try /metrics /healthz /readyz /status\n".into(),
+            ),
+        }
+    };
+    let header = Header::from_bytes("Content-Type", content_type).expect("a valid header");
+    let response = Response::from_string(body)
+        .with_status_code(code)
+        .with_header(header);
+    if let Err(error) = request.respond(response) {
+        debug!(%error, "telemetry: client went away");
+    }
+}
+
+/// Declares the process's CPU seconds a counter, which it is. The facade's counters are whole
+/// numbers, so `metrics-process` records fractional seconds as a gauge; typed so, its `_total`
+/// name breaks Prometheus's naming rules (`promtool check metrics` fails).
+fn cpu_as_counter(text: String) -> String {
+    let cpu = metrics::PROCESS_CPU_SECONDS_TOTAL;
+    text.replacen(
+        &format!("# TYPE {cpu} gauge\n"),
+        &format!("# TYPE {cpu} counter\n"),
+        1,
+    )
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// The pipeline's state as `/readyz` and `/status` see it, updated by the pipeline per label.
+#[derive(Debug)]
+pub struct LiveStatus {
+    stale_after: Duration,
+    inner: Mutex<Live>,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    model: Option<(String, String)>,
+    stopped: bool,
+    last: Option<Last>,
+    labelled: u64,
+    first_at: Option<Instant>,
+    /// When each label of the last [`FPS_WINDOW`] came out.
+    recent: VecDeque<Instant>,
+}
+
+#[derive(Debug)]
+struct Last {
+    label: String,
+    score: f32,
+    latency: Duration,
+    at: Instant,
+}
+
+/// `/status`'s JSON body.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct Status {
+    pub ready: bool,
+    /// Why not ready, when not.
+    pub reason: Option<String>,
+    pub model: Option<String>,
+    pub dtype: Option<String>,
+    pub label: Option<String>,
+    pub score: Option<f32>,
+    /// Labels per second over the last two seconds.
+    pub fps: f64,
+    /// Frames labelled since the start.
+    pub frames: u64,
+    /// Capture to label, of the last frame.
+    pub last_latency_ms: Option<f64>,
+    /// Since the last label came out.
+    pub last_label_age_ms: Option<f64>,
+}
+
+impl LiveStatus {
+    pub fn new(stale_after: Duration) -> Self {
+        Self {
+            stale_after,
+            inner: Mutex::default(),
+        }
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        // Every update leaves the state whole, so a panic elsewhere does not spoil it.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The model is loaded and frames are about to flow.
+    pub fn started(&self, model: &str, dtype: &str) {
+        let mut live = self.live();
+        live.model = Some((model.to_owned(), dtype.to_owned()));
+        live.stopped = false;
+    }
+
+    /// The pipeline has stopped; no more labels will come.
+    pub fn stopped(&self) {
+        self.live().stopped = true;
+    }
+
+    /// A frame's smoothed label came out at `at`.
+    pub fn labelled(&self, event: &LabelEvent, at: Instant) {
+        let mut live = self.live();
+        live.labelled += 1;
+        live.first_at.get_or_insert(at);
+        live.recent.push_back(at);
+        while live
+            .recent
+            .front()
+            .is_some_and(|&t| at.saturating_duration_since(t) > FPS_WINDOW)
+        {
+            live.recent.pop_front();
+        }
+        match &mut live.last {
+            Some(last) if last.label == event.label => {
+                last.score = event.score;
+                last.latency = event.latency;
+                last.at = at;
+            }
+            last => {
+                *last = Some(Last {
+                    label: event.label.clone(),
+                    score: event.score,
+                    latency: event.latency,
+                    at,
+                })
+            }
+        }
+    }
+
+    /// `Ok` when the model is loaded and the last label is recent; else why not.
+    pub fn readiness(&self, now: Instant) -> Result<(), String> {
+        Self::readiness_of(&self.live(), self.stale_after, now)
+    }
+
+    fn readiness_of(live: &Live, stale_after: Duration, now: Instant) -> Result<(), String> {
+        if live.model.is_none() {
+            return Err("the model is not loaded yet".into());
+        }
+        if live.stopped {
+            return Err("the pipeline has stopped".into());
+        }
+        let Some(last) = &live.last else {
+            return Err("no frame labelled yet".into());
+        };
+        let since = now.saturating_duration_since(last.at);
+        if since > stale_after {
+            return Err(format!(
+                "no frame labelled for {:.1} s (limit {:.1} s)",
+                since.as_secs_f64(),
+                stale_after.as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn snapshot(&self, now: Instant) -> Status {
+        let live = self.live();
+        let ready = Self::readiness_of(&live, self.stale_after, now);
+        let in_window = live
+            .recent
+            .iter()
+            .filter(|&&t| now.saturating_duration_since(t) <= FPS_WINDOW)
+            .count();
+        // Early in a run the window is not full yet: divide by the time there has been.
+        let span = live
+            .first_at
+            .map_or(FPS_WINDOW, |first| now.saturating_duration_since(first))
+            .min(FPS_WINDOW);
+        let fps = if span.is_zero() {
+            0.0
+        } else {
+            in_window as f64 / span.as_secs_f64()
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        Status {
+            ready: ready.is_ok(),
+            reason: ready.err(),
+            model: live.model.as_ref().map(|(model, _)| model.clone()),
+            dtype: live.model.as_ref().map(|(_, dtype)| dtype.clone()),
+            label: live.last.as_ref().map(|last| last.label.clone()),
+            score: live.last.as_ref().map(|last| last.score),
+            fps,
+            frames: live.labelled,
+            last_latency_ms: live.last.as_ref().map(|last| ms(last.latency)),
+            last_label_age_ms: live
+                .last
+                .as_ref()
+                .map(|last| ms(now.saturating_duration_since(last.at))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn event(label: &str, score: f32) -> LabelEvent {
+        LabelEvent {
+            frame: 0,
+            captured: SystemTime::now(),
+            class: 0,
+            label: label.into(),
+            score,
+            latency: Duration::from_millis(20),
+            changed: false,
+        }
+    }
+
+    #[test]
+    fn ready_means_model_loaded_and_labels_flowing() {
+        let status = LiveStatus::new(Duration::from_secs(2));
+        let t0 = Instant::now();
+        assert_eq!(
+            status.readiness(t0),
+            Err("the model is not loaded yet".into())
+        );
+        status.started("m.tflite", "int8");
+        assert_eq!(status.readiness(t0), Err("no frame labelled yet".into()));
+        status.labelled(&event("beach", 0.9), t0);
+        assert_eq!(status.readiness(t0 + Duration::from_secs(1)), Ok(()));
+        let stale = status.readiness(t0 + Duration::from_secs(3)).unwrap_err();
+        assert_eq!(stale, "no frame labelled for 3.0 s (limit 2.0 s)");
+        status.labelled(&event("beach", 0.8), t0 + Duration::from_secs(3));
+        assert_eq!(status.readiness(t0 + Duration::from_secs(3)), Ok(()));
+        status.stopped();
+        assert_eq!(
+            status.readiness(t0 + Duration::from_secs(3)),
+            Err("the pipeline has stopped".into())
+        );
+    }
+
+    #[test]
+    fn status_reports_the_last_label_and_the_recent_rate() {
+        let status = LiveStatus::new(Duration::from_secs(2));
+        status.started("m.tflite", "float32");
+        let t0 = Instant::now();
+        // 10 labels per second for 4 s, then silence.
+        for i in 0..40 {
+            let label = if i < 30 { "beach" } else { "forest" };
+            status.labelled(&event(label, 0.5), t0 + Duration::from_millis(100 * i));
+        }
+        let now = t0 + Duration::from_millis(3950);
+        let snap = status.snapshot(now);
+        assert!(snap.ready);
+        assert_eq!(snap.label.as_deref(), Some("forest"));
+        assert_eq!(snap.frames, 40);
+        assert_eq!(snap.dtype.as_deref(), Some("float32"));
+        assert!((snap.fps - 10.0).abs() < 0.6, "fps {}", snap.fps);
+        assert_eq!(snap.last_latency_ms, Some(20.0));
+        let quiet = status.snapshot(t0 + Duration::from_secs(10));
+        assert_eq!(quiet.fps, 0.0);
+        assert!(!quiet.ready);
+        // Early on the rate is over the time there has been, not the whole window.
+        let early = LiveStatus::new(Duration::from_secs(2));
+        early.labelled(&event("beach", 0.5), t0);
+        early.labelled(&event("beach", 0.5), t0 + Duration::from_millis(100));
+        let snap = early.snapshot(t0 + Duration::from_millis(200));
+        assert!((snap.fps - 10.0).abs() < 1e-9, "fps {}", snap.fps);
+    }
+
+    #[test]
+    fn a_bad_staleness_limit_is_refused_naming_the_key() {
+        for bad in [0.0, -1.0, f64::NAN] {
+            let config = TelemetryConfig {
+                stale_after_seconds: bad,
+                ..TelemetryConfig::default()
+            };
+            let err = config.start().err().expect("refused").to_string();
+            assert!(
+                err.starts_with("telemetry.stale_after_seconds must be more than 0"),
+                "{err}"
+            );
+        }
+    }
+}
