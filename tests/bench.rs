@@ -58,7 +58,8 @@ fn generous_thresholds_pass_and_an_impossible_one_fails() {
 
     let impossible = GENEROUS.replace("min_fps = 0.01", "min_fps = 1e9");
     let fail = write_config(&dir, "fail.toml", &short_run(&impossible));
-    let out = scened(&["bench", "--config", &fail, "--json"]);
+    // Without telemetry, stderr holds nothing but the error.
+    let out = scened(&["bench", "--config", &fail, "--json", "--no-telemetry"]);
     assert_one_line_error(&out, "bench failed: min_fps (thresholds from [bench])");
     let s = summary(&out);
     assert_eq!(s["pass"], false);
