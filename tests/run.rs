@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,14 +25,11 @@ use serde_json::Value;
 
 use crate::util::*;
 
-const LITE0: &str = "efficientnet_lite0.fp32.tflite";
+pub(crate) const LITE0: &str = "efficientnet_lite0.fp32.tflite";
 /// Frames in the demo clip, `tests/data/clips/scenes.mjpeg`.
-const CLIP_FRAMES: u64 = 90;
-/// Far longer than anything here takes, even on a loaded machine: only there to turn a hang
-/// into a failure.
-const PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) const CLIP_FRAMES: u64 = 90;
 
-fn every_edge(capacity: usize, when_full: WhenFull) -> EdgesConfig {
+pub(crate) fn every_edge(capacity: usize, when_full: WhenFull) -> EdgesConfig {
     let edge = EdgeConfig {
         capacity,
         when_full,
@@ -46,7 +43,7 @@ fn every_edge(capacity: usize, when_full: WhenFull) -> EdgesConfig {
 }
 
 /// The demo clip as fast as the pipeline takes it, every frame to the sink.
-fn demo_clip(edges: EdgesConfig) -> PipelineConfig {
+pub(crate) fn demo_clip(edges: EdgesConfig) -> PipelineConfig {
     PipelineConfig {
         source: SourceConfig::Clip(ClipConfig {
             fps: 0.0,
@@ -62,7 +59,7 @@ fn demo_clip(edges: EdgesConfig) -> PipelineConfig {
     }
 }
 
-fn run_with(
+pub(crate) fn run_with(
     config: &PipelineConfig,
     mut on_event: impl FnMut(&LabelEvent),
 ) -> (Vec<LabelEvent>, PipelineReport) {
@@ -79,38 +76,15 @@ fn run_with(
     (events, report)
 }
 
-fn run(config: &PipelineConfig) -> (Vec<LabelEvent>, PipelineReport) {
+pub(crate) fn run(config: &PipelineConfig) -> (Vec<LabelEvent>, PipelineReport) {
     run_with(config, |_| {})
 }
 
 /// Labels where they change, in order.
-fn changes(events: &[LabelEvent]) -> Vec<&str> {
+pub(crate) fn changes(events: &[LabelEvent]) -> Vec<&str> {
     let mut labels: Vec<&str> = events.iter().map(|e| e.label.as_str()).collect();
     labels.dedup();
     labels
-}
-
-fn edges(report: &PipelineReport) -> Vec<&EdgeStats> {
-    let inputs = report.stages.iter().filter_map(|s| s.input.as_ref());
-    inputs.chain(report.sink.as_ref()).collect()
-}
-
-/// Every frame the source made is delivered, dropped on an edge (counted by reason) or failed
-/// in a stage; nothing is left over.
-#[track_caller]
-fn assert_every_frame_accounted_for(report: &PipelineReport, delivered: usize) {
-    for stage in &report.stages {
-        let s = stage;
-        assert_eq!(s.frames_in, s.frames_out + s.errors, "{}: {report}", s.name);
-    }
-    for edge in edges(report) {
-        assert_eq!(edge.depth, 0, "{edge:?}");
-        assert_eq!(edge.sent, edge.received + edge.dropped.total(), "{edge:?}");
-    }
-    let made = report.stages[0].frames_out;
-    let dropped: u64 = edges(report).iter().map(|e| e.dropped.total()).sum();
-    let errored: u64 = report.stages.iter().map(|s| s.errors).sum();
-    assert_eq!(made, delivered as u64 + dropped + errored, "{report}");
 }
 
 /// `(photo, first frame, last frame)` per segment of the demo clip.
@@ -356,21 +330,6 @@ fn replaying_the_clip_twice_gives_identical_labels() {
     let first = replay();
     assert_eq!(first.len() as u64, CLIP_FRAMES);
     assert_eq!(first, replay());
-}
-
-/// Waits for the child to exit; a hang fails the test instead of stalling the run.
-fn wait(child: &mut Child) -> ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if started.elapsed() > PATIENCE {
-            child.kill().unwrap();
-            panic!("scened did not exit within {PATIENCE:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

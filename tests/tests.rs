@@ -4,4 +4,5 @@ mod util;
 
 mod classify;
 mod engine;
+mod faults;
 mod run;
