@@ -346,7 +346,7 @@ impl<T> Drop for EdgeReceiver<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::VecDeque;
     use std::thread;
     use std::time::Duration;
@@ -365,7 +365,7 @@ mod tests {
         .expect("valid edge config")
     }
 
-    fn policy() -> impl Strategy<Value = WhenFull> {
+    pub(crate) fn policy() -> impl Strategy<Value = WhenFull> {
         prop_oneof![
             Just(WhenFull::Block),
             Just(WhenFull::DropNewest),

@@ -751,8 +751,11 @@ impl fmt::Display for PipelineReport {
 mod tests {
     use std::sync::mpsc;
 
+    use proptest::prelude::*;
+
     use super::*;
     use crate::metrics::testing::record;
+    use crate::queue::tests::policy;
     use crate::queue::{EdgeConfig, WhenFull};
     use crate::source::synthetic::SyntheticConfig;
     use crate::source::Limited;
@@ -1086,6 +1089,57 @@ mod tests {
         // Everything the source made reached the sink: draining lost nothing.
         assert_eq!(seen, (0..report.stages[0].frames_out).collect::<Vec<_>>());
         assert!(!seen.is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any policy and capacity on both edges, item errors in any pattern, a sink of any
+        /// pace: every frame the source made is delivered, dropped for a counted reason or
+        /// errored, `in = out + dropped + errored`.
+        #[test]
+        fn every_frame_is_accounted_for_whatever_the_policies(
+            policies in (policy(), policy()),
+            capacities in (1usize..4, 1usize..4),
+            frames in 1u64..120,
+            failing in prop::collection::vec(any::<bool>(), 7),
+            sink_pause_us in 0u64..300,
+        ) {
+            let (to_work, work_in) = edge("work", capacities.0, policies.0);
+            let (to_sink, sink_in) = edge("sink", capacities.1, policies.1);
+            let sink_edge = sink_in.watch();
+            let shutdown = Shutdown::new();
+            let capture = spawn_source("capture", source(Some(frames)), to_work, shutdown.clone())
+                .expect("spawn");
+            let fail_some = move |frame: Frame| {
+                if failing[frame.seq as usize % failing.len()] {
+                    Err(StageError::item("bad frame"))
+                } else {
+                    Ok(frame)
+                }
+            };
+            let work = spawn_stage("work", FnStage(fail_some), work_in, to_sink, Probe::None, shutdown)
+                .expect("spawn");
+            let mut delivered = Vec::new();
+            while let Some(item) = sink_in.recv() {
+                delivered.push(item.seq);
+                thread::sleep(Duration::from_micros(sink_pause_us));
+            }
+            let report = PipelineReport::join([capture, work]);
+            let sink = sink_edge.stats();
+            let work_edge = report.stages[1].input.as_ref().expect("work input");
+            let dropped = work_edge.dropped.total() + sink.dropped.total();
+            let errored: u64 = report.stages.iter().map(|s| s.errors).sum();
+            prop_assert_eq!(report.stages[0].frames_in, frames);
+            prop_assert_eq!(frames, delivered.len() as u64 + dropped + errored);
+            prop_assert!(delivered.windows(2).all(|w| w[0] < w[1]), "order kept");
+            for (policy, edge) in [(policies.0, work_edge), (policies.1, &sink)] {
+                prop_assert_eq!(edge.sent, edge.received + edge.dropped.total());
+                if policy == WhenFull::Block {
+                    prop_assert_eq!(edge.dropped.total(), 0);
+                }
+            }
+        }
     }
 
     #[test]
