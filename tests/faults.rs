@@ -387,19 +387,30 @@ fn a_signal_with_full_queues_drains_and_exits_zero() {
     }
 }
 
-/// The reader of stdout is stuck, so the drain cannot finish: the signal still ends the
-/// process in time, saying so.
-#[test]
-fn a_signal_while_stdout_is_stuck_exits_within_the_drain_limit() {
-    let mut child = blocking_run(&tmp_dir("stuck-stdout"));
+/// Signals a blocking run whose stdout reader is stuck, 50 ms apart; the process must be
+/// gone within a second of the first, exiting 130. Returns its stderr.
+fn signal_stuck_run(name: &str, signals: &[libc::c_int]) -> String {
+    let mut child = blocking_run(&tmp_dir(name));
     let stdout = child.stdout.take().unwrap();
     stop_reading(&stdout);
     let signalled = Instant::now();
-    send(&child, libc::SIGTERM);
+    for (i, &signal) in signals.iter().enumerate() {
+        if i > 0 {
+            thread::sleep(Duration::from_millis(50));
+        }
+        send(&child, signal);
+    }
     let (status, took) = wait_timed(&mut child, signalled);
     let err = stderr_of(&mut child);
     assert!(took < STOP_WITHIN, "took {took:?}: {err}");
     assert_eq!(status.code(), Some(130), "{err}");
+    err
+}
+
+/// The drain cannot finish: the signal still ends the process in time, saying so.
+#[test]
+fn a_signal_while_stdout_is_stuck_exits_within_the_drain_limit() {
+    let err = signal_stuck_run("stuck-stdout", &[libc::SIGTERM]);
     assert_eq!(
         err.trim_end(),
         "error: not drained 750 ms after the signal, exiting without the report"
@@ -408,17 +419,7 @@ fn a_signal_while_stdout_is_stuck_exits_within_the_drain_limit() {
 
 #[test]
 fn a_second_signal_during_the_drain_exits_at_once() {
-    let mut child = blocking_run(&tmp_dir("second-signal"));
-    let stdout = child.stdout.take().unwrap();
-    stop_reading(&stdout);
-    let signalled = Instant::now();
-    send(&child, libc::SIGTERM);
-    thread::sleep(Duration::from_millis(50));
-    send(&child, libc::SIGINT);
-    let (status, took) = wait_timed(&mut child, signalled);
-    let err = stderr_of(&mut child);
-    assert!(took < STOP_WITHIN, "took {took:?}: {err}");
-    assert_eq!(status.code(), Some(130), "{err}");
+    let err = signal_stuck_run("second-signal", &[libc::SIGTERM, libc::SIGINT]);
     assert_eq!(
         err.trim_end(),
         "error: signalled again, exiting without draining"

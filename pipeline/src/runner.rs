@@ -634,7 +634,7 @@ impl ErrorLog {
 
 /// An error and its sources, `outer: inner: …`, since library errors leave their source out
 /// of their own message.
-struct Chain<'a>(&'a (dyn Error + 'static));
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -123,6 +123,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::testing::record;
+    use crate::runner::Chain;
     use crate::source::clip::{ClipConfig, ClipSource, DEMO_CLIP};
 
     /// A real clip file as the lost-and-found device: it plays, is cut to nothing and then
@@ -154,15 +155,7 @@ mod tests {
 
     fn item_error(result: Result<Option<Frame>, StageError>) -> String {
         match result {
-            Err(StageError::Item(error)) => {
-                let mut text = error.to_string();
-                let mut source = error.source();
-                while let Some(cause) = source {
-                    text += &format!(": {cause}");
-                    source = cause.source();
-                }
-                text
-            }
+            Err(StageError::Item(error)) => Chain(&*error).to_string(),
             Err(fatal) => panic!("fatal error {fatal}"),
             Ok(frame) => panic!("expected an error, got {:?}", frame.map(|f| f.seq)),
         }
