@@ -4,5 +4,6 @@ mod util;
 
 mod classify;
 mod engine;
+mod faults;
 mod run;
 mod telemetry;
