@@ -18,7 +18,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use scened_pipeline::pipeline::{LabelEvent, Pipeline, PipelineConfig};
+use scened_pipeline::rss;
+use scened_pipeline::runner::PipelineReport;
 use scened_pipeline::stage::Shutdown;
+use scened_pipeline::telemetry::Telemetry;
 use serde::Serialize;
 use tracing::info;
 
@@ -35,20 +38,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::new();
     let phase = Phase::default();
     stop_on_signals(shutdown.clone(), phase.clone())?;
-    let config = config::for_run(args)?;
-    let file = args.config.as_deref();
-    // Before the model loads: a port in use fails fast, and /healthz answers during the load.
-    let telemetry = in_file(config.telemetry.start(), file)?;
+    let mut config = config::for_args(&args.pipeline)?;
+    config.output.every_frame |= args.every_frame;
     info!("building the pipeline");
-    let mut pipeline = build(&config, file)?;
-    info!(model = %pipeline.engine().path().display(), "pipeline built");
-    if let Some(telemetry) = &telemetry {
-        eprintln!(
-            "serving /metrics /healthz /readyz /status on http://{}",
-            telemetry.local_addr()
-        );
-        pipeline = pipeline.report_to(telemetry.status());
-    }
+    let (pipeline, _telemetry) = start(&config, args.pipeline.config.as_deref())?;
     phase.set(Phase::RUNNING);
 
     let mut out = io::stdout().lock();
@@ -66,17 +59,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the pipeline's threads")?;
     phase.set(Phase::DONE);
     eprint!("{report}");
-    eprintln!(
-        "peak RSS {:.1} MiB",
-        peak_rss_bytes() as f64 / f64::from(1 << 20)
-    );
+    eprintln!("peak RSS {:.1} MiB", rss::mib(rss::peak_bytes()));
     if let Some(error) = write_error {
         return Err(error).context("cannot write to stdout");
     }
-    if let Some(failed) = report.stages.iter().find(|stage| stage.stop.is_failure()) {
-        anyhow::bail!("stage {} {}", failed.name, failed.stop);
-    }
+    no_failed_stage(&report)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A run whose stage failed is an error naming the stage.
+pub fn no_failed_stage(report: &PipelineReport) -> anyhow::Result<()> {
+    match report.stages.iter().find(|stage| stage.stop.is_failure()) {
+        Some(failed) => anyhow::bail!("stage {} {}", failed.name, failed.stop),
+        None => Ok(()),
+    }
 }
 
 pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
@@ -85,6 +81,27 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     build(&config, Some(path))?;
     println!("{}: ok", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `run` and `bench` do before a frame moves: start telemetry, if enabled, then build
+/// the pipeline reporting its live status to it. Keep the `Telemetry` for the run: dropping it
+/// stops serving.
+pub fn start(
+    config: &PipelineConfig,
+    file: Option<&Path>,
+) -> anyhow::Result<(Pipeline, Option<Telemetry>)> {
+    // Before the model loads: a port in use fails fast, and /healthz answers during the load.
+    let telemetry = in_file(config.telemetry.start(), file)?;
+    let mut pipeline = build(config, file)?;
+    info!(model = %pipeline.engine().path().display(), "pipeline built");
+    if let Some(telemetry) = &telemetry {
+        eprintln!(
+            "serving /metrics /healthz /readyz /status on http://{}",
+            telemetry.local_addr()
+        );
+        pipeline = pipeline.report_to(telemetry.status());
+    }
+    Ok((pipeline, telemetry))
 }
 
 /// Builds the pipeline; errors name the config file they came from, if any.
@@ -103,16 +120,16 @@ where
     }
 }
 
-/// Where `scened run` is, for the signal handler.
+/// Where `scened run` or `scened bench` is, for the signal handler.
 #[derive(Clone, Default)]
-struct Phase(Arc<AtomicU8>);
+pub struct Phase(Arc<AtomicU8>);
 
 impl Phase {
     const BUILDING: u8 = 0;
-    const RUNNING: u8 = 1;
-    const DONE: u8 = 2;
+    pub const RUNNING: u8 = 1;
+    pub const DONE: u8 = 2;
 
-    fn set(&self, phase: u8) {
+    pub fn set(&self, phase: u8) {
         self.0.store(phase, Ordering::SeqCst);
     }
 
@@ -121,7 +138,7 @@ impl Phase {
     }
 }
 
-fn stop_on_signals(shutdown: Shutdown, phase: Phase) -> anyhow::Result<()> {
+pub fn stop_on_signals(shutdown: Shutdown, phase: Phase) -> anyhow::Result<()> {
     let signalled = AtomicBool::new(false);
     ctrlc::set_handler(move || {
         if phase.get() == Phase::BUILDING {
@@ -173,22 +190,4 @@ fn json_line(event: &LabelEvent) -> String {
         latency_ms: (event.latency.as_secs_f64() * 1e4).round() / 10.0,
     };
     serde_json::to_string(&line).expect("a struct of numbers and strings serializes")
-}
-
-/// The most memory the process has held, in bytes.
-fn peak_rss_bytes() -> u64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage only writes the struct it is given, and RUSAGE_SELF is always valid.
-    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
-    if !ok {
-        return 0;
-    }
-    // SAFETY: zero-initialized, then filled by a successful getrusage.
-    let max = unsafe { usage.assume_init() }.ru_maxrss as u64;
-    // Linux reports kibibytes, macOS bytes.
-    if cfg!(target_os = "macos") {
-        max
-    } else {
-        max * 1024
-    }
 }

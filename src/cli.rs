@@ -16,6 +16,12 @@ pub struct Cli {
 pub enum Command {
     /// Label frames live: capture → resize → infer → smooth, one JSON line per label change.
     Run(RunArgs),
+    /// Run the live pipeline flat out or at the source's pace, print throughput, latency,
+    /// drops and memory, and judge them by the config's [bench] thresholds (exit 1 on fail).
+    Bench(BenchArgs),
+    /// Top-1/top-3, inference and end-to-end time, peak memory and the study's score per model,
+    /// on a folder with one subfolder of images per class.
+    Eval(EvalArgs),
     /// Check a config file without running it: every key, the model, the source.
     Validate {
         #[arg(long)]
@@ -32,6 +38,25 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Print every frame's label, not only changes.
+    #[arg(long)]
+    pub every_frame: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `run` and `bench` take to set up the pipeline.
+#[derive(Debug, clap::Args)]
+pub struct PipelineArgs {
     /// Config file (see config/scened.toml); without one, the built-in defaults, which play
     /// the demo clip with models/efficientnet_lite0.fp32.tflite.
     #[arg(long)]
@@ -52,15 +77,33 @@ pub struct RunArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     pub duration: Option<f64>,
-    /// Print every frame's label, not only changes.
-    #[arg(long)]
-    pub every_frame: bool,
     /// Serve metrics and status on this address (port 0: any free port), overriding the config.
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
     /// Serve no metrics or status (instrumentation becomes a no-op).
     #[arg(long, conflicts_with = "listen")]
     pub no_telemetry: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Folder with one subfolder of images per class, named after a model label (or one of
+    /// its comma-separated synonyms) unless --map says otherwise.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// A .tflite classifier; repeat for several, each evaluated in a process of its own.
+    #[arg(long = "model", required = true)]
+    pub models: Vec<PathBuf>,
+    /// TOML file mapping folder names to model labels: `folder = "label"`,
+    /// `folder = ["label", …]` (any counts as correct) or `folder = []` (left out).
+    #[arg(long)]
+    pub map: Option<PathBuf>,
+    /// Threads tract may use per inference.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// One JSON object per model, one per line, instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `--source`, parsed.

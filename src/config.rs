@@ -14,7 +14,7 @@ use scened_pipeline::source::clip::ClipConfig;
 use scened_pipeline::source::images::{self, ImagesConfig};
 use scened_pipeline::source::SourceConfig;
 
-use crate::cli::{RunArgs, SourceArg};
+use crate::cli::{PipelineArgs, SourceArg};
 
 /// Reads and checks the config file at `path`.
 pub fn load(path: &Path) -> anyhow::Result<PipelineConfig> {
@@ -50,8 +50,8 @@ fn rebase(config: &mut PipelineConfig, dir: &Path) {
     }
 }
 
-/// The config a `scened run` uses: its file (or the defaults), then its flags.
-pub fn for_run(args: &RunArgs) -> anyhow::Result<PipelineConfig> {
+/// The config a `scened run` or `bench` uses: its file (or the defaults), then its flags.
+pub fn for_args(args: &PipelineArgs) -> anyhow::Result<PipelineConfig> {
     let mut config = match &args.config {
         Some(path) => load(path)?,
         None => PipelineConfig::default(),
@@ -71,7 +71,6 @@ pub fn for_run(args: &RunArgs) -> anyhow::Result<PipelineConfig> {
     if let Some(seconds) = args.duration {
         config.stop.after_seconds = Some(seconds);
     }
-    config.output.every_frame |= args.every_frame;
     if let Some(listen) = args.listen {
         config.telemetry.listen = listen;
     }
@@ -101,6 +100,7 @@ fn with_source(current: SourceConfig, arg: &SourceArg) -> SourceConfig {
             dir: dir.clone(),
             looping: images::DEFAULT_LOOP,
             fps: images::DEFAULT_FPS,
+            recursive: images::DEFAULT_RECURSIVE,
         }),
         (SourceConfig::Camera(camera), SourceArg::Camera(index)) => {
             SourceConfig::Camera(CameraConfig {
@@ -154,7 +154,8 @@ mod tests {
                 "benchmark.toml",
                 "live-camera.toml",
                 "replay.toml",
-                "scened.toml"
+                "scened.toml",
+                "soak.toml"
             ]
         );
     }
@@ -209,6 +210,7 @@ mod tests {
                 dir: "../tests/data/photos/full".into(),
                 looping: images::DEFAULT_LOOP,
                 fps: images::DEFAULT_FPS,
+                recursive: images::DEFAULT_RECURSIVE,
             })
         );
         assert_eq!(
@@ -266,7 +268,7 @@ mod tests {
             ),
             (
                 "[sauce]\nkind = \"clip\"",
-                "sauce: line 1: unknown field `sauce`, expected one of `source`, `resize`, `infer`, `smooth`, `edges`, `stop`, `output`, `telemetry`",
+                "sauce: line 1: unknown field `sauce`, expected one of `source`, `resize`, `infer`, `smooth`, `edges`, `stop`, `output`, `telemetry`, `bench`",
             ),
             (
                 "[stop]\nafter_frames = -3",
@@ -283,7 +285,7 @@ mod tests {
         }
     }
 
-    fn run_args(args: &[&str]) -> RunArgs {
+    fn run_args(args: &[&str]) -> crate::cli::RunArgs {
         use clap::Parser;
         let cli = crate::cli::Cli::parse_from([&["scened", "run"], args].concat());
         match cli.command {
@@ -308,7 +310,7 @@ mod tests {
             "--fps",
             "30",
         ]);
-        let config = for_run(&args).unwrap();
+        let config = for_args(&args.pipeline).unwrap();
         let replay = load(&repo().join("config/replay.toml")).unwrap();
         let SourceConfig::Clip(clip) = &config.source else {
             panic!("clip source expected")
@@ -328,7 +330,7 @@ mod tests {
 
     #[test]
     fn a_source_of_another_kind_starts_from_its_defaults() {
-        let config = for_run(&run_args(&["--source", "camera:2"])).unwrap();
+        let config = for_args(&run_args(&["--source", "camera:2"]).pipeline).unwrap();
         assert_eq!(
             config.source,
             SourceConfig::Camera(CameraConfig {
@@ -336,14 +338,13 @@ mod tests {
                 ..CameraConfig::default()
             })
         );
-        let config = for_run(&run_args(&["--source", "images:photos", "--every-frame"])).unwrap();
+        let config = for_args(&run_args(&["--source", "images:photos"]).pipeline).unwrap();
         let SourceConfig::Images(images) = &config.source else {
             panic!("images source expected")
         };
         assert_eq!(images.dir, Path::new("photos"));
-        assert!(config.output.every_frame);
         // No flags: the built-in defaults, which play the demo clip.
-        let config = for_run(&run_args(&[])).unwrap();
+        let config = for_args(&run_args(&[]).pipeline).unwrap();
         assert_eq!(config, PipelineConfig::default());
         assert_eq!(config.source, SourceConfig::Clip(ClipConfig::default()));
         assert_eq!(config.smooth, SmoothConfig::default());

@@ -2,10 +2,12 @@
 //! one line on stderr and a non-zero exit.
 
 mod app;
+mod bench;
 mod cameras;
 mod classify;
 mod cli;
 mod config;
+mod eval;
 mod models;
 
 use std::process::ExitCode;
@@ -23,6 +25,8 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         cli::Command::Run(args) => app::run(&args),
+        cli::Command::Bench(args) => bench::run(&args),
+        cli::Command::Eval(args) => eval::run(&args),
         cli::Command::Validate { config } => app::validate(&config),
         cli::Command::Cameras => cameras::list(),
         cli::Command::Classify(args) => classify::run(&args),

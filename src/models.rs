@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use scened_pipeline::decode;
 use scened_pipeline::infer::{inspect::TensorInfo, Engine, EngineOptions};
 use scened_pipeline::resize::{Fit, Preprocessor};
+use scened_pipeline::{decode, stats};
 use serde::Serialize;
 
 use crate::cli::ModelsBenchArgs;
@@ -108,7 +108,7 @@ pub fn bench(args: &ModelsBenchArgs) -> anyhow::Result<ExitCode> {
             }
         }
         ms.sort_by(f64::total_cmp);
-        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        let at = |q| stats::quantile(&ms, q).expect("--runs is at least 1");
         let line = BenchLine {
             model: &path.file_name().unwrap_or_default().to_string_lossy(),
             runtime: "tract",

@@ -174,6 +174,7 @@ fn a_folder_with_corrupt_images_skips_and_counts_them() {
             dir,
             looping: false,
             fps: 0.0,
+            recursive: false,
         }),
         smooth: SmoothConfig::Ema { alpha: 1.0 },
         ..demo_clip(every_edge(2, WhenFull::Block))

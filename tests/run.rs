@@ -137,6 +137,7 @@ fn an_images_folder_gets_each_photo_s_own_label() {
             dir: dir.clone(),
             looping: false,
             fps: 0.0,
+            recursive: false,
         }),
         // alpha 1 is no smoothing: each photo is a different scene, shown for one frame.
         smooth: SmoothConfig::Ema { alpha: 1.0 },
@@ -373,7 +374,7 @@ fn sigterm_and_sigint_drain_and_exit_zero_with_the_report() {
     }
 }
 
-fn write_config(dir: &Path, name: &str, text: &str) -> String {
+pub fn write_config(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_owned()
@@ -423,10 +424,20 @@ fn a_bad_config_is_one_line_naming_the_file_and_the_key() {
             "[infer]\nmodel = \"nope.tflite\"",
             "infer: ",
         ),
+        (
+            "bench-key.toml",
+            "[bench]\nmin_fsp = 1",
+            "bench.min_fsp: line 2: unknown field `min_fsp`",
+        ),
+        (
+            "bench-value.toml",
+            "[bench]\nmax_p99_ms = -1",
+            "bench.max_p99_ms must be a number, 0 or more, got -1",
+        ),
     ];
     for (file, text, what) in cases {
         let path = write_config(&dir, file, text);
-        for command in ["run", "validate"] {
+        for command in ["run", "validate", "bench"] {
             let out = scened(&[command, "--config", &path]);
             assert_one_line_error(&out, &format!("{path}: {what}"));
         }
@@ -451,7 +462,7 @@ fn a_bad_config_is_one_line_naming_the_file_and_the_key() {
 
 #[test]
 fn the_shipped_configs_validate() {
-    for name in ["scened", "replay", "benchmark"] {
+    for name in ["scened", "replay", "benchmark", "soak"] {
         let path = format!("config/{name}.toml");
         let out = scened(&["validate", "--config", &path]);
         assert!(out.status.success(), "{path}: {}", stderr(&out));

@@ -485,3 +485,31 @@ fn without_telemetry_nothing_is_served() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("http://"), "{}", stderr(&out));
 }
+
+/// A soak is watched the way a daemon is: `scened bench` serves the same metrics while it runs.
+#[test]
+fn metrics_stay_live_during_a_bench() {
+    let dir = tmp_dir("bench-telemetry");
+    let config = crate::run::write_config(
+        &dir,
+        "bench.toml",
+        "[source]\nkind = \"synthetic\"\nfps = 30.0\n\
+         [bench]\nmin_fps = 0.01\nmax_p99_ms = 600000.0\nmax_deadline_miss_ratio = 1.0\n\
+         max_drop_ratio = 1.0\nmax_rss_slope_mb_per_h = 1e12\nmax_p99_drift = 1e12\n",
+    );
+    let daemon = Daemon::start(&["bench", "--config", &config]);
+    let labelled = |addr| {
+        let (code, body) = get(addr, "/metrics");
+        assert_eq!(code, 200);
+        body.lines()
+            .find(|l| l.starts_with(metrics::FRAMES_TOTAL) && l.contains("stage=\"smooth\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let first = eventually("frames counted during the bench", || {
+        labelled(daemon.addr).filter(|&n| n > 0.0)
+    });
+    eventually("the count growing", || {
+        labelled(daemon.addr).filter(|&n| n > first)
+    });
+    daemon.stop();
+}

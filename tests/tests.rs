@@ -2,8 +2,10 @@
 
 mod util;
 
+mod bench;
 mod classify;
 mod engine;
+mod eval;
 mod faults;
 mod run;
 mod telemetry;

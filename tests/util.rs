@@ -42,8 +42,9 @@ pub fn stem(path: &Path) -> String {
     path.file_stem().unwrap().to_string_lossy().into_owned()
 }
 
-/// `scened args…`, run from the repository root as the README says. A `run` serves its
-/// telemetry on a free port rather than the default one, so tests can run side by side.
+/// `scened args…`, run from the repository root as the README says. A `run` or `bench`
+/// serves its telemetry on a free port rather than the default one, so tests can run side by
+/// side.
 pub fn scened_command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_scened"));
     command
@@ -53,7 +54,8 @@ pub fn scened_command(args: &[&str]) -> Command {
     let telemetry_flag = args
         .iter()
         .any(|a| ["--listen", "--no-telemetry"].contains(a));
-    if args.first() == Some(&"run") && !telemetry_flag {
+    let serves = args.first().is_some_and(|a| ["run", "bench"].contains(a));
+    if serves && !telemetry_flag {
         command.args(["--listen", "127.0.0.1:0"]);
     }
     command

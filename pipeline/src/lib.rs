@@ -25,9 +25,14 @@
 //! - [`metrics`]: every metric name, once; [`telemetry`] serves them over HTTP with the
 //!   pipeline's live status.
 //! - [`npy`]: writes tensors as `.npy` for comparing with a reference runtime.
+//! - [`eval`]: top-1/top-3 on a labelled folder and the study's score; [`bench`]: a run's
+//!   throughput, latency, drops and memory against thresholds; [`rss`], [`stats`]: what both
+//!   measure with.
 
+pub mod bench;
 pub mod contain;
 pub mod decode;
+pub mod eval;
 pub mod frame;
 pub mod infer;
 pub mod metrics;
@@ -35,8 +40,10 @@ pub mod npy;
 pub mod pipeline;
 pub mod queue;
 pub mod resize;
+pub mod rss;
 pub mod runner;
 pub mod smooth;
 pub mod source;
 pub mod stage;
+pub mod stats;
 pub mod telemetry;

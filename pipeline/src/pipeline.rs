@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
+use crate::bench::{BenchConfig, BenchConfigError};
 use crate::frame::{Frame, ModelInput, Scores};
 use crate::infer::stage::{InferConfig, InferStage};
 use crate::infer::{Engine, InferError, ModelError};
@@ -45,6 +46,8 @@ pub struct PipelineConfig {
     pub output: OutputConfig,
     /// Metrics and status over HTTP (started by the daemon, not by [`PipelineConfig::build`]).
     pub telemetry: TelemetryConfig,
+    /// `scened bench`'s thresholds; checked here, used only by `scened bench`.
+    pub bench: BenchConfig,
 }
 
 /// The edges, each named after the stage it feeds.
@@ -137,6 +140,8 @@ pub enum BuildError {
     Session(InferError),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Bench(#[from] BenchConfigError),
 }
 
 impl StopConfig {
@@ -180,6 +185,7 @@ impl PipelineConfig {
         };
         let smooth = self.smooth.build()?;
         let (run_for, stall_after) = self.stop.check()?;
+        self.bench.check()?;
         let engine = self.infer.build().map_err(BuildError::Model)?;
         let infer = InferStage::new(&engine).map_err(BuildError::Session)?;
         let resize = self.resize.build(&engine);

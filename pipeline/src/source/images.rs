@@ -1,6 +1,7 @@
 //! A folder of still images, played in file-name order.
 
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use crate::stage::{Shutdown, Source, StageError};
 /// 0 (as fast as possible) labels a folder quickest.
 pub const DEFAULT_FPS: f64 = 2.0;
 pub const DEFAULT_LOOP: bool = false;
+pub const DEFAULT_RECURSIVE: bool = false;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +31,9 @@ pub struct ImagesConfig {
     /// Images per second by the wall clock; 0 reads them as fast as possible.
     #[serde(default = "default_fps")]
     pub fps: f64,
+    /// Also read the subfolders, all of them, sorted by path (a labelled set's class folders).
+    #[serde(default = "default_recursive")]
+    pub recursive: bool,
 }
 
 fn default_loop() -> bool {
@@ -39,26 +44,22 @@ fn default_fps() -> f64 {
     DEFAULT_FPS
 }
 
+fn default_recursive() -> bool {
+    DEFAULT_RECURSIVE
+}
+
 impl ImagesConfig {
     pub fn build(&self) -> Result<ImagesSource, SourceError> {
         check_fps(self.fps)?;
-        let io_error = |source| SourceError::Io {
+        let files = image_files(&self.dir, self.recursive).map_err(|source| SourceError::Io {
             path: self.dir.clone(),
             source,
-        };
-        let mut files = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(io_error)? {
-            let path = entry.map_err(io_error)?.path();
-            if path.is_file() && is_image(&path) {
-                files.push(path);
-            }
-        }
+        })?;
         if files.is_empty() {
             return Err(SourceError::NoImages {
                 dir: self.dir.clone(),
             });
         }
-        files.sort();
         Ok(ImagesSource {
             dir: self.dir.clone(),
             files,
@@ -68,6 +69,24 @@ impl ImagesConfig {
             sequence: Sequence::default(),
         })
     }
+}
+
+/// The image files in `dir` (and its subfolders, all the way down, if `recursive`), sorted by
+/// path; other files are ignored.
+pub fn image_files(dir: &Path, recursive: bool) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            if recursive {
+                files.extend(image_files(&path, true)?);
+            }
+        } else if is_image(&path) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 fn is_image(path: &Path) -> bool {
@@ -129,6 +148,7 @@ mod tests {
             dir: dir.to_owned(),
             looping,
             fps: 0.0,
+            recursive: false,
         }
     }
 
@@ -182,6 +202,31 @@ mod tests {
             sizes,
             [(8, 8), (6, 4), (3, 3), (8, 8), (6, 4), (3, 3), (8, 8)]
         );
+    }
+
+    #[test]
+    fn recursive_reads_subfolders_in_path_order() {
+        let dir = folder();
+        let sub = dir.path().join("z/deeper");
+        fs::create_dir_all(&sub).expect("mkdir");
+        fs::write(
+            sub.join("d.png"),
+            encoded(&solid(5, 5, RED), ImageFormat::Png),
+        )
+        .expect("write");
+        let flat = config(dir.path(), false).build().expect("builds");
+        assert_eq!(flat.files.len(), 4);
+        let all = ImagesConfig {
+            recursive: true,
+            ..config(dir.path(), false)
+        };
+        let mut source = all.build().expect("builds");
+        assert_eq!(source.files.last(), Some(&sub.join("d.png")));
+        let sizes: Vec<_> = play(&mut source, 10)
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
+        assert_eq!(sizes, [(8, 8), (6, 4), (3, 3), (5, 5)]);
     }
 
     #[test]

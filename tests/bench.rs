@@ -1,0 +1,103 @@
+//! `scened bench` on real short runs: the verdict follows the thresholds, whatever the
+//! machine's speed, and the benchmark config's 30-second run passes.
+
+use serde_json::Value;
+
+use crate::run::write_config;
+use crate::util::*;
+
+/// The demo clip as fast as the pipeline takes it, through blocking queues, for 60 frames,
+/// judged by `bench`.
+fn short_run(bench: &str) -> String {
+    format!(
+        "[source]\nkind = \"clip\"\nfps = 0.0\n\
+         [infer]\nmodel = \"{}\"\n\
+         [edges.resize]\ncapacity = 2\nwhen_full = \"block\"\n\
+         [edges.infer]\ncapacity = 2\nwhen_full = \"block\"\n\
+         [stop]\nafter_frames = 60\n\
+         [bench]\n{bench}",
+        model("efficientnet_lite0.fp32.tflite").display()
+    )
+}
+
+/// Limits no run can miss, and one no run can meet.
+const GENEROUS: &str = "min_fps = 0.01\nmax_p99_ms = 600000.0\nmax_deadline_miss_ratio = 1.0\n\
+    max_drop_ratio = 1.0\nmax_rss_slope_mb_per_h = 1e12\nmax_p99_drift = 1e12\n\
+    rss_sample_seconds = 0.1\n";
+
+fn summary(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(out)))
+}
+
+#[test]
+fn generous_thresholds_pass_and_an_impossible_one_fails() {
+    let dir = tmp_dir("bench-verdict");
+    let pass = write_config(&dir, "pass.toml", &short_run(GENEROUS));
+    let out = scened(&["bench", "--config", &pass, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["pass"], true);
+    assert_eq!(s["frames"], 60);
+    assert!(s["fps"].as_f64().unwrap() > 0.0);
+    let stages: Vec<&str> = s["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|stage| stage["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["capture", "resize", "infer", "smooth"]);
+    assert!(s["e2e_p50_ms"].as_f64().unwrap() <= s["e2e_p99_ms"].as_f64().unwrap());
+    // Blocking queues drop nothing; a source with no pace has no deadline.
+    assert_eq!(s["drop_ratio"], 0.0);
+    assert_eq!(s["deadline_miss_ratio"], Value::Null);
+    assert!(s["rss_peak_mb"].as_f64().unwrap() >= s["rss_end_mb"].as_f64().unwrap());
+    assert!(s["rss_samples"].as_u64().unwrap() >= 2);
+    let checks = s["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 6);
+    assert!(checks.iter().all(|c| c["pass"] == true), "{checks:?}");
+
+    let impossible = GENEROUS.replace("min_fps = 0.01", "min_fps = 1e9");
+    let fail = write_config(&dir, "fail.toml", &short_run(&impossible));
+    // Without telemetry, stderr holds nothing but the error.
+    let out = scened(&["bench", "--config", &fail, "--json", "--no-telemetry"]);
+    assert_one_line_error(&out, "bench failed: min_fps (thresholds from [bench])");
+    let s = summary(&out);
+    assert_eq!(s["pass"], false);
+    let failed: Vec<&Value> = s["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["pass"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["name"], "min_fps");
+
+    // Without --json: the pipeline report, then the summary and the verdict.
+    let out = scened(&["bench", "--config", &pass, "--frames", "20"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "stage ",
+        "capture-to-output latency at smooth",
+        "throughput ",
+        "20 labels",
+        "RSS start",
+        "verdict: PASS",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+}
+
+/// What CI runs: the benchmark config as shipped, 30 s of the demo clip at 30 fps. nextest
+/// runs it alone (.config/nextest.toml), so the other tests do not eat its frames.
+#[test]
+fn the_benchmark_config_passes_its_30_second_bench() {
+    let out = scened(&["bench", "--config", "config/benchmark.toml", "--json"]);
+    let s = summary(&out);
+    assert!(out.status.success(), "{}\n{s:#}", stderr(&out));
+    assert_eq!(s["pass"], true);
+    assert!(s["seconds"].as_f64().unwrap() >= 30.0);
+    assert!(s["rss_samples"].as_u64().unwrap() >= 25);
+    assert!(s["rss_slope_mb_per_h"].is_f64(), "{s:#}");
+    assert!(s["p99_drift"].is_f64(), "{s:#}");
+}
