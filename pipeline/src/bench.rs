@@ -176,7 +176,7 @@ impl LatencyLog {
     }
 
     pub fn push(&mut self, sample: LatencySample) {
-        if self.seen % self.stride == 0 {
+        if self.seen.is_multiple_of(self.stride) {
             if self.samples.len() == LATENCY_LOG_CAPACITY {
                 let mut index = 0;
                 self.samples.retain(|_| {
@@ -185,7 +185,7 @@ impl LatencyLog {
                 });
                 self.stride *= 2;
             }
-            if self.seen % self.stride == 0 {
+            if self.seen.is_multiple_of(self.stride) {
                 self.samples.push(sample);
             }
         }
