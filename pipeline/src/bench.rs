@@ -34,7 +34,7 @@ pub struct BenchConfig {
     /// Share of the source's frames dropped on the way, at most (0 to 1).
     pub max_drop_ratio: f64,
     /// Growth of resident memory, at most (MB per hour, MB = 2^20 bytes; a least-squares fit
-    /// over the samples after the first tenth of the run, which is warm-up).
+    /// over the samples after the warm-up: the first tenth of the run, at least 10 s).
     pub max_rss_slope_mb_per_h: f64,
     /// The latency p99 of the last tenth of the run over that of the first tenth, at most.
     pub max_p99_drift: f64,
@@ -417,13 +417,18 @@ impl BenchSummary {
     }
 }
 
-/// Least-squares growth of resident memory in MB per hour, over the samples after the first
-/// tenth of a run of `seconds` (start-up allocates; that is not a leak). `None` with fewer
-/// than two such samples.
+/// The least part of a run [`rss_slope_mb_per_h`] counts as warm-up: the first frames size
+/// tract's and the decoder's buffers, and on a loaded machine they can take seconds.
+const WARM_UP_AT_LEAST_SECONDS: f64 = 10.0;
+
+/// Least-squares growth of resident memory in MB per hour, over the samples after the
+/// warm-up: the first tenth of a run of `seconds`, at least 10 s (start-up allocates; that is
+/// not a leak). `None` with fewer than two such samples.
 pub fn rss_slope_mb_per_h(samples: &[RssSample], seconds: f64) -> Option<f64> {
+    let warm_up = (seconds / 10.0).max(WARM_UP_AT_LEAST_SECONDS);
     let points: Vec<(f64, f64)> = samples
         .iter()
-        .filter(|s| s.seconds >= seconds / 10.0)
+        .filter(|s| s.seconds >= warm_up)
         .map(|s| (s.seconds / 3600.0, rss::mib(s.bytes)))
         .collect();
     if points.len() < 2 {
@@ -552,6 +557,19 @@ mod tests {
             .collect();
         assert_eq!(rss_slope_mb_per_h(&flat, 100.0), Some(0.0));
         assert_eq!(rss_slope_mb_per_h(&samples[..1], 100.0), None);
+        // A 30 s run whose start-up took 8 s (a loaded machine): still warm-up, not growth.
+        let short: Vec<RssSample> = flat[..=30]
+            .iter()
+            .map(|s| RssSample {
+                bytes: if s.seconds < 8.0 {
+                    mb(50.0 + 4.0 * s.seconds)
+                } else {
+                    mb(82.0)
+                },
+                ..*s
+            })
+            .collect();
+        assert_eq!(rss_slope_mb_per_h(&short, 30.0), Some(0.0));
     }
 
     #[test]
@@ -567,7 +585,11 @@ mod tests {
         let kept = log.samples();
         assert!(kept.len() <= LATENCY_LOG_CAPACITY);
         assert!(kept.len() > LATENCY_LOG_CAPACITY / 2, "{}", kept.len());
-        assert_eq!(log.samples.capacity(), LATENCY_LOG_CAPACITY, "never reallocated");
+        assert_eq!(
+            log.samples.capacity(),
+            LATENCY_LOG_CAPACITY,
+            "never reallocated"
+        );
         // Evenly spaced from the first label to (nearly) the last.
         let step = kept[1].latency - kept[0].latency;
         assert_eq!(kept[0].latency, Duration::ZERO);
