@@ -2,13 +2,19 @@
 //! labels as JSON lines on stdout and the final report on stderr.
 //!
 //! SIGINT and SIGTERM stop the source; the frames in flight drain, every thread is joined and
-//! the report printed before exiting 0. A second signal exits at once.
+//! the report printed before exiting 0. A signal exits at once (130), without a report, if it
+//! comes while the pipeline is still being built (a model load cannot be interrupted), if it
+//! is the second, or if the drain has not finished [`DRAIN_LIMIT`] after it (a stage or the
+//! reader of stdout is stuck): a stop request never takes more than a second.
 
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
 
 use anyhow::Context;
 use scened_pipeline::pipeline::{LabelEvent, Pipeline, PipelineConfig};
@@ -22,13 +28,21 @@ use tracing::info;
 use crate::cli::RunArgs;
 use crate::config;
 
+/// How long a stop request may take to drain; then the process exits without the report.
+const DRAIN_LIMIT: Duration = Duration::from_millis(750);
+/// The exit status of a run cut short by a signal, as a shell reports SIGINT.
+const SIGNALLED: i32 = 130;
+
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    // Installed first, so a signal during the model load also ends in a clean stop.
+    // Installed first, so a signal during the model load is handled too.
     let shutdown = Shutdown::new();
-    stop_on_signals(shutdown.clone())?;
+    let phase = Phase::default();
+    stop_on_signals(shutdown.clone(), phase.clone())?;
     let mut config = config::for_args(&args.pipeline)?;
     config.output.every_frame |= args.every_frame;
+    info!("building the pipeline");
     let (pipeline, _telemetry) = start(&config, args.pipeline.config.as_deref())?;
+    phase.set(Phase::RUNNING);
 
     let mut out = io::stdout().lock();
     let mut write_error = None;
@@ -43,6 +57,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             }
         })
         .context("cannot start the pipeline's threads")?;
+    phase.set(Phase::DONE);
     eprint!("{report}");
     eprintln!("peak RSS {:.1} MiB", rss::mib(rss::peak_bytes()));
     if let Some(error) = write_error {
@@ -105,17 +120,52 @@ where
     }
 }
 
-pub fn stop_on_signals(shutdown: Shutdown) -> anyhow::Result<()> {
+/// Where `scened run` or `scened bench` is, for the signal handler.
+#[derive(Clone, Default)]
+pub struct Phase(Arc<AtomicU8>);
+
+impl Phase {
+    const BUILDING: u8 = 0;
+    pub const RUNNING: u8 = 1;
+    pub const DONE: u8 = 2;
+
+    pub fn set(&self, phase: u8) {
+        self.0.store(phase, Ordering::SeqCst);
+    }
+
+    fn get(&self) -> u8 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+pub fn stop_on_signals(shutdown: Shutdown, phase: Phase) -> anyhow::Result<()> {
     let signalled = AtomicBool::new(false);
     ctrlc::set_handler(move || {
+        if phase.get() == Phase::BUILDING {
+            exit_signalled("signalled while starting, before any frame");
+        }
         if signalled.swap(true, Ordering::SeqCst) {
-            eprintln!("error: signalled again, exiting without draining");
-            std::process::exit(130);
+            exit_signalled("signalled again, exiting without draining");
         }
         info!("signal received: stopping the source and draining");
         shutdown.trigger();
+        let phase = phase.clone();
+        thread::spawn(move || {
+            thread::sleep(DRAIN_LIMIT);
+            if phase.get() != Phase::DONE {
+                exit_signalled(&format!(
+                    "not drained {} ms after the signal, exiting without the report",
+                    DRAIN_LIMIT.as_millis()
+                ));
+            }
+        });
     })
     .context("cannot install the SIGINT/SIGTERM handler")
+}
+
+fn exit_signalled(why: &str) -> ! {
+    eprintln!("error: {why}");
+    std::process::exit(SIGNALLED);
 }
 
 /// One line of output, e.g. `{"frame":812,"ts":"2026-01-01T12:00:00.123Z",

@@ -7,26 +7,28 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use scened_pipeline::bench::{BenchSummary, LatencySample, RssSampler};
+use scened_pipeline::bench::{BenchSummary, LatencyLog, LatencySample, RssSampler};
 use scened_pipeline::stage::Shutdown;
 
-use crate::app;
+use crate::app::{self, Phase};
 use crate::cli::BenchArgs;
 use crate::config;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::new();
-    app::stop_on_signals(shutdown.clone())?;
+    let phase = Phase::default();
+    app::stop_on_signals(shutdown.clone(), phase.clone())?;
     let mut config = config::for_args(&args.pipeline)?;
     // Every label reaches the sink, which times it.
     config.output.every_frame = true;
     // Telemetry as `scened run` serves it, so a dashboard can watch a soak.
     let (pipeline, _telemetry) = app::start(&config, args.pipeline.config.as_deref())?;
     let every = config.bench.check()?;
+    phase.set(Phase::RUNNING);
 
     let sampler = RssSampler::start(every).context("cannot start the memory sampler")?;
     let started = Instant::now();
-    let mut latencies = Vec::new();
+    let mut latencies = LatencyLog::new();
     let report = pipeline
         .run(&shutdown, |event| {
             latencies.push(LatencySample {
@@ -36,11 +38,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             ControlFlow::Continue(())
         })
         .context("cannot start the pipeline's threads")?;
+    phase.set(Phase::DONE);
     let seconds = started.elapsed().as_secs_f64();
     let rss = sampler.finish();
     app::no_failed_stage(&report)?;
 
-    let summary = BenchSummary::new(&report, &latencies, &rss, seconds, &config.bench);
+    let summary = BenchSummary::new(&report, latencies.samples(), &rss, seconds, &config.bench);
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {

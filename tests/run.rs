@@ -25,11 +25,11 @@ use serde_json::Value;
 
 use crate::util::*;
 
-const LITE0: &str = "efficientnet_lite0.fp32.tflite";
+pub(crate) const LITE0: &str = "efficientnet_lite0.fp32.tflite";
 /// Frames in the demo clip, `tests/data/clips/scenes.mjpeg`.
-const CLIP_FRAMES: u64 = 90;
+pub(crate) const CLIP_FRAMES: u64 = 90;
 
-fn every_edge(capacity: usize, when_full: WhenFull) -> EdgesConfig {
+pub(crate) fn every_edge(capacity: usize, when_full: WhenFull) -> EdgesConfig {
     let edge = EdgeConfig {
         capacity,
         when_full,
@@ -43,7 +43,7 @@ fn every_edge(capacity: usize, when_full: WhenFull) -> EdgesConfig {
 }
 
 /// The demo clip as fast as the pipeline takes it, every frame to the sink.
-fn demo_clip(edges: EdgesConfig) -> PipelineConfig {
+pub(crate) fn demo_clip(edges: EdgesConfig) -> PipelineConfig {
     PipelineConfig {
         source: SourceConfig::Clip(ClipConfig {
             fps: 0.0,
@@ -59,7 +59,7 @@ fn demo_clip(edges: EdgesConfig) -> PipelineConfig {
     }
 }
 
-fn run_with(
+pub(crate) fn run_with(
     config: &PipelineConfig,
     mut on_event: impl FnMut(&LabelEvent),
 ) -> (Vec<LabelEvent>, PipelineReport) {
@@ -76,38 +76,15 @@ fn run_with(
     (events, report)
 }
 
-fn run(config: &PipelineConfig) -> (Vec<LabelEvent>, PipelineReport) {
+pub(crate) fn run(config: &PipelineConfig) -> (Vec<LabelEvent>, PipelineReport) {
     run_with(config, |_| {})
 }
 
 /// Labels where they change, in order.
-fn changes(events: &[LabelEvent]) -> Vec<&str> {
+pub(crate) fn changes(events: &[LabelEvent]) -> Vec<&str> {
     let mut labels: Vec<&str> = events.iter().map(|e| e.label.as_str()).collect();
     labels.dedup();
     labels
-}
-
-fn edges(report: &PipelineReport) -> Vec<&EdgeStats> {
-    let inputs = report.stages.iter().filter_map(|s| s.input.as_ref());
-    inputs.chain(report.sink.as_ref()).collect()
-}
-
-/// Every frame the source made is delivered, dropped on an edge (counted by reason) or failed
-/// in a stage; nothing is left over.
-#[track_caller]
-fn assert_every_frame_accounted_for(report: &PipelineReport, delivered: usize) {
-    for stage in &report.stages {
-        let s = stage;
-        assert_eq!(s.frames_in, s.frames_out + s.errors, "{}: {report}", s.name);
-    }
-    for edge in edges(report) {
-        assert_eq!(edge.depth, 0, "{edge:?}");
-        assert_eq!(edge.sent, edge.received + edge.dropped.total(), "{edge:?}");
-    }
-    let made = report.stages[0].frames_out;
-    let dropped: u64 = edges(report).iter().map(|e| e.dropped.total()).sum();
-    let errored: u64 = report.stages.iter().map(|s| s.errors).sum();
-    assert_eq!(made, delivered as u64 + dropped + errored, "{report}");
 }
 
 /// `(photo, first frame, last frame)` per segment of the demo clip.

@@ -6,5 +6,6 @@ mod bench;
 mod classify;
 mod engine;
 mod eval;
+mod faults;
 mod run;
 mod telemetry;

@@ -5,6 +5,9 @@ use std::process::{Child, Command, ExitStatus, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use scened_pipeline::queue::EdgeStats;
+use scened_pipeline::runner::PipelineReport;
+
 /// Far longer than anything here takes, even on a loaded machine: only there to turn a hang
 /// into a failure.
 pub const PATIENCE: Duration = Duration::from_secs(120);
@@ -88,6 +91,30 @@ pub fn tmp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+pub fn edges(report: &PipelineReport) -> Vec<&EdgeStats> {
+    let inputs = report.stages.iter().filter_map(|s| s.input.as_ref());
+    inputs.chain(report.sink.as_ref()).collect()
+}
+
+/// Every frame the source took in is delivered, dropped on an edge (counted by reason) or failed
+/// in a stage; nothing is left over.
+#[track_caller]
+pub fn assert_every_frame_accounted_for(report: &PipelineReport, delivered: usize) {
+    for stage in &report.stages {
+        let s = stage;
+        assert_eq!(s.frames_in, s.frames_out + s.errors, "{}: {report}", s.name);
+    }
+    for edge in edges(report) {
+        assert_eq!(edge.depth, 0, "{edge:?}");
+        assert_eq!(edge.sent, edge.received + edge.dropped.total(), "{edge:?}");
+    }
+    // Frames the source took in, including those it failed to read or decode.
+    let made = report.stages[0].frames_in;
+    let dropped: u64 = edges(report).iter().map(|e| e.dropped.total()).sum();
+    let errored: u64 = report.stages.iter().map(|s| s.errors).sum();
+    assert_eq!(made, delivered as u64 + dropped + errored, "{report}");
 }
 
 /// Waits for the child to exit; a hang fails the test instead of stalling the run.

@@ -34,7 +34,7 @@ pub struct BenchConfig {
     /// Share of the source's frames dropped on the way, at most (0 to 1).
     pub max_drop_ratio: f64,
     /// Growth of resident memory, at most (MB per hour, MB = 2^20 bytes; a least-squares fit
-    /// over the samples after the first tenth of the run, which is warm-up).
+    /// over the samples after the warm-up: the first tenth of the run, at least 10 s).
     pub max_rss_slope_mb_per_h: f64,
     /// The latency p99 of the last tenth of the run over that of the first tenth, at most.
     pub max_p99_drift: f64,
@@ -150,6 +150,52 @@ impl RssSampler {
 pub struct LatencySample {
     pub seconds: f64,
     pub latency: Duration,
+}
+
+/// Labels a [`LatencyLog`] holds at most (192 KiB).
+const LATENCY_LOG_CAPACITY: usize = 8192;
+
+/// Label latencies over a run in bounded memory, so a soak's own bookkeeping does not show
+/// up as memory growth: every label while there is room, then every other one of those and
+/// of the labels after, and so on. What is kept stays spread evenly over the run.
+#[derive(Debug, Default)]
+pub struct LatencyLog {
+    samples: Vec<LatencySample>,
+    /// Every `stride`-th label is kept.
+    stride: u64,
+    seen: u64,
+}
+
+impl LatencyLog {
+    pub fn new() -> Self {
+        Self {
+            samples: Vec::with_capacity(LATENCY_LOG_CAPACITY),
+            stride: 1,
+            seen: 0,
+        }
+    }
+
+    pub fn push(&mut self, sample: LatencySample) {
+        if self.seen.is_multiple_of(self.stride) {
+            if self.samples.len() == LATENCY_LOG_CAPACITY {
+                let mut index = 0;
+                self.samples.retain(|_| {
+                    index += 1;
+                    index % 2 == 1
+                });
+                self.stride *= 2;
+            }
+            if self.seen.is_multiple_of(self.stride) {
+                self.samples.push(sample);
+            }
+        }
+        self.seen += 1;
+    }
+
+    /// The kept labels, oldest first.
+    pub fn samples(&self) -> &[LatencySample] {
+        &self.samples
+    }
 }
 
 /// Dropped items by reason.
@@ -371,13 +417,18 @@ impl BenchSummary {
     }
 }
 
-/// Least-squares growth of resident memory in MB per hour, over the samples after the first
-/// tenth of a run of `seconds` (start-up allocates; that is not a leak). `None` with fewer
-/// than two such samples.
+/// The least part of a run [`rss_slope_mb_per_h`] counts as warm-up: the first frames size
+/// tract's and the decoder's buffers, and on a loaded machine they can take seconds.
+const WARM_UP_AT_LEAST_SECONDS: f64 = 10.0;
+
+/// Least-squares growth of resident memory in MB per hour, over the samples after the
+/// warm-up: the first tenth of a run of `seconds`, at least 10 s (start-up allocates; that is
+/// not a leak). `None` with fewer than two such samples.
 pub fn rss_slope_mb_per_h(samples: &[RssSample], seconds: f64) -> Option<f64> {
+    let warm_up = (seconds / 10.0).max(WARM_UP_AT_LEAST_SECONDS);
     let points: Vec<(f64, f64)> = samples
         .iter()
-        .filter(|s| s.seconds >= seconds / 10.0)
+        .filter(|s| s.seconds >= warm_up)
         .map(|s| (s.seconds / 3600.0, rss::mib(s.bytes)))
         .collect();
     if points.len() < 2 {
@@ -506,6 +557,45 @@ mod tests {
             .collect();
         assert_eq!(rss_slope_mb_per_h(&flat, 100.0), Some(0.0));
         assert_eq!(rss_slope_mb_per_h(&samples[..1], 100.0), None);
+        // A 30 s run whose start-up took 8 s (a loaded machine): still warm-up, not growth.
+        let short: Vec<RssSample> = flat[..=30]
+            .iter()
+            .map(|s| RssSample {
+                bytes: if s.seconds < 8.0 {
+                    mb(50.0 + 4.0 * s.seconds)
+                } else {
+                    mb(82.0)
+                },
+                ..*s
+            })
+            .collect();
+        assert_eq!(rss_slope_mb_per_h(&short, 30.0), Some(0.0));
+    }
+
+    #[test]
+    fn the_latency_log_stays_bounded_and_spread_over_the_run() {
+        let mut log = LatencyLog::new();
+        let labels = 100_000u32;
+        for i in 0..labels {
+            log.push(LatencySample {
+                seconds: f64::from(i) / 30.0,
+                latency: Duration::from_micros(u64::from(i)),
+            });
+        }
+        let kept = log.samples();
+        assert!(kept.len() <= LATENCY_LOG_CAPACITY);
+        assert!(kept.len() > LATENCY_LOG_CAPACITY / 2, "{}", kept.len());
+        assert_eq!(
+            log.samples.capacity(),
+            LATENCY_LOG_CAPACITY,
+            "never reallocated"
+        );
+        // Evenly spaced from the first label to (nearly) the last.
+        let step = kept[1].latency - kept[0].latency;
+        assert_eq!(kept[0].latency, Duration::ZERO);
+        assert!(kept.windows(2).all(|w| w[1].latency - w[0].latency == step));
+        let last = kept.last().unwrap().latency.as_micros() as u32;
+        assert!(labels - last <= step.as_micros() as u32, "{last}");
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub const FRAMES_TOTAL: &str = "scened_frames_total";
 pub const FRAMES_DROPPED_TOTAL: &str = "scened_frames_dropped_total";
 /// Counter, `{stage}`: items a stage failed on (skipped) or panicked on.
 pub const FRAME_ERRORS_TOTAL: &str = "scened_frame_errors_total";
+/// Counter, `{stage, reason}`: a stage stopped by a fault, `reason` being `failed` (a fatal
+/// error), `panicked` or `stalled` (one item outlasted `stop.stall_seconds`).
+pub const STAGE_FAILURES_TOTAL: &str = "scened_stage_failures_total";
+/// Counter: times the source was lost and reopened (a camera unplugged and back).
+pub const SOURCE_RECONNECTS_TOTAL: &str = "scened_source_reconnects_total";
 /// Gauge, `{queue}`: items waiting on an edge.
 pub const QUEUE_DEPTH: &str = "scened_queue_depth";
 /// Gauge, `{queue}`: an edge's capacity.
@@ -62,6 +67,8 @@ pub const ALL: &[&str] = &[
     FRAMES_TOTAL,
     FRAMES_DROPPED_TOTAL,
     FRAME_ERRORS_TOTAL,
+    STAGE_FAILURES_TOTAL,
+    SOURCE_RECONNECTS_TOTAL,
     QUEUE_DEPTH,
     QUEUE_CAPACITY,
     QUEUE_HIGH_WATER,
@@ -124,6 +131,16 @@ pub fn describe() {
         FRAME_ERRORS_TOTAL,
         Unit::Count,
         "Items a stage failed or panicked on, by stage"
+    );
+    describe_counter!(
+        STAGE_FAILURES_TOTAL,
+        Unit::Count,
+        "Stages stopped by a fault (failed, panicked, stalled)"
+    );
+    describe_counter!(
+        SOURCE_RECONNECTS_TOTAL,
+        Unit::Count,
+        "Times the source was lost and reopened"
     );
     describe_gauge!(QUEUE_DEPTH, Unit::Count, "Items waiting on an edge");
     describe_gauge!(QUEUE_CAPACITY, Unit::Count, "Capacity of an edge");

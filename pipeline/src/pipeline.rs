@@ -20,7 +20,7 @@ use crate::infer::{Engine, InferError, ModelError};
 use crate::metrics;
 use crate::queue::{EdgeConfig, EdgeConfigError, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
 use crate::resize::{ResizeConfig, ResizeStage};
-use crate::runner::{spawn_source, spawn_stage, PipelineReport, Probe};
+use crate::runner::{spawn_source, spawn_stage, PipelineReport, Probe, Watchdog};
 use crate::smooth::{SmoothConfig, SmoothConfigError, Smoothed, Smoother};
 use crate::source::{Limited, SourceConfig, SourceError};
 use crate::stage::{Shutdown, Source};
@@ -89,13 +89,28 @@ impl Default for EdgesConfig {
 }
 
 /// Limits on a run; without any, it lasts until the source ends or a shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StopConfig {
     /// Stop after this many frames from the source, at least 1.
     pub after_frames: Option<u64>,
     /// Stop reading frames after this many seconds, more than 0.
     pub after_seconds: Option<f64>,
+    /// A stage busy this many seconds on one item is stalled: the run is aborted and fails.
+    pub stall_seconds: f64,
+}
+
+/// A frame takes milliseconds; seconds on one is a hang, not a slow machine.
+pub const DEFAULT_STALL_SECONDS: f64 = 10.0;
+
+impl Default for StopConfig {
+    fn default() -> Self {
+        Self {
+            after_frames: None,
+            after_seconds: None,
+            stall_seconds: DEFAULT_STALL_SECONDS,
+        }
+    }
 }
 
 /// Which smoothed labels reach the sink.
@@ -130,21 +145,31 @@ pub enum BuildError {
 }
 
 impl StopConfig {
-    fn check(&self) -> Result<Option<Duration>, BuildError> {
-        let invalid = |field, expected, value: String| BuildError::Stop {
-            field,
-            expected,
-            value,
-        };
+    /// The run time limit and the stall limit.
+    fn check(&self) -> Result<(Option<Duration>, Duration), BuildError> {
         if self.after_frames == Some(0) {
-            return Err(invalid("after_frames", "at least 1", "0".into()));
+            return Err(BuildError::Stop {
+                field: "after_frames",
+                expected: "at least 1",
+                value: "0".into(),
+            });
         }
-        self.after_seconds
-            .map(|seconds| match Duration::try_from_secs_f64(seconds) {
-                Ok(duration) if !duration.is_zero() => Ok(duration),
-                _ => Err(invalid("after_seconds", "more than 0", seconds.to_string())),
-            })
-            .transpose()
+        let run_for = self
+            .after_seconds
+            .map(|seconds| positive("after_seconds", seconds))
+            .transpose()?;
+        Ok((run_for, positive("stall_seconds", self.stall_seconds)?))
+    }
+}
+
+fn positive(field: &'static str, seconds: f64) -> Result<Duration, BuildError> {
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(BuildError::Stop {
+            field,
+            expected: "more than 0",
+            value: seconds.to_string(),
+        }),
     }
 }
 
@@ -159,7 +184,7 @@ impl PipelineConfig {
             sink: self.edges.sink.build("sink")?,
         };
         let smooth = self.smooth.build()?;
-        let run_for = self.stop.check()?;
+        let (run_for, stall_after) = self.stop.check()?;
         self.bench.check()?;
         let engine = self.infer.build().map_err(BuildError::Model)?;
         let infer = InferStage::new(&engine).map_err(BuildError::Session)?;
@@ -174,6 +199,7 @@ impl PipelineConfig {
             smooth,
             edges,
             deadline: self.source.frame_period(),
+            stall_after,
             every_frame: self.output.every_frame,
             status: None,
         })
@@ -197,6 +223,7 @@ pub struct Pipeline {
     edges: Edges,
     /// A frame later than this (the source's frame period) counts as a deadline miss.
     deadline: Option<Duration>,
+    stall_after: Duration,
     every_frame: bool,
     status: Option<Arc<LiveStatus>>,
 }
@@ -257,6 +284,7 @@ impl Pipeline {
             smooth,
             edges,
             deadline,
+            stall_after,
             every_frame,
             status,
         } = self;
@@ -279,6 +307,7 @@ impl Pipeline {
                 resize_in,
                 to_infer,
                 Probe::None,
+                shutdown.clone(),
             )?);
             handles.push(spawn_stage(
                 "infer",
@@ -286,6 +315,7 @@ impl Pipeline {
                 infer_in,
                 to_smooth,
                 Probe::FrameAge,
+                shutdown.clone(),
             )?);
             handles.push(spawn_stage(
                 "smooth",
@@ -293,16 +323,20 @@ impl Pipeline {
                 smooth_in,
                 to_sink,
                 Probe::Latency { deadline },
+                shutdown.clone(),
             )?);
-            io::Result::Ok(())
+            Watchdog::spawn(&handles, shutdown.clone(), stall_after)
         })();
-        if let Err(error) = started {
-            // What did start stops once the edge to the missing stage is found closed.
-            shutdown.trigger();
-            drop(sink_in);
-            PipelineReport::join(handles);
-            return Err(error);
-        }
+        let watchdog = match started {
+            Ok(watchdog) => watchdog,
+            Err(error) => {
+                // What did start stops once the edge to the missing stage is found closed.
+                shutdown.trigger();
+                drop(sink_in);
+                PipelineReport::join(handles);
+                return Err(error);
+            }
+        };
         let model = engine
             .path()
             .file_name()
@@ -315,7 +349,7 @@ impl Pipeline {
         }
         let clock = WallClock::now();
         let mut shown: Option<String> = None;
-        while let Some(smoothed) = sink_in.recv() {
+        while let Ok(Some(smoothed)) = sink_in.recv_unless(shutdown.aborted()) {
             let now = Instant::now();
             let stamp = smoothed.stamp;
             let event = LabelEvent {
@@ -344,6 +378,7 @@ impl Pipeline {
         }
         drop(sink_in);
         let mut report = PipelineReport::join(handles);
+        watchdog.stop();
         report.sink = Some(sink_watch.stats());
         Ok(report)
     }
@@ -377,27 +412,38 @@ mod tests {
 
     #[test]
     fn stop_limits_are_checked_naming_the_key() {
-        let check = |after_frames, after_seconds| {
+        let check = |after_frames, after_seconds, stall_seconds| {
             StopConfig {
                 after_frames,
                 after_seconds,
+                stall_seconds,
             }
             .check()
             .map_err(|e| e.to_string())
         };
-        assert_eq!(check(None, None), Ok(None));
+        let stall = DEFAULT_STALL_SECONDS;
+        let stall_after = Duration::from_secs(10);
+        assert_eq!(check(None, None, stall), Ok((None, stall_after)));
         assert_eq!(
-            check(Some(5), Some(1.5)),
-            Ok(Some(Duration::from_millis(1500)))
+            check(Some(5), Some(1.5), 0.25),
+            Ok((
+                Some(Duration::from_millis(1500)),
+                Duration::from_millis(250)
+            ))
         );
         assert_eq!(
-            check(Some(0), None),
+            check(Some(0), None, stall),
             Err("stop.after_frames must be at least 1, got 0".into())
         );
         for seconds in [0.0, -1.0, f64::NAN] {
-            let err = check(None, Some(seconds)).expect_err("refused");
+            let err = check(None, Some(seconds), stall).expect_err("refused");
             assert!(
                 err.starts_with("stop.after_seconds must be more than 0"),
+                "{err}"
+            );
+            let err = check(None, None, seconds).expect_err("refused");
+            assert!(
+                err.starts_with("stop.stall_seconds must be more than 0"),
                 "{err}"
             );
         }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ::metrics::{counter, gauge, Counter, Gauge};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{select_biased, Receiver, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{
@@ -248,9 +248,19 @@ impl<T> EdgeSender<T> {
     /// Sends per the edge's policy. `Err` says why this item was dropped; an item evicted to
     /// make room for it is counted, not reported.
     pub fn send(&self, item: T) -> Result<(), DropReason> {
+        self.send_unless(item, &crossbeam_channel::never::<()>())
+    }
+
+    /// [`send`](Self::send), except that a wait for room gives up once `abort` is ready
+    /// ([`crate::stage::Shutdown::aborted`]): the item is then dropped as `Disconnected`,
+    /// since its consumer is being given up on.
+    pub fn send_unless<A>(&self, item: T, abort: &Receiver<A>) -> Result<(), DropReason> {
         self.shared.sent.fetch_add(1, Ordering::AcqRel);
         let result = match &self.mode {
-            Mode::Block => self.tx.send(item).map_err(|_| DropReason::Disconnected),
+            Mode::Block => select_biased! {
+                recv(abort) -> _ => Err(DropReason::Disconnected),
+                send(self.tx, item) -> sent => sent.map_err(|_| DropReason::Disconnected),
+            },
             Mode::DropNewest => self.tx.try_send(item).map_err(|err| match err {
                 TrySendError::Full(_) => DropReason::QueueFull,
                 TrySendError::Disconnected(_) => DropReason::Disconnected,
@@ -288,6 +298,10 @@ impl<T> EdgeSender<T> {
     }
 }
 
+/// A wait on an edge given up on an abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Aborted;
+
 /// The consuming end of an edge. Dropping it makes further sends fail as `Disconnected`.
 pub struct EdgeReceiver<T> {
     rx: Receiver<T>,
@@ -297,10 +311,22 @@ pub struct EdgeReceiver<T> {
 impl<T> EdgeReceiver<T> {
     /// The next item; `None` once the sender is gone and the queue is empty.
     pub fn recv(&self) -> Option<T> {
-        let item = self.rx.recv().ok()?;
-        self.shared.received.fetch_add(1, Ordering::Relaxed);
-        self.shared.depth_gauge.set(self.rx.len() as f64);
-        Some(item)
+        self.recv_unless(&crossbeam_channel::never::<()>())
+            .unwrap_or(None)
+    }
+
+    /// [`recv`](Self::recv), except that it gives up once `abort` is ready
+    /// ([`crate::stage::Shutdown::aborted`]), even with items queued.
+    pub fn recv_unless<A>(&self, abort: &Receiver<A>) -> Result<Option<T>, Aborted> {
+        let item = select_biased! {
+            recv(abort) -> _ => return Err(Aborted),
+            recv(self.rx) -> item => item.ok(),
+        };
+        if item.is_some() {
+            self.shared.received.fetch_add(1, Ordering::Relaxed);
+            self.shared.depth_gauge.set(self.rx.len() as f64);
+        }
+        Ok(item)
     }
 
     pub fn watch(&self) -> EdgeWatch {
@@ -320,7 +346,7 @@ impl<T> Drop for EdgeReceiver<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::VecDeque;
     use std::thread;
     use std::time::Duration;
@@ -339,7 +365,7 @@ mod tests {
         .expect("valid edge config")
     }
 
-    fn policy() -> impl Strategy<Value = WhenFull> {
+    pub(crate) fn policy() -> impl Strategy<Value = WhenFull> {
         prop_oneof![
             Just(WhenFull::Block),
             Just(WhenFull::DropNewest),
@@ -430,6 +456,32 @@ mod tests {
         });
         assert_eq!(tx.send(1), Err(DropReason::Disconnected));
         consumer.join().expect("consumer thread");
+    }
+
+    #[test]
+    fn an_abort_ends_waits_on_a_full_or_an_empty_edge() {
+        let shutdown = crate::stage::Shutdown::new();
+        let (tx, rx) = edge(1, WhenFull::Block);
+        tx.send(0).expect("room for one");
+        let (empty_tx, empty_rx) = edge(1, WhenFull::Block);
+        let aborter = shutdown.clone();
+        let handle = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            aborter.abort();
+        });
+        // Both would wait forever: nobody receives from `rx` or sends to `empty_tx`.
+        assert_eq!(
+            tx.send_unless(1, shutdown.aborted()),
+            Err(DropReason::Disconnected)
+        );
+        assert_eq!(empty_rx.recv_unless(shutdown.aborted()), Err(Aborted));
+        // An abort wins over queued items, which are abandoned with the receiver.
+        assert_eq!(rx.recv_unless(shutdown.aborted()), Err(Aborted));
+        handle.join().expect("aborter");
+        drop((rx, empty_tx));
+        let stats = tx.watch().stats();
+        assert_eq!((stats.sent, stats.received), (2, 0));
+        assert_eq!(stats.dropped.disconnected, 2);
     }
 
     #[test]

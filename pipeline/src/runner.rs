@@ -6,10 +6,17 @@
 //! its output, which closes the edge behind it, so a stop drains the pipeline in order. A
 //! panic in `process()` is caught and ends that stage as a failure: its edges close, so the
 //! stages around it stop too instead of waiting forever.
+//!
+//! A stage that stalls (one `process()` call outlasting the stall limit) cannot be stopped
+//! from outside its thread; the [`Watchdog`] logs and counts it and aborts the run
+//! ([`Shutdown::abort`]): every other stage gives up its waits on the edges and stops, and
+//! the join reports the stalled stage without waiting for it.
 
 use std::error::Error;
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -21,9 +28,9 @@ use crate::contain;
 use crate::frame::{Frame, Stamp, Stamped};
 use crate::metrics::{
     DEADLINE_MISSES_TOTAL, FRAMES_TOTAL, FRAME_AGE_SECONDS, FRAME_ERRORS_TOTAL,
-    FRAME_LATENCY_SECONDS, STAGE, STAGE_DURATION_SECONDS,
+    FRAME_LATENCY_SECONDS, REASON, STAGE, STAGE_DURATION_SECONDS, STAGE_FAILURES_TOTAL,
 };
-use crate::queue::{DropReason, EdgeReceiver, EdgeSender, EdgeStats, EdgeWatch};
+use crate::queue::{Aborted, DropReason, EdgeReceiver, EdgeSender, EdgeStats, EdgeWatch};
 use crate::stage::{Shutdown, Source, Stage, StageError};
 
 /// A stage logs at most `ERROR_LOG_BURST` item errors per `ERROR_LOG_INTERVAL`; all are counted.
@@ -31,6 +38,11 @@ const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
 const ERROR_LOG_BURST: u32 = 10;
 /// Report histograms hold 1 µs to 10 min at 3 significant figures.
 const HISTOGRAM_MAX_MICROS: u64 = 600_000_000;
+/// After an abort, how long the join waits for a stage to stop before reporting it stalled:
+/// a stage that is not stuck only has to finish its current item.
+const ABORT_GRACE: Duration = Duration::from_millis(300);
+/// How often a join looks whether its stage has stopped.
+const JOIN_POLL: Duration = Duration::from_millis(2);
 
 /// What the runner measures on a stage's items besides the time `process()` takes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,11 +71,15 @@ pub enum StopReason {
     Failed(String),
     /// `process()` panicked.
     Panicked(String),
+    /// Still in one `process()` call (for this long) when the join gave up on it.
+    Stalled(Duration),
+    /// Stopped because the run was aborted after another stage stalled.
+    Aborted,
 }
 
 impl StopReason {
     pub fn is_failure(&self) -> bool {
-        matches!(self, Self::Failed(_) | Self::Panicked(_))
+        matches!(self, Self::Failed(_) | Self::Panicked(_) | Self::Stalled(_))
     }
 }
 
@@ -76,6 +92,8 @@ impl fmt::Display for StopReason {
             Self::OutputClosed => f.write_str("output closed"),
             Self::Failed(error) => write!(f, "failed: {error}"),
             Self::Panicked(message) => write!(f, "panicked: {message}"),
+            Self::Stalled(busy) => write!(f, "stalled: one item for {:.1} s", busy.as_secs_f64()),
+            Self::Aborted => f.write_str("aborted"),
         }
     }
 }
@@ -150,11 +168,48 @@ fn record_micros(histogram: &mut Histogram<u64>, duration: Duration) {
     histogram.saturating_record(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX));
 }
 
+/// When a stage started on its current item, for the watchdog.
+struct Busy {
+    epoch: Instant,
+    /// Microseconds from `epoch` to the start of the current `process()` call, plus one;
+    /// 0 between calls (waiting for input or for room).
+    since: AtomicU64,
+}
+
+impl Busy {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    fn start(&self, now: Instant) {
+        let micros = now.saturating_duration_since(self.epoch).as_micros();
+        self.since.store(
+            u64::try_from(micros).unwrap_or(u64::MAX - 1) + 1,
+            Ordering::Release,
+        );
+    }
+
+    fn stop(&self) {
+        self.since.store(0, Ordering::Release);
+    }
+
+    /// How long the current call has run; `None` between calls.
+    fn busy_for(&self, now: Instant) -> Option<Duration> {
+        let since = self.since.load(Ordering::Acquire).checked_sub(1)?;
+        Some(now.saturating_duration_since(self.epoch + Duration::from_micros(since)))
+    }
+}
+
 /// A running source or stage.
 pub struct StageHandle {
     name: &'static str,
     probe: Probe,
     input: Option<EdgeWatch>,
+    busy: Arc<Busy>,
+    shutdown: Shutdown,
     thread: JoinHandle<StageReport>,
 }
 
@@ -162,8 +217,23 @@ impl StageHandle {
     /// Waits for the stage to stop. Join the stages upstream first (as
     /// [`PipelineReport::join`] does) so the input edge's counts are final. Panics in
     /// `process()` are in the report; a panic anywhere else in the thread loses the counts
-    /// and is reported alone.
+    /// and is reported alone. After an abort, a stage still busy after [`ABORT_GRACE`] is
+    /// left running and reported stalled, its counts lost.
     pub fn join(self) -> StageReport {
+        let mut aborted_at = None;
+        while !self.thread.is_finished() {
+            if self.shutdown.is_aborted() {
+                let now = Instant::now();
+                if now.duration_since(*aborted_at.get_or_insert(now)) >= ABORT_GRACE {
+                    let busy = self.busy.busy_for(now).unwrap_or_default();
+                    let mut report =
+                        StageReport::new(self.name, self.probe, StopReason::Stalled(busy));
+                    report.input = self.input.map(|edge| edge.stats());
+                    return report;
+                }
+            }
+            thread::sleep(JOIN_POLL);
+        }
         let mut report = self.thread.join().unwrap_or_else(|payload| {
             StageReport::new(
                 self.name,
@@ -193,21 +263,86 @@ pub fn spawn_source<S: Source>(
     )
 }
 
-/// Runs `stage` on its own thread until `input` closes and is drained, or `output`'s
-/// consumer is gone.
+/// Watches the stages (not sources: their waits are pacing, or a camera's exposure) for one
+/// `process()` call outlasting a limit; on one, logs it, counts it in
+/// `scened_stage_failures_total{reason="stalled"}` and aborts the run.
+pub struct Watchdog {
+    stop: crossbeam_channel::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Watchdog {
+    /// Starts watching `handles`' stages. Register on the thread with the recorder.
+    pub fn spawn(
+        handles: &[StageHandle],
+        shutdown: Shutdown,
+        stall_after: Duration,
+    ) -> io::Result<Self> {
+        let watched: Vec<(&'static str, Arc<Busy>, Counter)> = handles
+            .iter()
+            .filter(|handle| handle.input.is_some())
+            .map(|handle| {
+                let stalls =
+                    counter!(STAGE_FAILURES_TOTAL, STAGE => handle.name, REASON => "stalled");
+                (handle.name, Arc::clone(&handle.busy), stalls)
+            })
+            .collect();
+        let (stop, stopped) = crossbeam_channel::bounded(0);
+        // A stall is noticed within a quarter of the limit.
+        let poll = (stall_after / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
+        let thread = thread::Builder::new()
+            .name("scened-watchdog".into())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(poll)
+                {
+                    let now = Instant::now();
+                    for (stage, busy, stalls) in &watched {
+                        let Some(busy_for) = busy.busy_for(now).filter(|b| *b > stall_after) else {
+                            continue;
+                        };
+                        warn!(
+                            stage,
+                            busy_ms = busy_for.as_millis() as u64,
+                            "stage stalled on one item; aborting the run"
+                        );
+                        stalls.increment(1);
+                        shutdown.abort();
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self { stop, thread })
+    }
+
+    pub fn stop(self) {
+        drop(self.stop);
+        // The thread only waits and reads atomics: it cannot panic.
+        let _ = self.thread.join();
+    }
+}
+
+/// Runs `stage` on its own thread until `input` closes and is drained, `output`'s consumer
+/// is gone, or `shutdown` is aborted.
 pub fn spawn_stage<S: Stage>(
     name: &'static str,
     stage: S,
     input: EdgeReceiver<S::In>,
     output: EdgeSender<S::Out>,
     probe: Probe,
+    shutdown: Shutdown,
 ) -> io::Result<StageHandle>
 where
     S::In: Stamped,
     S::Out: Stamped,
 {
     let watch = input.watch();
-    spawn(name, StageWork { stage, input }, Some(watch), output, probe)
+    let work = StageWork {
+        stage,
+        input,
+        shutdown,
+    };
+    spawn(name, work, Some(watch), output, probe)
 }
 
 /// A source and a stage seen the same way: something that takes an input, then turns it
@@ -224,6 +359,7 @@ trait Work: Send + 'static {
     fn run(&mut self, input: Self::In) -> Result<Option<Self::Out>, StageError>;
     /// Why `run` returned `Ok(None)`.
     fn finished(&self) -> StopReason;
+    fn shutdown(&self) -> &Shutdown;
 }
 
 struct SourceWork<S> {
@@ -259,11 +395,16 @@ impl<S: Source> Work for SourceWork<S> {
             StopReason::EndOfStream
         }
     }
+
+    fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
 }
 
 struct StageWork<S: Stage> {
     stage: S,
     input: EdgeReceiver<S::In>,
+    shutdown: Shutdown,
 }
 
 impl<S: Stage> Work for StageWork<S>
@@ -275,7 +416,11 @@ where
     type Out = S::Out;
 
     fn take(&mut self) -> Result<S::In, StopReason> {
-        self.input.recv().ok_or(StopReason::InputClosed)
+        match self.input.recv_unless(self.shutdown.aborted()) {
+            Ok(Some(input)) => Ok(input),
+            Ok(None) => Err(StopReason::InputClosed),
+            Err(Aborted) => Err(StopReason::Aborted),
+        }
     }
 
     fn stamp_of(input: &S::In) -> Option<Stamp> {
@@ -289,6 +434,10 @@ where
     fn finished(&self) -> StopReason {
         StopReason::InputClosed
     }
+
+    fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
 }
 
 fn spawn<W: Work>(
@@ -300,13 +449,20 @@ fn spawn<W: Work>(
 ) -> io::Result<StageHandle> {
     // Handles are registered here, on the caller's thread, where the recorder is installed.
     let meters = Meters::new(name, probe);
-    let thread = thread::Builder::new()
-        .name(format!("scened-{name}"))
-        .spawn(move || run_loop(name, work, output, probe, meters))?;
+    let busy = Arc::new(Busy::new());
+    let shutdown = work.shutdown().clone();
+    let thread = {
+        let busy = Arc::clone(&busy);
+        thread::Builder::new()
+            .name(format!("scened-{name}"))
+            .spawn(move || run_loop(name, work, output, probe, meters, &busy))?
+    };
     Ok(StageHandle {
         name,
         probe,
         input,
+        busy,
+        shutdown,
         thread,
     })
 }
@@ -318,6 +474,8 @@ struct Meters {
     duration: MetricHistogram,
     probe: MetricHistogram,
     deadline_misses: Counter,
+    failed: Counter,
+    panicked: Counter,
 }
 
 impl Meters {
@@ -335,6 +493,8 @@ impl Meters {
                 Probe::Latency { deadline: Some(_) } => counter!(DEADLINE_MISSES_TOTAL),
                 _ => Counter::noop(),
             },
+            failed: counter!(STAGE_FAILURES_TOTAL, STAGE => name, REASON => "failed"),
+            panicked: counter!(STAGE_FAILURES_TOTAL, STAGE => name, REASON => "panicked"),
         }
     }
 }
@@ -345,6 +505,7 @@ fn run_loop<W: Work>(
     output: EdgeSender<W::Out>,
     probe: Probe,
     meters: Meters,
+    busy: &Busy,
 ) -> StageReport {
     info!(stage = name, "stage started");
     let started = Instant::now();
@@ -356,6 +517,7 @@ fn run_loop<W: Work>(
             Err(reason) => break reason,
         };
         let began = Instant::now();
+        busy.start(began);
         if let (Probe::FrameAge, Some(stamp)) = (probe, W::stamp_of(&input)) {
             let age = stamp.age_at(began);
             record_micros(&mut report.probe_micros, age);
@@ -363,6 +525,7 @@ fn run_loop<W: Work>(
         }
         // The stage is not used again after a panic, so state it left half-changed is moot.
         let result = contain::catch(|| work.run(input));
+        busy.stop();
         let took = began.elapsed();
         let out = match result {
             Ok(Ok(Some(out))) => out,
@@ -402,12 +565,21 @@ fn run_loop<W: Work>(
             micros = took.as_micros() as u64,
             "processed"
         );
-        if output.send(out) == Err(DropReason::Disconnected) {
-            break StopReason::OutputClosed;
+        if output.send_unless(out, work.shutdown().aborted()) == Err(DropReason::Disconnected) {
+            break if work.shutdown().is_aborted() {
+                StopReason::Aborted
+            } else {
+                StopReason::OutputClosed
+            };
         }
     };
     report.elapsed = started.elapsed();
     let stop = &report.stop;
+    match stop {
+        StopReason::Failed(_) => meters.failed.increment(1),
+        StopReason::Panicked(_) => meters.panicked.increment(1),
+        _ => {}
+    }
     if stop.is_failure() {
         warn!(stage = name, frames_in = report.frames_in, %stop, "stage stopped");
     } else {
@@ -462,7 +634,7 @@ impl ErrorLog {
 
 /// An error and its sources, `outer: inner: …`, since library errors leave their source out
 /// of their own message.
-struct Chain<'a>(&'a (dyn Error + 'static));
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -579,8 +751,11 @@ impl fmt::Display for PipelineReport {
 mod tests {
     use std::sync::mpsc;
 
+    use proptest::prelude::*;
+
     use super::*;
     use crate::metrics::testing::record;
+    use crate::queue::tests::policy;
     use crate::queue::{EdgeConfig, WhenFull};
     use crate::source::synthetic::SyntheticConfig;
     use crate::source::Limited;
@@ -646,8 +821,15 @@ mod tests {
         let (to_work, work_in) = edge("work", 2, policy);
         let (to_sink, sink_in) = edge("sink", 4, WhenFull::Block);
         let capture = spawn_source("capture", source, to_work, shutdown.clone()).expect("spawn");
-        let work =
-            spawn_stage("work", FnStage(stage), work_in, to_sink, Probe::None).expect("spawn");
+        let work = spawn_stage(
+            "work",
+            FnStage(stage),
+            work_in,
+            to_sink,
+            Probe::None,
+            shutdown.clone(),
+        )
+        .expect("spawn");
         before_join(&capture);
         let seen = drain(sink_in);
         (PipelineReport::join([capture, work]), seen)
@@ -813,14 +995,18 @@ mod tests {
             assert!(frame.seq != 7, "bad frame {}", frame.seq);
             Ok(frame)
         };
-        let (report, seen) = run_three(
-            source(None),
-            WhenFull::Block,
-            panic_at_7,
-            &Shutdown::new(),
-            |_| {},
-        );
+        let (recorded, (report, seen)) = record(|| {
+            run_three(
+                source(None),
+                WhenFull::Block,
+                panic_at_7,
+                &Shutdown::new(),
+                |_| {},
+            )
+        });
         assert_eq!(seen, (0..7).collect::<Vec<_>>());
+        let panicked = [(STAGE, "work"), (REASON, "panicked")];
+        assert_eq!(recorded.counter(STAGE_FAILURES_TOTAL, &panicked), Some(1));
         assert_eq!(
             report.stages[1].stop,
             StopReason::Panicked("bad frame 7".into())
@@ -828,6 +1014,62 @@ mod tests {
         assert_eq!(report.stages[1].errors, 1);
         assert_eq!(report.stages[0].stop, StopReason::OutputClosed);
         assert_counts_add_up(&report, seen.len());
+    }
+
+    /// The stage hangs on frame 3 behind an endless source and blocking edges: without the
+    /// abort, the source would wait for room and the sink for items forever.
+    #[test]
+    fn a_stalled_stage_is_reported_and_the_others_stop_without_it() {
+        let shutdown = Shutdown::new();
+        let (release, stuck) = mpsc::channel::<()>();
+        let stall_at_3 = move |frame: Frame| {
+            if frame.seq == 3 {
+                let _ = stuck.recv();
+            }
+            Ok(frame)
+        };
+        let stall_after = Duration::from_millis(50);
+        let (recorded, (report, seen)) = record(|| {
+            let (to_work, work_in) = edge("work", 2, WhenFull::Block);
+            let (to_sink, sink_in) = edge("sink", 2, WhenFull::Block);
+            let capture =
+                spawn_source("capture", source(None), to_work, shutdown.clone()).expect("spawn");
+            let work = FnStage(stall_at_3);
+            let work = spawn_stage(
+                "work",
+                work,
+                work_in,
+                to_sink,
+                Probe::None,
+                shutdown.clone(),
+            )
+            .expect("spawn");
+            let handles = [capture, work];
+            let watchdog = Watchdog::spawn(&handles, shutdown.clone(), stall_after).expect("spawn");
+            let mut seen = Vec::new();
+            while let Ok(Some(item)) = sink_in.recv_unless(shutdown.aborted()) {
+                seen.push(item.seq);
+            }
+            let report = PipelineReport::join(handles);
+            watchdog.stop();
+            (report, seen)
+        });
+        // The join gave up on the stuck thread; let it finish now.
+        drop(release);
+        assert_eq!(seen, [0, 1, 2]);
+        assert!(
+            matches!(report.stages[1].stop, StopReason::Stalled(busy) if busy >= stall_after),
+            "{report}"
+        );
+        let capture = &report.stages[0].stop;
+        assert!(
+            matches!(capture, StopReason::Aborted | StopReason::Shutdown),
+            "{capture}"
+        );
+        assert!(!report.is_clean());
+        let stalled = [(STAGE, "work"), (REASON, "stalled")];
+        assert_eq!(recorded.counter(STAGE_FAILURES_TOTAL, &stalled), Some(1));
+        assert!(report.to_string().contains("stalled: one item for "));
     }
 
     #[test]
@@ -847,6 +1089,57 @@ mod tests {
         // Everything the source made reached the sink: draining lost nothing.
         assert_eq!(seen, (0..report.stages[0].frames_out).collect::<Vec<_>>());
         assert!(!seen.is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any policy and capacity on both edges, item errors in any pattern, a sink of any
+        /// pace: every frame the source made is delivered, dropped for a counted reason or
+        /// errored, `in = out + dropped + errored`.
+        #[test]
+        fn every_frame_is_accounted_for_whatever_the_policies(
+            policies in (policy(), policy()),
+            capacities in (1usize..4, 1usize..4),
+            frames in 1u64..120,
+            failing in prop::collection::vec(any::<bool>(), 7),
+            sink_pause_us in 0u64..300,
+        ) {
+            let (to_work, work_in) = edge("work", capacities.0, policies.0);
+            let (to_sink, sink_in) = edge("sink", capacities.1, policies.1);
+            let sink_edge = sink_in.watch();
+            let shutdown = Shutdown::new();
+            let capture = spawn_source("capture", source(Some(frames)), to_work, shutdown.clone())
+                .expect("spawn");
+            let fail_some = move |frame: Frame| {
+                if failing[frame.seq as usize % failing.len()] {
+                    Err(StageError::item("bad frame"))
+                } else {
+                    Ok(frame)
+                }
+            };
+            let work = spawn_stage("work", FnStage(fail_some), work_in, to_sink, Probe::None, shutdown)
+                .expect("spawn");
+            let mut delivered = Vec::new();
+            while let Some(item) = sink_in.recv() {
+                delivered.push(item.seq);
+                thread::sleep(Duration::from_micros(sink_pause_us));
+            }
+            let report = PipelineReport::join([capture, work]);
+            let sink = sink_edge.stats();
+            let work_edge = report.stages[1].input.as_ref().expect("work input");
+            let dropped = work_edge.dropped.total() + sink.dropped.total();
+            let errored: u64 = report.stages.iter().map(|s| s.errors).sum();
+            prop_assert_eq!(report.stages[0].frames_in, frames);
+            prop_assert_eq!(frames, delivered.len() as u64 + dropped + errored);
+            prop_assert!(delivered.windows(2).all(|w| w[0] < w[1]), "order kept");
+            for (policy, edge) in [(policies.0, work_edge), (policies.1, &sink)] {
+                prop_assert_eq!(edge.sent, edge.received + edge.dropped.total());
+                if policy == WhenFull::Block {
+                    prop_assert_eq!(edge.dropped.total(), 0);
+                }
+            }
+        }
     }
 
     #[test]
@@ -895,6 +1188,7 @@ mod tests {
                 infer_in,
                 to_sink,
                 Probe::FrameAge,
+                Shutdown::new(),
             )
             .expect("spawn");
             let (to_end, end_in) = edge("end", 2, WhenFull::Block);
@@ -905,6 +1199,7 @@ mod tests {
                 sink_in,
                 to_end,
                 Probe::Latency { deadline },
+                Shutdown::new(),
             )
             .expect("spawn");
             let seen = drain(end_in);

@@ -1,7 +1,10 @@
 //! What a stage and a source do for one item; the loop around them lives in [`crate::runner`].
 
+use std::convert::Infallible;
 use std::error::Error;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use crate::frame::Frame;
@@ -51,12 +54,35 @@ impl<S: Source + ?Sized> Source for Box<S> {
     }
 }
 
-/// A stop request shared by the app (signal handler) and the sources.
+/// A stop request shared by the app (signal handler), the sources and the pipeline.
 ///
-/// Only sources watch it: the stages behind them stop when their input closes, after
-/// finishing what is queued.
-#[derive(Clone, Debug, Default)]
-pub struct Shutdown(Arc<(Mutex<bool>, Condvar)>);
+/// A stop (`trigger`) is watched by sources only: the stages behind them stop when their
+/// input closes, after finishing what is queued. An abort (`abort`, after a stage stalled) is
+/// also watched by every wait on an edge: each stage stops at once, abandoning what is
+/// queued, so nothing waits on the stalled stage.
+#[derive(Clone, Debug)]
+pub struct Shutdown(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+    /// Nothing is ever sent; dropping the sender wakes every wait on `aborted` for good.
+    abort: Mutex<Option<Sender<Infallible>>>,
+    aborted: Receiver<Infallible>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        let (abort, aborted) = crossbeam_channel::bounded(0);
+        Self(Arc::new(Inner {
+            stopped: Mutex::new(false),
+            wake: Condvar::new(),
+            abort: Mutex::new(Some(abort)),
+            aborted,
+        }))
+    }
+}
 
 impl Shutdown {
     pub fn new() -> Self {
@@ -64,26 +90,57 @@ impl Shutdown {
     }
 
     pub fn trigger(&self) {
-        let (flag, wake) = &*self.0;
-        *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        wake.notify_all();
+        *self
+            .0
+            .stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
+        self.0.wake.notify_all();
     }
 
     pub fn is_triggered(&self) -> bool {
-        *self.0 .0.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .0
+            .stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops, and makes every edge wait give up.
+    pub fn abort(&self) {
+        self.trigger();
+        self.0
+            .abort
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.0.aborted.try_recv() == Err(TryRecvError::Disconnected)
+    }
+
+    /// Ready (disconnected) once aborted: select on it next to an edge operation.
+    pub fn aborted(&self) -> &Receiver<Infallible> {
+        &self.0.aborted
     }
 
     /// Sleeps for `duration` unless a stop is requested first; returns whether it was.
     pub fn sleep(&self, duration: Duration) -> bool {
-        let (flag, wake) = &*self.0;
         let deadline = Instant::now() + duration;
-        let mut stopped = flag.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stopped = self
+            .0
+            .stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while !*stopped {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            stopped = wake
+            stopped = self
+                .0
+                .wake
                 .wait_timeout(stopped, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
@@ -117,5 +174,16 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(30));
         assert!(shutdown.is_triggered());
         handle.join().expect("stopper thread");
+    }
+
+    #[test]
+    fn an_abort_is_a_stop_that_wakes_channel_waits() {
+        let shutdown = Shutdown::new();
+        assert!(!shutdown.is_aborted());
+        let waiter = shutdown.clone();
+        let handle = thread::spawn(move || waiter.aborted().recv().is_err());
+        shutdown.abort();
+        assert!(handle.join().expect("waiter thread"));
+        assert!(shutdown.is_aborted() && shutdown.is_triggered());
     }
 }

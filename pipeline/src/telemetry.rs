@@ -491,6 +491,63 @@ mod tests {
         assert!((snap.fps - 10.0).abs() < 1e-9, "fps {}", snap.fps);
     }
 
+    /// One request over plain HTTP/1.0: the whole response.
+    fn request(addr: SocketAddr, method: &str, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(stream, "{method} {path} HTTP/1.0\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+
+    #[test]
+    fn every_series_carries_the_configured_camera_label() {
+        // nextest runs each test in its own process, so this one may install the global recorder.
+        let config = TelemetryConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            camera: Some("porch".into()),
+            ..TelemetryConfig::default()
+        };
+        let telemetry = config.start().unwrap().expect("enabled");
+        ::metrics::counter!(metrics::FRAMES_TOTAL, metrics::STAGE => "infer").increment(3);
+        let scrape = request(telemetry.local_addr(), "GET", "/metrics");
+        assert!(scrape.starts_with("HTTP/1.0 200"), "{scrape}");
+        assert!(
+            scrape.contains("scened_frames_total{camera=\"porch\",stage=\"infer\"} 3")
+                || scrape.contains("scened_frames_total{stage=\"infer\",camera=\"porch\"} 3"),
+            "{scrape}"
+        );
+        let series: Vec<&str> = scrape
+            .lines()
+            .filter(|l| l.starts_with("scened_") || l.starts_with("process_"))
+            .collect();
+        assert!(series.len() > 5, "{scrape}");
+        for line in series {
+            assert!(line.contains("camera=\"porch\""), "{line}");
+        }
+        // HEAD answers like GET, without the body.
+        let head = request(telemetry.local_addr(), "HEAD", "/healthz");
+        assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+        assert!(!head.contains("ok\n"), "{head}");
+        // Not ready before a pipeline reports to it.
+        let ready = request(telemetry.local_addr(), "GET", "/readyz");
+        assert!(ready.starts_with("HTTP/1.0 503"), "{ready}");
+        assert!(
+            ready.ends_with("not ready: the model is not loaded yet\n"),
+            "{ready}"
+        );
+        // A second recorder in one process is an error, not a silent no-op.
+        let again = TelemetryConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..TelemetryConfig::default()
+        };
+        assert!(matches!(
+            again.start(),
+            Err(TelemetryError::RecorderInstalled)
+        ));
+    }
+
     #[test]
     fn a_bad_staleness_limit_is_refused_naming_the_key() {
         for bad in [0.0, -1.0, f64::NAN] {

@@ -7,8 +7,9 @@
 //!   requested size is missing: the camera is then opened in any format and the closest of
 //!   its `compatible_camera_formats()` is chosen here.
 //! - V4L2 reads can start failing after 15–30 s (#47), and cameras get unplugged: after a
-//!   few failed reads in a row the camera is closed and reopened with backoff; every failed
-//!   read and reopen is an item error, so it is counted, and the run goes on.
+//!   few failed reads in a row the camera is closed and reopened with backoff
+//!   ([`Reconnecting`]); every failed read and reopen is an item error, so it is counted, and
+//!   the run goes on.
 //! - macOS asks the user for camera access, which needs `nokhwa_initialize` first (#232).
 //! - Corrupt MJPEG makes mozjpeg unwind and `Camera`'s `Drop` unwraps `stop_stream`: both
 //!   are caught.
@@ -30,6 +31,7 @@ use nokhwa::{nokhwa_initialize, query, Camera, NokhwaError};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use super::reconnect::{Backoff, Reconnecting, Reopen};
 use super::{check, check_size, decode, PixelFormat, Sequence, SourceError, MAX_FPS};
 use crate::contain;
 use crate::frame::Frame;
@@ -40,8 +42,12 @@ pub const DEFAULT_WIDTH: u32 = 1280;
 pub const DEFAULT_HEIGHT: u32 = 720;
 pub const DEFAULT_FPS: u32 = 30;
 const READ_FAILURES_BEFORE_REOPEN: u32 = 3;
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// A replug takes a second or two; after that, retrying more often than every 5 s only
+/// floods the log.
+const RETRY: Backoff = Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};
 /// How long a macOS user has to answer the camera-access prompt.
 const PERMISSION_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -75,8 +81,9 @@ impl Default for CameraConfig {
 }
 
 impl CameraConfig {
-    /// Checks the request, finds the camera and opens its stream.
-    pub fn build(&self) -> Result<CameraSource, SourceError> {
+    /// Checks the request, finds the camera and opens its stream; a camera lost later is
+    /// reopened.
+    pub fn build(&self) -> Result<Reconnecting<CameraConfig>, SourceError> {
         check_size(self.width, self.height)?;
         check(
             (1..=MAX_FPS as u32).contains(&self.fps),
@@ -90,13 +97,7 @@ impl CameraConfig {
             .filter_map(|info| info.index().as_index().ok())
             .collect();
         check_index(self.index, &indices)?;
-        Ok(CameraSource {
-            camera: Some(open(self)?),
-            config: self.clone(),
-            read_failures: 0,
-            retry_in: RETRY_FIRST,
-            sequence: Sequence::default(),
-        })
+        Ok(Reconnecting::new(self.clone(), self.reopen()?, RETRY))
     }
 
     fn wanted(&self) -> CameraFormat {
@@ -191,45 +192,37 @@ fn close(camera: Camera) {
     let _ = contain::catch(move || drop(camera));
 }
 
-pub struct CameraSource {
-    config: CameraConfig,
-    /// `None` while the camera is lost and being reopened.
-    camera: Option<Camera>,
-    read_failures: u32,
-    retry_in: Duration,
-    sequence: Sequence,
-}
+impl Reopen for CameraConfig {
+    type Source = CameraSource;
 
-impl CameraSource {
-    /// The open camera, reopening a lost one after the backoff; `Ok(None)` on shutdown.
-    fn camera(&mut self, shutdown: &Shutdown) -> Result<Option<&mut Camera>, StageError> {
-        if self.camera.is_none() {
-            if shutdown.sleep(self.retry_in) {
-                return Ok(None);
-            }
-            match open(&self.config) {
-                Ok(camera) => {
-                    self.camera = Some(camera);
-                    self.retry_in = RETRY_FIRST;
-                }
-                Err(error) => {
-                    self.retry_in = (self.retry_in * 2).min(RETRY_MAX);
-                    return Err(StageError::item(SourceError::CameraLost {
-                        index: self.config.index,
-                        retry_in: self.retry_in,
-                        source: Box::new(error),
-                    }));
-                }
-            }
-        }
-        Ok(self.camera.as_mut())
+    fn reopen(&self) -> Result<CameraSource, SourceError> {
+        Ok(CameraSource {
+            index: self.index,
+            camera: Some(open(self)?),
+            read_failures: 0,
+            sequence: Sequence::default(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("camera {}", self.index)
     }
 }
 
+/// An open camera. A few failed reads in a row mean it is lost: that is a fatal error,
+/// on which [`Reconnecting`] closes and reopens it.
+pub struct CameraSource {
+    index: u32,
+    /// Always `Some` until dropped, which needs to own it.
+    camera: Option<Camera>,
+    read_failures: u32,
+    sequence: Sequence,
+}
+
 impl Source for CameraSource {
-    fn next_frame(&mut self, shutdown: &Shutdown) -> Result<Option<Frame>, StageError> {
-        let index = self.config.index;
-        let Some(camera) = self.camera(shutdown)? else {
+    fn next_frame(&mut self, _: &Shutdown) -> Result<Option<Frame>, StageError> {
+        let index = self.index;
+        let Some(camera) = self.camera.as_mut() else {
             return Ok(None);
         };
         match camera.frame() {
@@ -243,14 +236,12 @@ impl Source for CameraSource {
             }
             Err(source) => {
                 self.read_failures += 1;
+                let error = SourceError::Camera { index, source };
                 if self.read_failures == READ_FAILURES_BEFORE_REOPEN {
-                    info!(index, "camera stopped delivering frames; reopening it");
-                    self.read_failures = 0;
-                    if let Some(camera) = self.camera.take() {
-                        close(camera);
-                    }
+                    Err(StageError::fatal(error))
+                } else {
+                    Err(StageError::item(error))
                 }
-                Err(StageError::item(SourceError::Camera { index, source }))
             }
         }
     }

@@ -363,6 +363,11 @@ fn resync(data: &[u8], eof: bool, reason: &'static str) -> Option<Chunk> {
     Some(Chunk::Bad { len, reason })
 }
 
+/// Whether a JPEG (`data` starts with its start marker) ends before its end marker.
+pub(crate) fn jpeg_cut_short(data: &[u8]) -> bool {
+    parse_jpeg(data) == Parse::Incomplete
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Parse {
     Frame { len: usize, size: (u32, u32) },

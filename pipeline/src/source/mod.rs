@@ -4,6 +4,7 @@
 pub mod camera;
 pub mod clip;
 pub mod images;
+pub mod reconnect;
 pub mod synthetic;
 
 use std::io;
@@ -44,6 +45,9 @@ impl Default for SourceConfig {
 
 impl SourceConfig {
     pub fn build(&self) -> Result<Box<dyn Source>, SourceError> {
+        // Every source has the series, 0 unless a camera is reopened: a dashboard reads a
+        // count, not a missing series.
+        ::metrics::counter!(crate::metrics::SOURCE_RECONNECTS_TOTAL).increment(0);
         Ok(match self {
             Self::Synthetic(config) => Box::new(config.build()?),
             Self::Images(config) => Box::new(config.build()?),
@@ -169,9 +173,16 @@ pub enum SourceError {
     NoCameraMode { index: u32 },
     #[error("camera {index}: cannot decode frame: {reason}")]
     CameraFrame { index: u32, reason: String },
-    #[error("camera {index} unavailable, retrying in {} ms", retry_in.as_millis())]
-    CameraLost {
-        index: u32,
+    #[error("{what} lost, reopening in {} ms", retry_in.as_millis())]
+    Lost {
+        what: String,
+        retry_in: Duration,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{what} unavailable, retrying in {} ms", retry_in.as_millis())]
+    Unavailable {
+        what: String,
         retry_in: Duration,
         #[source]
         source: Box<SourceError>,

@@ -1,0 +1,264 @@
+//! Reopening a source that is lost mid-run: a camera unplugged, or a V4L2 device whose reads
+//! start failing after a while (nokhwa #47).
+//!
+//! [`Reconnecting`] wraps any source that can be opened again ([`Reopen`]). A fatal error
+//! from the open source means it is lost: it is closed, then reopened after a wait that
+//! doubles from [`Backoff::first`] up to [`Backoff::max`] while attempts fail. The loss and
+//! each failed attempt are item errors, so the runner counts and logs them and the run goes
+//! on; a reopen that works counts in `scened_source_reconnects_total`. Waits end early on
+//! shutdown. Frames keep one sequence across reopens.
+
+use std::time::Duration;
+
+use ::metrics::{counter, Counter};
+use tracing::info;
+
+use super::SourceError;
+use crate::frame::Frame;
+use crate::metrics::SOURCE_RECONNECTS_TOTAL;
+use crate::stage::{Shutdown, Source, StageError};
+
+/// Something that opens a source, as often as needed.
+pub trait Reopen: Send + 'static {
+    type Source: Source;
+
+    fn reopen(&self) -> Result<Self::Source, SourceError>;
+
+    /// What errors and logs call the source, e.g. `camera 0`.
+    fn describe(&self) -> String;
+}
+
+/// How long to wait before reopening: `first` after a loss, doubling after each failed
+/// attempt, never more than `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+pub struct Reconnecting<R: Reopen> {
+    reopen: R,
+    /// `None` while lost.
+    source: Option<R::Source>,
+    backoff: Backoff,
+    /// The wait before the next attempt.
+    retry_in: Duration,
+    next_seq: u64,
+    reconnects: Counter,
+}
+
+impl<R: Reopen> Reconnecting<R> {
+    /// `source` is the first one `reopen` made: opened by the caller, so that a source that
+    /// is not there at all fails start-up instead of being retried. Register the metric
+    /// here, on the thread where the recorder is installed.
+    pub fn new(reopen: R, source: R::Source, backoff: Backoff) -> Self {
+        Self {
+            reopen,
+            source: Some(source),
+            backoff,
+            retry_in: backoff.first,
+            next_seq: 0,
+            reconnects: counter!(SOURCE_RECONNECTS_TOTAL),
+        }
+    }
+
+    /// The open source, reopening a lost one after the wait; `Ok(None)` on shutdown.
+    fn source(&mut self, shutdown: &Shutdown) -> Result<Option<&mut R::Source>, StageError> {
+        if self.source.is_none() {
+            if shutdown.sleep(self.retry_in) {
+                return Ok(None);
+            }
+            match self.reopen.reopen() {
+                Ok(source) => {
+                    self.source = Some(source);
+                    self.retry_in = self.backoff.first;
+                    self.reconnects.increment(1);
+                    info!(source = %self.reopen.describe(), "source reopened");
+                }
+                Err(error) => {
+                    self.retry_in = (self.retry_in * 2).min(self.backoff.max);
+                    return Err(StageError::item(SourceError::Unavailable {
+                        what: self.reopen.describe(),
+                        retry_in: self.retry_in,
+                        source: Box::new(error),
+                    }));
+                }
+            }
+        }
+        Ok(self.source.as_mut())
+    }
+}
+
+impl<R: Reopen> Source for Reconnecting<R> {
+    fn next_frame(&mut self, shutdown: &Shutdown) -> Result<Option<Frame>, StageError> {
+        let Some(source) = self.source(shutdown)? else {
+            return Ok(None);
+        };
+        match source.next_frame(shutdown) {
+            Ok(Some(mut frame)) => {
+                frame.seq = self.next_seq;
+                self.next_seq += 1;
+                Ok(Some(frame))
+            }
+            Ok(None) => Ok(None),
+            Err(StageError::Item(error)) => Err(StageError::Item(error)),
+            Err(StageError::Fatal(cause)) => {
+                self.source = None;
+                Err(StageError::item(SourceError::Lost {
+                    what: self.reopen.describe(),
+                    retry_in: self.retry_in,
+                    source: cause,
+                }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::PathBuf;
+    use std::thread;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::metrics::testing::record;
+    use crate::runner::Chain;
+    use crate::source::clip::{ClipConfig, ClipSource, DEMO_CLIP};
+
+    /// A real clip file as the lost-and-found device: it plays, is cut to nothing and then
+    /// removed under the open source, and comes back.
+    impl Reopen for ClipConfig {
+        type Source = ClipSource;
+
+        fn reopen(&self) -> Result<ClipSource, SourceError> {
+            self.build()
+        }
+
+        fn describe(&self) -> String {
+            format!("clip {}", self.path.as_ref().expect("a file").display())
+        }
+    }
+
+    fn looping_clip() -> (tempfile::TempDir, PathBuf, ClipConfig) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("scenes.mjpeg");
+        fs::write(&path, DEMO_CLIP).expect("write clip");
+        let config = ClipConfig {
+            path: Some(path.clone()),
+            fps: 0.0,
+            looping: true,
+            ..ClipConfig::default()
+        };
+        (dir, path, config)
+    }
+
+    fn item_error(result: Result<Option<Frame>, StageError>) -> String {
+        match result {
+            Err(StageError::Item(error)) => Chain(&*error).to_string(),
+            Err(fatal) => panic!("fatal error {fatal}"),
+            Ok(frame) => panic!("expected an error, got {:?}", frame.map(|f| f.seq)),
+        }
+    }
+
+    #[test]
+    fn a_lost_source_is_retried_with_capped_backoff_and_recovers() {
+        let (_dir, path, config) = looping_clip();
+        let backoff = Backoff {
+            first: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+        };
+        let (recorded, mut source) = record(|| {
+            let first = config.build().expect("builds");
+            Reconnecting::new(config.clone(), first, backoff)
+        });
+        let shutdown = Shutdown::new();
+        let mut next = || source.next_frame(&shutdown);
+        for seq in 0..5 {
+            assert_eq!(next().expect("ok").expect("a frame").seq, seq);
+        }
+
+        // Cut to nothing: what was already read still plays, then the clip has no frames.
+        fs::File::create(&path).expect("truncate");
+        let mut played = 5;
+        let lost = loop {
+            match next() {
+                Ok(Some(frame)) => {
+                    assert_eq!(frame.seq, played);
+                    played += 1;
+                }
+                Ok(None) => panic!("a looping clip does not end"),
+                Err(StageError::Fatal(error)) => panic!("fatal error {error}"),
+                Err(StageError::Item(error)) if error.to_string().contains("lost") => {
+                    break item_error(Err(StageError::Item(error)))
+                }
+                // The frame the cut went through.
+                Err(StageError::Item(_)) => {}
+            }
+            assert!(played < 200, "never lost");
+        };
+        let name = format!("clip {}", path.display());
+        assert_eq!(
+            lost,
+            format!(
+                "{name} lost, reopening in 10 ms: clip {} has no decodable frames",
+                path.display()
+            )
+        );
+
+        // Empty, then gone: each attempt fails naming why, and the wait doubles to its cap.
+        let empty = |ms| {
+            format!(
+                "{name} unavailable, retrying in {ms} ms: clip {} is empty",
+                path.display()
+            )
+        };
+        assert_eq!(item_error(next()), empty(20));
+        assert_eq!(item_error(next()), empty(40));
+        fs::remove_file(&path).expect("remove");
+        let gone = item_error(next());
+        assert!(
+            gone.starts_with(&format!(
+                "{name} unavailable, retrying in 40 ms: cannot read "
+            )),
+            "{gone}"
+        );
+
+        // Back: the next read reopens it and the sequence goes on where it stopped.
+        fs::write(&path, DEMO_CLIP).expect("restore");
+        for seq in played..played + 3 {
+            assert_eq!(next().expect("ok").expect("a frame").seq, seq);
+        }
+        assert_eq!(recorded.counter(SOURCE_RECONNECTS_TOTAL, &[]), Some(1));
+    }
+
+    #[test]
+    fn a_stop_cuts_the_wait_for_a_reopen_short() {
+        let (_dir, path, config) = looping_clip();
+        let backoff = Backoff {
+            first: Duration::from_secs(600),
+            max: Duration::from_secs(600),
+        };
+        let mut source =
+            Reconnecting::new(config.clone(), config.build().expect("builds"), backoff);
+        let shutdown = Shutdown::new();
+        fs::File::create(&path).expect("truncate");
+        while !item_error_or_frame(source.next_frame(&shutdown)).contains("lost") {}
+        let stopper = shutdown.clone();
+        let started = Instant::now();
+        let handle = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            stopper.trigger();
+        });
+        assert!(source.next_frame(&shutdown).expect("ok").is_none());
+        assert!(started.elapsed() < Duration::from_secs(60));
+        handle.join().expect("stopper");
+    }
+
+    fn item_error_or_frame(result: Result<Option<Frame>, StageError>) -> String {
+        match result {
+            Ok(Some(_)) => String::new(),
+            other => item_error(other),
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! Bad input and faults as a user meets them. A bad file or setting is one line naming it and
+//! a non-zero exit; a bad frame mid-run is counted and the run goes on, every frame accounted
+//! for; a signal ends the process within a second wherever it lands. Bad files are made here
+//! from the real ones.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use scened_pipeline::pipeline::PipelineConfig;
+use scened_pipeline::queue::WhenFull;
+use scened_pipeline::smooth::SmoothConfig;
+use scened_pipeline::source::clip::{ClipConfig, DEMO_CLIP};
+use scened_pipeline::source::images::ImagesConfig;
+use scened_pipeline::source::SourceConfig;
+
+use crate::run::{changes, demo_clip, every_edge, run, CLIP_FRAMES, LITE0};
+use crate::util::*;
+
+/// What the issue asks of every stop request, from the signal to the process being gone.
+const STOP_WITHIN: Duration = Duration::from_secs(1);
+
+fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Reproducible noise (xorshift), so a failure can be replayed.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn bad_model_files_stop_scened_run_with_one_line_naming_the_file() {
+    let dir = tmp_dir("run-bad-models");
+    let real = std::fs::read(model(LITE0)).unwrap();
+    let cases = [
+        (write(&dir, "empty.tflite", []), "empty file"),
+        (
+            write(&dir, "truncated.tflite", &real[..real.len() / 3]),
+            "truncated.tflite",
+        ),
+        (write(&dir, "noise.tflite", noise(64 << 10)), "noise.tflite"),
+        (dir.join("missing.tflite"), "cannot read model"),
+        (
+            data("models/not_image.fp32.tflite"),
+            "not an image classifier",
+        ),
+    ];
+    for (path, what) in &cases {
+        let out = scened(&["run", "--model", arg(path), "--frames", "1"]);
+        assert_one_line_error(&out, &format!("infer: {}", path.display()));
+        assert!(stderr(&out).contains(what), "{}", stderr(&out));
+    }
+
+    let labels = write(&dir, "short.txt", "cat\ndog\n");
+    let config = write(
+        &dir,
+        "labels.toml",
+        format!(
+            "[infer]\nmodel = {:?}\nlabels = \"short.txt\"",
+            model(LITE0).display().to_string()
+        ),
+    );
+    for command in ["run", "validate"] {
+        let out = scened(&[command, "--config", arg(&config)]);
+        assert_one_line_error(&out, &labels.display().to_string());
+        assert!(
+            stderr(&out).contains("2 labels for 1000 output classes"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+/// The cases `run::a_bad_config_is_one_line_naming_the_file_and_the_key` leaves out.
+#[test]
+fn more_bad_configs_are_one_line_naming_the_file_and_the_key() {
+    let dir = tmp_dir("more-bad-configs");
+    let cases = [
+        (
+            "negative-capacity.toml",
+            "[edges.infer]\ncapacity = -1\nwhen_full = \"block\"",
+            "edges.infer.capacity: line 2: invalid value: integer `-1`, expected usize",
+        ),
+        (
+            "unparsable.toml",
+            "[infer\nmodel = 1",
+            "line 1: unclosed table, expected `]`",
+        ),
+        (
+            "stall.toml",
+            "[stop]\nstall_seconds = 0",
+            "stop.stall_seconds must be more than 0, got 0",
+        ),
+        (
+            "wrong-type-table.toml",
+            "source = 3",
+            "source: line 1: invalid type: integer `3`",
+        ),
+    ];
+    for (file, text, what) in cases {
+        let path = write(&dir, file, text);
+        for command in ["run", "validate"] {
+            let out = scened(&[command, "--config", arg(&path)]);
+            assert_one_line_error(&out, &format!("{}: {what}", path.display()));
+        }
+    }
+}
+
+#[test]
+fn bad_sources_are_one_line_naming_the_file_or_folder() {
+    let dir = tmp_dir("bad-sources");
+    let empty_clip = write(&dir, "empty.mjpeg", []);
+    let no_images = dir.join("no-images");
+    std::fs::create_dir_all(&no_images).unwrap();
+    write(&no_images, "notes.txt", "not a photo");
+    let cases = [
+        (
+            format!("clip:{}", empty_clip.display()),
+            format!("clip {} is empty", empty_clip.display()),
+        ),
+        (
+            format!("clip:{}", dir.join("gone.mjpeg").display()),
+            format!("cannot read {}", dir.join("gone.mjpeg").display()),
+        ),
+        (
+            format!("images:{}", no_images.display()),
+            format!("{} holds no image files", no_images.display()),
+        ),
+        (
+            format!("images:{}", dir.join("gone").display()),
+            format!("cannot read {}", dir.join("gone").display()),
+        ),
+    ];
+    for (source, what) in cases {
+        assert_one_line_error(&scened(&["run", "--source", &source]), &what);
+    }
+}
+
+/// The committed photos, one cut in half and one pure noise: the two are counted as capture
+/// errors and skipped, and every real photo is still labelled.
+#[test]
+fn a_folder_with_corrupt_images_skips_and_counts_them() {
+    let dir = tmp_dir("corrupt-images");
+    let mut photos = 0;
+    for entry in std::fs::read_dir(data("photos/full")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        photos += 1;
+    }
+    let coffee = std::fs::read(data("photos/full/coffee.jpg")).unwrap();
+    write(&dir, "coffee-cut.jpg", &coffee[..coffee.len() / 2]);
+    write(&dir, "noise.png", noise(20_000));
+    let config = PipelineConfig {
+        source: SourceConfig::Images(ImagesConfig {
+            dir,
+            looping: false,
+            fps: 0.0,
+            recursive: false,
+        }),
+        smooth: SmoothConfig::Ema { alpha: 1.0 },
+        ..demo_clip(every_edge(2, WhenFull::Block))
+    };
+    let (events, report) = run(&config);
+    assert_eq!(events.len(), photos, "{report}");
+    let capture = &report.stages[0];
+    assert_eq!((capture.frames_in, capture.errors), (photos as u64 + 2, 2));
+    assert_every_frame_accounted_for(&report, events.len());
+}
+
+/// The demo clip with frame 40 cut in half, mid-scan, as a camera glitch or a bad copy
+/// leaves it.
+fn clip_with_a_cut_frame() -> Vec<u8> {
+    let starts: Vec<usize> = DEMO_CLIP
+        .windows(2)
+        .enumerate()
+        .filter(|(_, pair)| *pair == [0xFF, 0xD8])
+        .map(|(at, _)| at)
+        .collect();
+    // Entropy-coded data cannot hold FF D8, so these are exactly the frames.
+    assert_eq!(starts.len() as u64, CLIP_FRAMES);
+    let (start, end) = (starts[40], starts[41]);
+    [&DEMO_CLIP[..start + (end - start) / 2], &DEMO_CLIP[end..]].concat()
+}
+
+#[test]
+fn a_frame_cut_mid_clip_is_one_error_and_the_rest_is_labelled() {
+    let dir = tmp_dir("cut-clip");
+    let path = write(&dir, "cut.mjpeg", clip_with_a_cut_frame());
+    let clip = |edges| PipelineConfig {
+        source: SourceConfig::Clip(ClipConfig {
+            path: Some(path.clone()),
+            fps: 0.0,
+            ..ClipConfig::default()
+        }),
+        ..demo_clip(edges)
+    };
+    let (events, report) = run(&clip(every_edge(2, WhenFull::Block)));
+    assert_eq!(events.len() as u64, CLIP_FRAMES - 1, "{report}");
+    assert_eq!(report.stages[0].errors, 1);
+    assert_eq!(changes(&events), ["Egyptian cat", "espresso", "tripod"]);
+    assert_every_frame_accounted_for(&report, events.len());
+    // With the live defaults frames are also dropped: still every one is accounted for.
+    let (events, report) = run(&PipelineConfig {
+        edges: Default::default(),
+        ..clip(every_edge(2, WhenFull::Block))
+    });
+    assert_eq!(report.stages[0].errors, 1);
+    assert_every_frame_accounted_for(&report, events.len());
+}
+
+/// A looping folder where nothing decodes: the source fails mid-run, the rest stop, and the
+/// run ends non-zero with the report and one error line naming the folder.
+#[test]
+fn a_source_that_fails_mid_run_ends_it_non_zero_naming_why() {
+    let dir = tmp_dir("fatal-source");
+    let photos = dir.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    write(&photos, "noise.png", noise(5_000));
+    let config = write(
+        &dir,
+        "loop.toml",
+        "[source]\nkind = \"images\"\ndir = \"photos\"\nloop = true\nfps = 0",
+    );
+    let out = scened(&["run", "--config", arg(&config)]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        err.trim_end().lines().last(),
+        Some(&*format!(
+            "error: stage capture failed: no readable images left in {}",
+            photos.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("input closed"), "the rest drained: {err}");
+}
+
+fn send(child: &Child, signal: libc::c_int) {
+    // SAFETY: kill has no memory effects; the pid is our own child, not yet reaped.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(sent, 0, "kill failed");
+}
+
+/// `wait`, and how long after `since` the process was gone.
+fn wait_timed(child: &mut Child, since: Instant) -> (std::process::ExitStatus, Duration) {
+    let status = wait(child);
+    (status, since.elapsed())
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+#[test]
+fn a_signal_during_the_model_load_exits_at_once() {
+    let slow_load = model("efficientnet_lite2.int8.tflite");
+    let mut child = scened_command(&["run", "--model", arg(&slow_load)])
+        .env("SCENED_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, got) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let _ = lines.send(line.unwrap());
+        }
+    });
+    let building = Instant::now();
+    while !got
+        .recv_timeout(PATIENCE)
+        .expect("a log line")
+        .contains("building the pipeline")
+    {
+        assert!(building.elapsed() < PATIENCE);
+    }
+    let signalled = Instant::now();
+    send(&child, libc::SIGTERM);
+    let (status, took) = wait_timed(&mut child, signalled);
+    reader.join().unwrap();
+    let rest: Vec<String> = got.try_iter().collect();
+    assert!(took < STOP_WITHIN, "took {took:?}");
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    // The load had not finished: no frame went through, no report was printed.
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("error: signalled while starting, before any frame"),
+        "{rest:?}"
+    );
+    assert!(
+        !rest.iter().any(|l| l.contains("pipeline built")),
+        "{rest:?}"
+    );
+}
+
+/// Synthetic frames as fast as they come, every queue of one and blocking, every label
+/// printed: the source outruns inference, so the queues are full whenever a signal lands.
+fn blocking_run(dir: &Path) -> Child {
+    let config = write(
+        dir,
+        "blocking.toml",
+        "[source]\nkind = \"synthetic\"\nfps = 0\n\
+         [edges.resize]\ncapacity = 1\nwhen_full = \"block\"\n\
+         [edges.infer]\ncapacity = 1\nwhen_full = \"block\"\n\
+         [edges.smooth]\ncapacity = 1\nwhen_full = \"block\"\n\
+         [edges.sink]\ncapacity = 1\nwhen_full = \"block\"\n\
+         [output]\nevery_frame = true",
+    );
+    scened_command(&["run", "--config", arg(&config)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Shrinks the child's stdout pipe to one page and waits until it is full and the child
+/// blocked on it: a reader of the labels that stopped reading.
+fn stop_reading(stdout: &ChildStdout) {
+    let fd = stdout.as_raw_fd();
+    // SAFETY: plain fcntl/ioctl on a pipe we own; FIONREAD writes one c_int we provide.
+    let size = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, 4096) };
+    assert!(size >= 4096, "F_SETPIPE_SZ failed");
+    let started = Instant::now();
+    loop {
+        let mut queued: libc::c_int = 0;
+        assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) }, 0);
+        // No room left for another label line (under 200 bytes).
+        if queued as usize > size as usize - 200 {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "stdout never filled");
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Behind the blocked write, every queue fills.
+    thread::sleep(Duration::from_millis(200));
+}
+
+#[test]
+fn a_signal_with_full_queues_drains_and_exits_zero() {
+    let mut child = blocking_run(&tmp_dir("full-queues"));
+    let stdout = child.stdout.take().unwrap();
+    let (first, got_first) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let _ = first.send(lines.next());
+        lines.count()
+    });
+    got_first.recv_timeout(PATIENCE).expect("a first label");
+    thread::sleep(Duration::from_millis(200));
+    let signalled = Instant::now();
+    send(&child, libc::SIGTERM);
+    let (status, took) = wait_timed(&mut child, signalled);
+    let report = stderr_of(&mut child);
+    reader.join().unwrap();
+    assert!(took < STOP_WITHIN, "took {took:?}: {report}");
+    assert_eq!(status.code(), Some(0), "{report}");
+    for stage in ["resize", "infer", "smooth"] {
+        let row = report.lines().find(|l| l.starts_with(stage)).unwrap();
+        assert!(row.ends_with("input closed"), "drained: {row}");
+    }
+}
+
+/// Signals a blocking run whose stdout reader is stuck, 50 ms apart; the process must be
+/// gone within a second of the first, exiting 130. Returns the last line of its stderr.
+fn signal_stuck_run(name: &str, signals: &[libc::c_int]) -> String {
+    let mut child = blocking_run(&tmp_dir(name));
+    let stdout = child.stdout.take().unwrap();
+    stop_reading(&stdout);
+    let signalled = Instant::now();
+    for (i, &signal) in signals.iter().enumerate() {
+        if i > 0 {
+            thread::sleep(Duration::from_millis(50));
+        }
+        send(&child, signal);
+    }
+    let (status, took) = wait_timed(&mut child, signalled);
+    let err = stderr_of(&mut child);
+    assert!(took < STOP_WITHIN, "took {took:?}: {err}");
+    assert_eq!(status.code(), Some(130), "{err}");
+    // The last line; the first says where telemetry is served.
+    err.trim_end().lines().last().unwrap_or_default().to_owned()
+}
+
+/// The drain cannot finish: the signal still ends the process in time, saying so.
+#[test]
+fn a_signal_while_stdout_is_stuck_exits_within_the_drain_limit() {
+    let err = signal_stuck_run("stuck-stdout", &[libc::SIGTERM]);
+    assert_eq!(
+        err,
+        "error: not drained 750 ms after the signal, exiting without the report"
+    );
+}
+
+#[test]
+fn a_second_signal_during_the_drain_exits_at_once() {
+    let err = signal_stuck_run("second-signal", &[libc::SIGTERM, libc::SIGINT]);
+    assert_eq!(err, "error: signalled again, exiting without draining");
+}
