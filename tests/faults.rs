@@ -90,41 +90,6 @@ fn bad_model_files_stop_scened_run_with_one_line_naming_the_file() {
     }
 }
 
-/// The cases `run::a_bad_config_is_one_line_naming_the_file_and_the_key` leaves out.
-#[test]
-fn more_bad_configs_are_one_line_naming_the_file_and_the_key() {
-    let dir = tmp_dir("more-bad-configs");
-    let cases = [
-        (
-            "negative-capacity.toml",
-            "[edges.infer]\ncapacity = -1\nwhen_full = \"block\"",
-            "edges.infer.capacity: line 2: invalid value: integer `-1`, expected usize",
-        ),
-        (
-            "unparsable.toml",
-            "[infer\nmodel = 1",
-            "line 1: unclosed table, expected `]`",
-        ),
-        (
-            "stall.toml",
-            "[stop]\nstall_seconds = 0",
-            "stop.stall_seconds must be more than 0, got 0",
-        ),
-        (
-            "wrong-type-table.toml",
-            "source = 3",
-            "source: line 1: invalid type: integer `3`",
-        ),
-    ];
-    for (file, text, what) in cases {
-        let path = write(&dir, file, text);
-        for command in ["run", "validate"] {
-            let out = scened(&[command, "--config", arg(&path)]);
-            assert_one_line_error(&out, &format!("{}: {what}", path.display()));
-        }
-    }
-}
-
 #[test]
 fn bad_sources_are_one_line_naming_the_file_or_folder() {
     let dir = tmp_dir("bad-sources");

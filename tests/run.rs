@@ -434,6 +434,26 @@ fn a_bad_config_is_one_line_naming_the_file_and_the_key() {
             "[bench]\nmax_p99_ms = -1",
             "bench.max_p99_ms must be a number, 0 or more, got -1",
         ),
+        (
+            "negative-capacity.toml",
+            "[edges.infer]\ncapacity = -1\nwhen_full = \"block\"",
+            "edges.infer.capacity: line 2: invalid value: integer `-1`, expected usize",
+        ),
+        (
+            "unparsable.toml",
+            "[infer\nmodel = 1",
+            "line 1: unclosed table, expected `]`",
+        ),
+        (
+            "stall.toml",
+            "[stop]\nstall_seconds = 0",
+            "stop.stall_seconds must be more than 0, got 0",
+        ),
+        (
+            "wrong-type-table.toml",
+            "source = 3",
+            "source: line 1: invalid type: integer `3`",
+        ),
     ];
     for (file, text, what) in cases {
         let path = write_config(&dir, file, text);
