@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -13,26 +13,14 @@ use std::time::{Duration, Instant};
 
 use scened_pipeline::pipeline::PipelineConfig;
 use scened_pipeline::queue::WhenFull;
-use scened_pipeline::smooth::SmoothConfig;
 use scened_pipeline::source::clip::{ClipConfig, DEMO_CLIP};
-use scened_pipeline::source::images::ImagesConfig;
 use scened_pipeline::source::SourceConfig;
 
-use crate::run::{changes, demo_clip, every_edge, run, CLIP_FRAMES, LITE0};
+use crate::run::{changes, demo_clip, every_edge, photo_folder, run, CLIP_FRAMES, LITE0};
 use crate::util::*;
 
 /// What the issue asks of every stop request, from the signal to the process being gone.
 const STOP_WITHIN: Duration = Duration::from_secs(1);
-
-fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-fn arg(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// Reproducible noise (xorshift), so a failure can be replayed.
 fn noise(len: usize) -> Vec<u8> {
@@ -52,12 +40,15 @@ fn bad_model_files_stop_scened_run_with_one_line_naming_the_file() {
     let dir = tmp_dir("run-bad-models");
     let real = std::fs::read(model(LITE0)).unwrap();
     let cases = [
-        (write(&dir, "empty.tflite", []), "empty file"),
+        (write_file(&dir, "empty.tflite", []), "empty file"),
         (
-            write(&dir, "truncated.tflite", &real[..real.len() / 3]),
+            write_file(&dir, "truncated.tflite", &real[..real.len() / 3]),
             "truncated.tflite",
         ),
-        (write(&dir, "noise.tflite", noise(64 << 10)), "noise.tflite"),
+        (
+            write_file(&dir, "noise.tflite", noise(64 << 10)),
+            "noise.tflite",
+        ),
         (dir.join("missing.tflite"), "cannot read model"),
         (
             data("models/not_image.fp32.tflite"),
@@ -70,8 +61,8 @@ fn bad_model_files_stop_scened_run_with_one_line_naming_the_file() {
         assert!(stderr(&out).contains(what), "{}", stderr(&out));
     }
 
-    let labels = write(&dir, "short.txt", "cat\ndog\n");
-    let config = write(
+    let labels = write_file(&dir, "short.txt", "cat\ndog\n");
+    let config = write_file(
         &dir,
         "labels.toml",
         format!(
@@ -93,10 +84,10 @@ fn bad_model_files_stop_scened_run_with_one_line_naming_the_file() {
 #[test]
 fn bad_sources_are_one_line_naming_the_file_or_folder() {
     let dir = tmp_dir("bad-sources");
-    let empty_clip = write(&dir, "empty.mjpeg", []);
+    let empty_clip = write_file(&dir, "empty.mjpeg", []);
     let no_images = dir.join("no-images");
     std::fs::create_dir_all(&no_images).unwrap();
-    write(&no_images, "notes.txt", "not a photo");
+    write_file(&no_images, "notes.txt", "not a photo");
     let cases = [
         (
             format!("clip:{}", empty_clip.display()),
@@ -132,19 +123,9 @@ fn a_folder_with_corrupt_images_skips_and_counts_them() {
         photos += 1;
     }
     let coffee = std::fs::read(data("photos/full/coffee.jpg")).unwrap();
-    write(&dir, "coffee-cut.jpg", &coffee[..coffee.len() / 2]);
-    write(&dir, "noise.png", noise(20_000));
-    let config = PipelineConfig {
-        source: SourceConfig::Images(ImagesConfig {
-            dir,
-            looping: false,
-            fps: 0.0,
-            recursive: false,
-        }),
-        smooth: SmoothConfig::Ema { alpha: 1.0 },
-        ..demo_clip(every_edge(2, WhenFull::Block))
-    };
-    let (events, report) = run(&config);
+    write_file(&dir, "coffee-cut.jpg", &coffee[..coffee.len() / 2]);
+    write_file(&dir, "noise.png", noise(20_000));
+    let (events, report) = run(&photo_folder(dir));
     assert_eq!(events.len(), photos, "{report}");
     let capture = &report.stages[0];
     assert_eq!((capture.frames_in, capture.errors), (photos as u64 + 2, 2));
@@ -169,7 +150,7 @@ fn clip_with_a_cut_frame() -> Vec<u8> {
 #[test]
 fn a_frame_cut_mid_clip_is_one_error_and_the_rest_is_labelled() {
     let dir = tmp_dir("cut-clip");
-    let path = write(&dir, "cut.mjpeg", clip_with_a_cut_frame());
+    let path = write_file(&dir, "cut.mjpeg", clip_with_a_cut_frame());
     let clip = |edges| PipelineConfig {
         source: SourceConfig::Clip(ClipConfig {
             path: Some(path.clone()),
@@ -199,8 +180,8 @@ fn a_source_that_fails_mid_run_ends_it_non_zero_naming_why() {
     let dir = tmp_dir("fatal-source");
     let photos = dir.join("photos");
     std::fs::create_dir_all(&photos).unwrap();
-    write(&photos, "noise.png", noise(5_000));
-    let config = write(
+    write_file(&photos, "noise.png", noise(5_000));
+    let config = write_file(
         &dir,
         "loop.toml",
         "[source]\nkind = \"images\"\ndir = \"photos\"\nloop = true\nfps = 0",
@@ -218,12 +199,6 @@ fn a_source_that_fails_mid_run_ends_it_non_zero_naming_why() {
         "{err}"
     );
     assert!(err.contains("input closed"), "the rest drained: {err}");
-}
-
-fn send(child: &Child, signal: libc::c_int) {
-    // SAFETY: kill has no memory effects; the pid is our own child, not yet reaped.
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-    assert_eq!(sent, 0, "kill failed");
 }
 
 /// `wait`, and how long after `since` the process was gone.
@@ -268,7 +243,7 @@ fn a_signal_during_the_model_load_exits_at_once() {
         assert!(building.elapsed() < PATIENCE);
     }
     let signalled = Instant::now();
-    send(&child, libc::SIGTERM);
+    signal(&child, libc::SIGTERM);
     let (status, took) = wait_timed(&mut child, signalled);
     reader.join().unwrap();
     let rest: Vec<String> = got.try_iter().collect();
@@ -289,7 +264,7 @@ fn a_signal_during_the_model_load_exits_at_once() {
 /// Synthetic frames as fast as they come, every queue of one and blocking, every label
 /// printed: the source outruns inference, so the queues are full whenever a signal lands.
 fn blocking_run(dir: &Path) -> Child {
-    let config = write(
+    let config = write_file(
         dir,
         "blocking.toml",
         "[source]\nkind = \"synthetic\"\nfps = 0\n\
@@ -341,7 +316,7 @@ fn a_signal_with_full_queues_drains_and_exits_zero() {
     got_first.recv_timeout(PATIENCE).expect("a first label");
     thread::sleep(Duration::from_millis(200));
     let signalled = Instant::now();
-    send(&child, libc::SIGTERM);
+    signal(&child, libc::SIGTERM);
     let (status, took) = wait_timed(&mut child, signalled);
     let report = stderr_of(&mut child);
     reader.join().unwrap();
@@ -360,11 +335,11 @@ fn signal_stuck_run(name: &str, signals: &[libc::c_int]) -> String {
     let stdout = child.stdout.take().unwrap();
     stop_reading(&stdout);
     let signalled = Instant::now();
-    for (i, &signal) in signals.iter().enumerate() {
+    for (i, &number) in signals.iter().enumerate() {
         if i > 0 {
             thread::sleep(Duration::from_millis(50));
         }
-        send(&child, signal);
+        signal(&child, number);
     }
     let (status, took) = wait_timed(&mut child, signalled);
     let err = stderr_of(&mut child);

@@ -3,8 +3,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -129,12 +129,11 @@ fn the_demo_clip_is_labelled_scene_by_scene() {
     assert_eq!(report.stages[0].stop, StopReason::EndOfStream);
 }
 
-#[test]
-fn an_images_folder_gets_each_photo_s_own_label() {
-    let dir = data("photos/full");
-    let config = PipelineConfig {
+/// Every photo in `dir` once, as fast as the blocking queues take them, unsmoothed.
+pub(crate) fn photo_folder(dir: PathBuf) -> PipelineConfig {
+    PipelineConfig {
         source: SourceConfig::Images(ImagesConfig {
-            dir: dir.clone(),
+            dir,
             looping: false,
             fps: 0.0,
             recursive: false,
@@ -142,7 +141,13 @@ fn an_images_folder_gets_each_photo_s_own_label() {
         // alpha 1 is no smoothing: each photo is a different scene, shown for one frame.
         smooth: SmoothConfig::Ema { alpha: 1.0 },
         ..demo_clip(every_edge(2, WhenFull::Block))
-    };
+    }
+}
+
+#[test]
+fn an_images_folder_gets_each_photo_s_own_label() {
+    let dir = data("photos/full");
+    let config = photo_folder(dir.clone());
     let (events, report) = run(&config);
 
     // What classifying each photo on its own gives, in file-name order.
@@ -335,7 +340,7 @@ fn replaying_the_clip_twice_gives_identical_labels() {
 
 #[test]
 fn sigterm_and_sigint_drain_and_exit_zero_with_the_report() {
-    for signal in ["TERM", "INT"] {
+    for (name, number) in [("TERM", libc::SIGTERM), ("INT", libc::SIGINT)] {
         // The synthetic pattern never ends: only the signal can stop this run.
         let mut child = scened_command(&["run", "--source", "synthetic"])
             .stdout(Stdio::piped())
@@ -352,19 +357,15 @@ fn sigterm_and_sigint_drain_and_exit_zero_with_the_report() {
         // Running for real: frames went all the way through the model.
         let line = got_line.recv_timeout(PATIENCE).expect("a first label");
         serde_json::from_str::<Value>(&line.unwrap().unwrap()).unwrap();
-        let killed = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        signal(&child, number);
         let status = wait(&mut child);
         let report = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
         reader.join().unwrap();
-        assert_eq!(status.code(), Some(0), "SIG{signal}: {report}");
+        assert_eq!(status.code(), Some(0), "SIG{name}: {report}");
         let capture = report
             .lines()
             .find(|l| l.starts_with("capture"))
-            .unwrap_or_else(|| panic!("no report after SIG{signal}: {report}"));
+            .unwrap_or_else(|| panic!("no report after SIG{name}: {report}"));
         assert!(capture.ends_with("shutdown"), "{capture}");
         for stage in ["resize", "infer", "smooth"] {
             let row = report.lines().find(|l| l.starts_with(stage)).unwrap();
@@ -375,9 +376,7 @@ fn sigterm_and_sigint_drain_and_exit_zero_with_the_report() {
 }
 
 pub fn write_config(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
+    arg(&write_file(dir, name, text)).to_owned()
 }
 
 #[test]

@@ -94,9 +94,7 @@ impl Daemon {
 
     /// SIGTERM, then the exit status, which must be a clean 0.
     fn stop(mut self) {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: signalling our own child, which has not been waited for yet.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        signal(&self.child, libc::SIGTERM);
         let status = wait(&mut self.child);
         assert_eq!(status.code(), Some(0), "scened after SIGTERM: {status}");
     }

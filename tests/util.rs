@@ -131,3 +131,22 @@ pub fn wait(child: &mut Child) -> ExitStatus {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Writes `bytes` to `dir/name`; the path.
+pub fn write_file(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// A path as a command-line argument.
+pub fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Sends `signal` to a child process.
+pub fn signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: kill has no memory effects; the pid is our own child, not yet reaped.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(sent, 0, "kill failed");
+}

@@ -348,27 +348,34 @@ impl Pipeline {
             status.started(&model, &dtype);
         }
         let clock = WallClock::now();
+        // The label's name, resolved when it changes rather than per frame.
         let mut shown: Option<String> = None;
         while let Ok(Some(smoothed)) = sink_in.recv_unless(shutdown.aborted()) {
             let now = Instant::now();
             let stamp = smoothed.stamp;
+            if smoothed.changed {
+                let label = engine.label(smoothed.label);
+                metrics::record_label_change(shown.as_deref(), &label);
+                shown = Some(label);
+            }
+            let label = shown.as_deref().unwrap_or_default();
+            let latency = stamp.age_at(now);
+            if let Some(status) = &status {
+                status.labelled(label, smoothed.score, latency, now);
+            }
+            if !(every_frame || smoothed.changed) {
+                continue;
+            }
             let event = LabelEvent {
                 frame: stamp.seq,
                 captured: clock.at(stamp.captured_at),
                 class: smoothed.label,
-                label: engine.label(smoothed.label),
+                label: label.to_owned(),
                 score: smoothed.score,
-                latency: stamp.age_at(now),
+                latency,
                 changed: smoothed.changed,
             };
-            if let Some(status) = &status {
-                status.labelled(&event, now);
-            }
-            if event.changed {
-                metrics::record_label_change(shown.as_deref(), &event.label);
-                shown = Some(event.label.clone());
-            }
-            if (every_frame || event.changed) && sink(&event).is_break() {
+            if sink(&event).is_break() {
                 shutdown.trigger();
                 break;
             }

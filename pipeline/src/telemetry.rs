@@ -26,7 +26,6 @@ use tiny_http::{Header, Method, Request, Response, Server};
 use tracing::{debug, warn};
 
 use crate::metrics;
-use crate::pipeline::LabelEvent;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
 pub const DEFAULT_STALE_AFTER_SECONDS: f64 = 2.0;
@@ -328,8 +327,8 @@ impl LiveStatus {
         self.live().stopped = true;
     }
 
-    /// A frame's smoothed label came out at `at`.
-    pub fn labelled(&self, event: &LabelEvent, at: Instant) {
+    /// A frame's smoothed label came out at `at`, `latency` after its capture.
+    pub fn labelled(&self, label: &str, score: f32, latency: Duration, at: Instant) {
         let mut live = self.live();
         live.labelled += 1;
         live.first_at.get_or_insert(at);
@@ -342,16 +341,17 @@ impl LiveStatus {
             live.recent.pop_front();
         }
         match &mut live.last {
-            Some(last) if last.label == event.label => {
-                last.score = event.score;
-                last.latency = event.latency;
+            // The same label as before, as on most frames: nothing to copy.
+            Some(last) if last.label == label => {
+                last.score = score;
+                last.latency = latency;
                 last.at = at;
             }
             last => {
                 *last = Some(Last {
-                    label: event.label.clone(),
-                    score: event.score,
-                    latency: event.latency,
+                    label: label.to_owned(),
+                    score,
+                    latency,
                     at,
                 })
             }
@@ -423,21 +423,9 @@ impl LiveStatus {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
 
-    fn event(label: &str, score: f32) -> LabelEvent {
-        LabelEvent {
-            frame: 0,
-            captured: SystemTime::now(),
-            class: 0,
-            label: label.into(),
-            score,
-            latency: Duration::from_millis(20),
-            changed: false,
-        }
-    }
+    const LATENCY: Duration = Duration::from_millis(20);
 
     #[test]
     fn ready_means_model_loaded_and_labels_flowing() {
@@ -449,11 +437,11 @@ mod tests {
         );
         status.started("m.tflite", "int8");
         assert_eq!(status.readiness(t0), Err("no frame labelled yet".into()));
-        status.labelled(&event("beach", 0.9), t0);
+        status.labelled("beach", 0.9, LATENCY, t0);
         assert_eq!(status.readiness(t0 + Duration::from_secs(1)), Ok(()));
         let stale = status.readiness(t0 + Duration::from_secs(3)).unwrap_err();
         assert_eq!(stale, "no frame labelled for 3.0 s (limit 2.0 s)");
-        status.labelled(&event("beach", 0.8), t0 + Duration::from_secs(3));
+        status.labelled("beach", 0.8, LATENCY, t0 + Duration::from_secs(3));
         assert_eq!(status.readiness(t0 + Duration::from_secs(3)), Ok(()));
         status.stopped();
         assert_eq!(
@@ -470,7 +458,7 @@ mod tests {
         // 10 labels per second for 4 s, then silence.
         for i in 0..40 {
             let label = if i < 30 { "beach" } else { "forest" };
-            status.labelled(&event(label, 0.5), t0 + Duration::from_millis(100 * i));
+            status.labelled(label, 0.5, LATENCY, t0 + Duration::from_millis(100 * i));
         }
         let now = t0 + Duration::from_millis(3950);
         let snap = status.snapshot(now);
@@ -485,8 +473,8 @@ mod tests {
         assert!(!quiet.ready);
         // Early on the rate is over the time there has been, not the whole window.
         let early = LiveStatus::new(Duration::from_secs(2));
-        early.labelled(&event("beach", 0.5), t0);
-        early.labelled(&event("beach", 0.5), t0 + Duration::from_millis(100));
+        early.labelled("beach", 0.5, LATENCY, t0);
+        early.labelled("beach", 0.5, LATENCY, t0 + Duration::from_millis(100));
         let snap = early.snapshot(t0 + Duration::from_millis(200));
         assert!((snap.fps - 10.0).abs() < 1e-9, "fps {}", snap.fps);
     }
