@@ -78,7 +78,7 @@ fn generous_thresholds_pass_and_an_impossible_one_fails() {
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "stage ",
-        "capture-to-output latency at smooth",
+        "capture-to-label latency: p50 ",
         "throughput ",
         "20 labels",
         "RSS start",

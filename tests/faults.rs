@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use scened_pipeline::pipeline::PipelineConfig;
+use scened_pipeline::config::Config;
 use scened_pipeline::queue::WhenFull;
 use scened_pipeline::source::clip::{ClipConfig, DEMO_CLIP};
 use scened_pipeline::source::SourceConfig;
@@ -151,7 +151,7 @@ fn clip_with_a_cut_frame() -> Vec<u8> {
 fn a_frame_cut_mid_clip_is_one_error_and_the_rest_is_labelled() {
     let dir = tmp_dir("cut-clip");
     let path = write_file(&dir, "cut.mjpeg", clip_with_a_cut_frame());
-    let clip = |edges| PipelineConfig {
+    let clip = |edges| Config {
         source: SourceConfig::Clip(ClipConfig {
             path: Some(path.clone()),
             fps: 0.0,
@@ -165,7 +165,7 @@ fn a_frame_cut_mid_clip_is_one_error_and_the_rest_is_labelled() {
     assert_eq!(changes(&events), ["Egyptian cat", "espresso", "tripod"]);
     assert_every_frame_accounted_for(&report, events.len());
     // With the live defaults frames are also dropped: still every one is accounted for.
-    let (events, report) = run(&PipelineConfig {
+    let (events, report) = run(&Config {
         edges: Default::default(),
         ..clip(every_edge(2, WhenFull::Block))
     });

@@ -95,7 +95,9 @@ pub fn tmp_dir(name: &str) -> PathBuf {
 
 pub fn edges(report: &PipelineReport) -> Vec<&EdgeStats> {
     let inputs = report.stages.iter().filter_map(|s| s.input.as_ref());
-    inputs.chain(report.sink.as_ref()).collect()
+    inputs
+        .chain(report.sink.as_ref().map(|sink| &sink.edge))
+        .collect()
 }
 
 /// Every frame the source took in is delivered, dropped on an edge (counted by reason) or failed

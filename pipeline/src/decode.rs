@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, RgbImage};
 
-use crate::source::clip::jpeg_cut_short;
+use crate::jpeg;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {reason}", path.display())]
@@ -23,7 +23,7 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
         reason,
     };
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read image: {e}")))?;
-    if image::guess_format(&bytes).ok() == Some(ImageFormat::Jpeg) && jpeg_cut_short(&bytes) {
+    if image::guess_format(&bytes).ok() == Some(ImageFormat::Jpeg) && jpeg::cut_short(&bytes) {
         return Err(fail("cannot decode image: JPEG cut short".into()));
     }
     let reader = image::ImageReader::new(Cursor::new(bytes))

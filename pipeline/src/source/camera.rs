@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::reconnect::{Backoff, Reconnecting, Reopen};
-use super::{check, check_size, decode, PixelFormat, Sequence, SourceError, MAX_FPS};
+use super::{check_size, decode, PixelFormat, Sequence, SourceError, MAX_FPS};
+use crate::config::Invalid;
 use crate::contain;
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
@@ -83,14 +84,14 @@ impl Default for CameraConfig {
 impl CameraConfig {
     /// Checks the request, finds the camera and opens its stream; a camera lost later is
     /// reopened.
-    pub fn build(&self) -> Result<Reconnecting<CameraConfig>, SourceError> {
+    pub(super) fn check(&self) -> Result<(), Invalid> {
         check_size(self.width, self.height)?;
-        check(
-            (1..=MAX_FPS as u32).contains(&self.fps),
-            "fps",
-            "1 to 1000",
-            self.fps,
-        )?;
+        let fps = 1..=MAX_FPS as u32;
+        Invalid::check(fps.contains(&self.fps), "source.fps", "1 to 1000", self.fps)
+    }
+
+    pub fn build(&self) -> Result<Reconnecting<CameraConfig>, SourceError> {
+        self.check()?;
         request_access()?;
         let indices: Vec<u32> = cameras()?
             .iter()

@@ -9,6 +9,7 @@ use image::ImageFormat;
 use serde::{Deserialize, Serialize};
 
 use super::{check_fps, Pacer, Sequence, SourceError};
+use crate::config::Invalid;
 use crate::decode;
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
@@ -20,37 +21,41 @@ pub const DEFAULT_LOOP: bool = false;
 pub const DEFAULT_RECURSIVE: bool = false;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ImagesConfig {
     /// Folder to read: its jpg, jpeg, png, bmp, webp, tif and tiff files, sorted by name;
-    /// other files and subfolders are ignored.
+    /// other files and subfolders are ignored. Required.
     pub dir: PathBuf,
     /// Start again from the first image after the last one.
-    #[serde(rename = "loop", default = "default_loop")]
+    #[serde(rename = "loop")]
     pub looping: bool,
     /// Images per second by the wall clock; 0 reads them as fast as possible.
-    #[serde(default = "default_fps")]
     pub fps: f64,
     /// Also read the subfolders, all of them, sorted by path (a labelled set's class folders).
-    #[serde(default = "default_recursive")]
     pub recursive: bool,
 }
 
-fn default_loop() -> bool {
-    DEFAULT_LOOP
-}
-
-fn default_fps() -> f64 {
-    DEFAULT_FPS
-}
-
-fn default_recursive() -> bool {
-    DEFAULT_RECURSIVE
+/// No folder: a config must name one, which [`ImagesConfig::check`] says.
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::new(),
+            looping: DEFAULT_LOOP,
+            fps: DEFAULT_FPS,
+            recursive: DEFAULT_RECURSIVE,
+        }
+    }
 }
 
 impl ImagesConfig {
+    pub(super) fn check(&self) -> Result<(), Invalid> {
+        let named = !self.dir.as_os_str().is_empty();
+        Invalid::check(named, "source.dir", "a folder of images", "nothing")?;
+        check_fps(self.fps)
+    }
+
     pub fn build(&self) -> Result<ImagesSource, SourceError> {
-        check_fps(self.fps)?;
+        self.check()?;
         let files = image_files(&self.dir, self.recursive).map_err(|source| SourceError::Io {
             path: self.dir.clone(),
             source,

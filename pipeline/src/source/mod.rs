@@ -17,6 +17,7 @@ use nokhwa::utils::FrameFormat;
 use nokhwa::{Buffer, NokhwaError};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Invalid;
 use crate::contain;
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
@@ -44,6 +45,16 @@ impl Default for SourceConfig {
 }
 
 impl SourceConfig {
+    /// Checks the settings without opening anything.
+    pub fn check(&self) -> Result<(), Invalid> {
+        match self {
+            Self::Synthetic(config) => config.check(),
+            Self::Images(config) => config.check(),
+            Self::Clip(config) => config.check().map(|_| ()),
+            Self::Camera(config) => config.check(),
+        }
+    }
+
     pub fn build(&self) -> Result<Box<dyn Source>, SourceError> {
         // Every source has the series, 0 unless a camera is reopened: a dashboard reads a
         // count, not a missing series.
@@ -127,12 +138,8 @@ impl PixelFormat {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("source.{field} must be {expected}, got {value}")]
-    Invalid {
-        field: &'static str,
-        expected: &'static str,
-        value: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     #[error("cannot read {path}")]
     Io {
         path: PathBuf,
@@ -153,7 +160,7 @@ pub enum SourceError {
     BadFrame {
         path: PathBuf,
         offset: u64,
-        reason: String,
+        reason: FrameError,
     },
     #[error("no camera found")]
     NoCamera,
@@ -172,7 +179,7 @@ pub enum SourceError {
     #[error("camera {index} has no mode scened can decode")]
     NoCameraMode { index: u32 },
     #[error("camera {index}: cannot decode frame: {reason}")]
-    CameraFrame { index: u32, reason: String },
+    CameraFrame { index: u32, reason: FrameError },
     #[error("{what} lost, reopening in {} ms", retry_in.as_millis())]
     Lost {
         what: String,
@@ -189,46 +196,39 @@ pub enum SourceError {
     },
 }
 
-fn check(
-    ok: bool,
-    field: &'static str,
-    expected: &'static str,
-    value: impl ToString,
-) -> Result<(), SourceError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(SourceError::Invalid {
-            field,
-            expected,
-            value: value.to_string(),
-        })
-    }
-}
-
-fn check_size(width: u32, height: u32) -> Result<(), SourceError> {
+fn check_size(width: u32, height: u32) -> Result<(), Invalid> {
     let side = 1..=MAX_SIDE;
-    check(side.contains(&width), "width", "1 to 8192", width)?;
-    check(side.contains(&height), "height", "1 to 8192", height)
+    Invalid::check(side.contains(&width), "source.width", "1 to 8192", width)?;
+    Invalid::check(side.contains(&height), "source.height", "1 to 8192", height)
 }
 
-fn check_fps(fps: f64) -> Result<(), SourceError> {
-    check(
+fn check_fps(fps: f64) -> Result<(), Invalid> {
+    Invalid::check(
         (0.0..=MAX_FPS).contains(&fps),
-        "fps",
+        "source.fps",
         "0 (as fast as possible) to 1000",
         fps,
     )
 }
 
+/// Why a frame's bytes gave no picture.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The bytes are not a whole frame.
+    #[error("{0}")]
+    Malformed(&'static str),
+    #[error("{0}")]
+    Decode(NokhwaError),
+    /// mozjpeg reports corrupt JPEG data by unwinding, and nokhwa does not catch it.
+    #[error("{0}")]
+    Panicked(contain::Panic),
+}
+
 /// Decodes a frame exactly as nokhwa does for a camera, so files test the camera's path.
-fn decode(buffer: &Buffer) -> Result<RgbImage, String> {
-    // mozjpeg reports corrupt JPEG data by unwinding, and nokhwa does not catch it.
-    match contain::catch(|| buffer.decode_image::<RgbFormat>()) {
-        Ok(Ok(image)) => Ok(image),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(panic) => Err(panic),
-    }
+fn decode(buffer: &Buffer) -> Result<RgbImage, FrameError> {
+    contain::catch(|| buffer.decode_image::<RgbFormat>())
+        .map_err(FrameError::Panicked)?
+        .map_err(FrameError::Decode)
 }
 
 /// Numbers a source's frames from 0.
