@@ -452,6 +452,16 @@ fn a_bad_config_is_one_line_naming_the_file_and_the_key() {
             "source = 3",
             "source: line 1: invalid type: integer `3`",
         ),
+        (
+            "preview-fps.toml",
+            "[telemetry]\npreview_fps = 0",
+            "telemetry.preview_fps must be more than 0 and at most 60, got 0",
+        ),
+        (
+            "connections.toml",
+            "[telemetry]\nmax_connections = 0",
+            "telemetry.max_connections must be 1 to 4096, got 0",
+        ),
     ];
     for (file, text, what) in cases {
         let path = write_config(&dir, file, text);

@@ -3,7 +3,7 @@
 //! dashboard type-checked against Grafana's schema by `tsc`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -21,22 +21,15 @@ use crate::util::*;
 const OVERLOAD_FPS: &str = "240";
 
 /// `GET`-style request over plain HTTP/1.0; the status code and the body.
-fn http(method: &str, addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    (code, body.to_owned())
+pub(crate) fn http(method: &str, addr: SocketAddr, path: &str) -> (u16, String) {
+    let response = crate::http::request(addr, method, path, &[]);
+    (
+        response.code,
+        String::from_utf8_lossy(&response.body).into_owned(),
+    )
 }
 
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     http("GET", addr, path)
 }
 
@@ -52,7 +45,7 @@ fn percent_encode(text: &str) -> String {
 }
 
 /// Polls `done` every 200 ms until it gives a value; a timeout fails with `what`.
-fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
     let started = Instant::now();
     loop {
         if let Some(value) = done() {
@@ -64,14 +57,19 @@ fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
 }
 
 /// A `scened run` serving telemetry on a free port, stopped with SIGTERM on drop.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Daemon {
-    fn start(args: &[&str]) -> Self {
-        let mut child = scened_command(args)
+    pub(crate) fn start(args: &[&str]) -> Self {
+        Self::spawn(scened_command(args))
+    }
+
+    /// Runs `command` (a `scened run` or `bench`) and waits for the address it serves on.
+    pub(crate) fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -93,7 +91,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit status, which must be a clean 0.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         signal(&self.child, libc::SIGTERM);
         let status = wait(&mut self.child);
         assert_eq!(status.code(), Some(0), "scened after SIGTERM: {status}");
@@ -173,7 +171,7 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -7,5 +7,7 @@ mod classify;
 mod engine;
 mod eval;
 mod faults;
+mod http;
+mod live_view;
 mod run;
 mod telemetry;

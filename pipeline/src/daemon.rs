@@ -35,7 +35,9 @@ impl Daemon {
         let telemetry = config.telemetry.start()?;
         let mut pipeline = Pipeline::build(config)?;
         if let Some(telemetry) = &telemetry {
-            pipeline = pipeline.report_to(telemetry.status());
+            pipeline = pipeline
+                .report_to(telemetry.status())
+                .show_to(telemetry.preview());
         }
         Ok(Self {
             pipeline,

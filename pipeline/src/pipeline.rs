@@ -27,6 +27,7 @@ use crate::runner::{
 use crate::smooth::{Smoothed, Smoother};
 use crate::source::{Limited, SourceError};
 use crate::stage::{Shutdown, Source};
+use crate::telemetry::view::{Preview, Watched};
 use crate::telemetry::LiveStatus;
 
 /// The edges, each named after the stage it feeds.
@@ -160,6 +161,7 @@ pub struct Pipeline {
     stall_after: Duration,
     every_frame: bool,
     status: Option<Arc<LiveStatus>>,
+    preview: Option<Arc<Preview>>,
 }
 
 /// A smoothed label as the sink gets it.
@@ -209,6 +211,7 @@ impl Pipeline {
             stall_after,
             every_frame: config.output.every_frame,
             status: None,
+            preview: None,
         })
     }
 
@@ -218,7 +221,17 @@ impl Pipeline {
 
     /// Keeps `status` up to date while running: started, every label, stopped.
     pub fn report_to(mut self, status: Arc<LiveStatus>) -> Self {
+        status.watch_edges(self.edges());
         self.status = Some(status);
+        self
+    }
+
+    /// Hands the live view frames (resize's input) and ranked scores (smooth's input) while
+    /// it asks for them.
+    pub fn show_to(mut self, preview: Arc<Preview>) -> Self {
+        let names = self.engine.labels().map(<[String]>::to_vec);
+        preview.name_classes(names.unwrap_or_default());
+        self.preview = Some(preview);
         self
     }
 
@@ -252,6 +265,7 @@ impl Pipeline {
             stall_after,
             every_frame,
             status,
+            preview,
         } = self;
         let (to_resize, resize_in) = edges.resize;
         let (to_infer, infer_in) = edges.infer;
@@ -268,7 +282,7 @@ impl Pipeline {
             )?);
             handles.push(spawn_stage(
                 "resize",
-                resize,
+                Watched::new(resize, preview.clone()),
                 resize_in,
                 to_infer,
                 Probe::None,
@@ -284,7 +298,7 @@ impl Pipeline {
             )?);
             handles.push(spawn_stage(
                 "smooth",
-                smooth,
+                Watched::new(smooth, preview.clone()),
                 smooth_in,
                 to_sink,
                 Probe::None,
