@@ -8,15 +8,17 @@
 //! restart (`FF D0`–`FF D7`) ends a scan. A frame that breaks off (another frame starts, or
 //! the file ends) is an error, counted and skipped; reading resumes at the next frame start.
 
+use std::error::Error;
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nokhwa::utils::Resolution;
 use nokhwa::Buffer;
 use serde::{Deserialize, Serialize};
 
+use super::reconnect::Reopen;
 use super::{check, check_fps, check_size, decode, Pacer, PixelFormat, Sequence, SourceError};
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
@@ -109,8 +111,10 @@ impl ClipConfig {
                     path: path.clone(),
                     source,
                 };
+                // A FIFO (a live feed from another program) has no length to check.
                 let file = File::open(path).map_err(io_error)?;
-                if file.metadata().map_err(io_error)?.len() == 0 {
+                let metadata = file.metadata().map_err(io_error)?;
+                if metadata.is_file() && metadata.len() == 0 {
                     return Err(SourceError::EmptyClip { path: path.clone() });
                 }
                 (path.clone(), Box::new(file))
@@ -127,6 +131,25 @@ impl ClipConfig {
             pacer: Pacer::new(self.fps),
             sequence: Sequence::default(),
         })
+    }
+}
+
+/// A clip paced at fps > 0 is live: a read that outlasts its deadline (a FIFO whose writer
+/// paused) reopens it. Any other fatal error is the file's, and ends the run.
+impl Reopen for ClipConfig {
+    type Source = ClipSource;
+
+    fn reopen(&self) -> Result<ClipSource, SourceError> {
+        self.build()
+    }
+
+    fn describe(&self) -> String {
+        let path = self.path.as_deref().unwrap_or(Path::new(DEMO_NAME));
+        format!("clip {}", path.display())
+    }
+
+    fn is_loss(&self, _error: &(dyn Error + 'static)) -> bool {
+        false
     }
 }
 

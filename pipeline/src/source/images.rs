@@ -1,5 +1,6 @@
 //! A folder of still images, played in file-name order.
 
+use std::error::Error;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::time::Instant;
 use image::ImageFormat;
 use serde::{Deserialize, Serialize};
 
+use super::reconnect::Reopen;
 use super::{check_fps, Pacer, Sequence, SourceError};
 use crate::decode;
 use crate::frame::Frame;
@@ -68,6 +70,24 @@ impl ImagesConfig {
             pacer: Pacer::new(self.fps),
             sequence: Sequence::default(),
         })
+    }
+}
+
+/// A folder paced at fps > 0 is live: a read that outlasts its deadline (a network share that
+/// hangs) reopens it, from its first image. Any other fatal error ends the run.
+impl Reopen for ImagesConfig {
+    type Source = ImagesSource;
+
+    fn reopen(&self) -> Result<ImagesSource, SourceError> {
+        self.build()
+    }
+
+    fn describe(&self) -> String {
+        format!("images {}", self.dir.display())
+    }
+
+    fn is_loss(&self, _error: &(dyn Error + 'static)) -> bool {
+        false
     }
 }
 

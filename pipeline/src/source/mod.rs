@@ -3,6 +3,7 @@
 
 pub mod camera;
 pub mod clip;
+pub mod deadline;
 pub mod images;
 pub mod reconnect;
 pub mod synthetic;
@@ -17,6 +18,7 @@ use nokhwa::utils::FrameFormat;
 use nokhwa::{Buffer, NokhwaError};
 use serde::{Deserialize, Serialize};
 
+use self::reconnect::Reopen;
 use crate::contain;
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
@@ -50,8 +52,8 @@ impl SourceConfig {
         ::metrics::counter!(crate::metrics::SOURCE_RECONNECTS_TOTAL).increment(0);
         Ok(match self {
             Self::Synthetic(config) => Box::new(config.build()?),
-            Self::Images(config) => Box::new(config.build()?),
-            Self::Clip(config) => Box::new(config.build()?),
+            Self::Images(config) => paced(config.clone(), config.fps)?,
+            Self::Clip(config) => paced(config.clone(), config.fps)?,
             Self::Camera(config) => Box::new(config.build()?),
         })
     }
@@ -67,6 +69,26 @@ impl SourceConfig {
         (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps))
     }
 }
+
+/// A file source as it is read: unpaced, directly; paced (live), with its reads under a
+/// deadline and reopened when one is missed.
+fn paced<R: Reopen>(reopen: R, fps: f64) -> Result<Box<dyn Source>, SourceError> {
+    Ok(match deadline::read_deadline(fps) {
+        None => Box::new(reopen.reopen()?),
+        Some(limit) => {
+            let live = deadline::Live::new(reopen, limit);
+            let first = live.reopen()?;
+            Box::new(reconnect::Reconnecting::new(live, first, FILE_RETRY))
+        }
+    })
+}
+
+/// A file that stalled is retried soon; past a few seconds, retrying faster only floods the
+/// log.
+const FILE_RETRY: reconnect::Backoff = reconnect::Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};
 
 /// Ends a source's stream after some frames or some time, whichever comes first.
 pub struct Limited<S> {
@@ -105,7 +127,7 @@ impl<S: Source> Source for Limited<S> {
     }
 }
 
-/// How a camera or a raw clip encodes its frames.
+/// How a raw clip encodes its frames (a camera's format is [`camera::choice::CameraPixelFormat`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PixelFormat {
@@ -159,26 +181,34 @@ pub enum SourceError {
     NoCamera,
     #[error("camera index {index} out of range ({count} cameras)")]
     CameraIndex { index: u32, count: usize },
-    #[error("camera access was not granted")]
+    #[error("no camera with id {id:?} (ids: {ids})")]
+    CameraId { id: String, ids: String },
+    #[error(
+        "camera access was not granted (macOS: System Settings > Privacy & Security > Camera, \
+         for the app scened runs in; `tccutil reset Camera` asks again)"
+    )]
     CameraPermission,
     #[error("cannot list cameras")]
     CameraQuery(#[source] NokhwaError),
-    #[error("camera {index}")]
+    #[error("{what}")]
     Camera {
-        index: u32,
+        what: String,
         #[source]
         source: NokhwaError,
     },
-    #[error("camera {index} has no mode scened can decode")]
-    NoCameraMode { index: u32 },
-    #[error("camera {index}: cannot decode frame: {reason}")]
-    CameraFrame { index: u32, reason: String },
-    #[error("{what} lost, reopening in {} ms", retry_in.as_millis())]
-    Lost {
+    #[error("{what}: cannot read its modes: {reason}")]
+    CameraModes { what: String, reason: String },
+    #[error("{what} has no mode scened can decode")]
+    NoCameraMode { what: String },
+    #[error("{what}: cannot decode frame: {reason}")]
+    CameraFrame { what: String, reason: String },
+    #[error("{what}: no frame within {} ms", after.as_millis())]
+    ReadTimeout { what: String, after: Duration },
+    #[error("{what}: cannot start its reader thread")]
+    Thread {
         what: String,
-        retry_in: Duration,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: io::Error,
     },
     #[error("{what} unavailable, retrying in {} ms", retry_in.as_millis())]
     Unavailable {
