@@ -79,7 +79,7 @@ fn setup_on_darwin_uses_homebrew_and_never_apt_or_sudo() {
         darwin_setup("setup-darwin", true),
         [
             "xcode-select -p",
-            "brew install prometheus mosquitto actionlint cargo-nextest",
+            "brew install prometheus mosquitto actionlint shellcheck cargo-nextest",
             "npm ci --prefix <repo>/grafana/check --no-audit --no-fund",
         ]
     );
@@ -88,7 +88,7 @@ fn setup_on_darwin_uses_homebrew_and_never_apt_or_sudo() {
         darwin_setup("setup-darwin-no-npm", false),
         [
             "xcode-select -p",
-            "brew install prometheus mosquitto actionlint cargo-nextest",
+            "brew install prometheus mosquitto actionlint shellcheck cargo-nextest",
             "brew install node",
             "npm ci --prefix <repo>/grafana/check --no-audit --no-fund",
         ]

@@ -4,7 +4,8 @@
 //! the camera itself keeps open, so it never fails when the camera goes (`camera/mod.rs`); a
 //! V4L2 read can hang in the driver; a FIFO's writer can stop writing. [`Live`] opens a
 //! source as its inner [`Reopen`] does and runs the source's reads on a thread of its own; a
-//! read that has not returned within [`read_deadline`] is a loss ([`SourceError::ReadTimeout`]),
+//! read that has not returned within [`read_deadline`] (the first after an open: at least
+//! [`FIRST_READ_DEADLINE`]) is a loss ([`SourceError::ReadTimeout`]),
 //! which [`super::reconnect::Reconnecting`] handles as any other: a `source_lost` log line,
 //! a reopen with backoff, counted in `scened_source_reconnects_total` when it works.
 //!
@@ -31,6 +32,10 @@ use crate::stage::{Shutdown, Source, StageError};
 pub const MIN_READ_DEADLINE: Duration = Duration::from_secs(2);
 /// A read gets at least this many frame periods.
 const DEADLINE_PERIODS: f64 = 3.0;
+/// The first read of a source just opened gets at least this long: a camera's stream can take
+/// seconds to deliver its first frame (the capture session starting, exposure settling, a
+/// Continuity Camera's wireless link), and a miss there would only reopen it to wait again.
+pub const FIRST_READ_DEADLINE: Duration = Duration::from_secs(10);
 /// How often a wait for a read looks at the stop request.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
@@ -83,6 +88,8 @@ pub struct Deadlined {
     /// When the read being waited for was asked for.
     pending_since: Option<Instant>,
     deadline: Duration,
+    /// No read has returned yet: [`FIRST_READ_DEADLINE`] applies.
+    first: bool,
     what: String,
 }
 
@@ -114,6 +121,7 @@ impl Deadlined {
             answers,
             pending_since: None,
             deadline,
+            first: true,
             what,
         })
     }
@@ -130,17 +138,23 @@ impl Source for Deadlined {
                 *self.pending_since.insert(Instant::now())
             }
         };
+        let deadline = if self.first {
+            self.deadline.max(FIRST_READ_DEADLINE)
+        } else {
+            self.deadline
+        };
         loop {
-            let left = self.deadline.saturating_sub(asked.elapsed());
+            let left = deadline.saturating_sub(asked.elapsed());
             if left.is_zero() {
                 return Err(StageError::fatal(SourceError::ReadTimeout {
                     what: self.what.clone(),
-                    after: self.deadline,
+                    after: deadline,
                 }));
             }
             match self.answers.recv_timeout(left.min(STOP_POLL)) {
                 Ok(answer) => {
                     self.pending_since = None;
+                    self.first = false;
                     // A panic in the source is the runner's to report, as on its own thread.
                     return answer
                         .unwrap_or_else(|message| panic::resume_unwind(Box::new(message)));
@@ -190,7 +204,8 @@ mod tests {
         let deadline = Duration::from_millis(200);
         let mut source = Deadlined::spawn(Slow(told), deadline, "slow".into()).unwrap();
         let shutdown = Shutdown::new();
-        pauses.send(Duration::from_millis(1)).unwrap();
+        // The first read may take longer: the source has just started.
+        pauses.send(Duration::from_millis(400)).unwrap();
         assert!(source.next_frame(&shutdown).unwrap().is_some());
         pauses.send(Duration::from_secs(1)).unwrap();
         let started = Instant::now();
