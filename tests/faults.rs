@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use scened_pipeline::pipeline::PipelineConfig;
+use scened_pipeline::config::Config;
 use scened_pipeline::queue::WhenFull;
 use scened_pipeline::source::clip::{ClipConfig, DEMO_CLIP};
 use scened_pipeline::source::SourceConfig;
@@ -163,7 +163,7 @@ fn clip_with_a_cut_frame() -> Vec<u8> {
 fn a_frame_cut_mid_clip_is_one_error_and_the_rest_is_labelled() {
     let dir = tmp_dir("cut-clip");
     let path = write_file(&dir, "cut.mjpeg", clip_with_a_cut_frame());
-    let clip = |edges| PipelineConfig {
+    let clip = |edges| Config {
         source: SourceConfig::Clip(ClipConfig {
             path: Some(path.clone()),
             fps: 0.0,
@@ -177,7 +177,7 @@ fn a_frame_cut_mid_clip_is_one_error_and_the_rest_is_labelled() {
     assert_eq!(changes(&events), ["Egyptian cat", "espresso", "tripod"]);
     assert_every_frame_accounted_for(&report, events.len());
     // With the live defaults frames are also dropped: still every one is accounted for.
-    let (events, report) = run(&PipelineConfig {
+    let (events, report) = run(&Config {
         edges: Default::default(),
         ..clip(every_edge(2, WhenFull::Block))
     });
@@ -394,8 +394,9 @@ fn a_second_signal_during_the_drain_exits_at_once() {
 
 /// A live feed that pauses: a FIFO clip whose writer stops for longer than the read deadline
 /// (2 s at 30 fps), then goes on, as an encoder feeding scened might. The run neither stalls
-/// nor fails: the source is logged lost and reopened, the frames after the pause are
-/// labelled, and the run ends normally when the writer closes.
+/// nor fails: the source is logged lost and reopened, the frames after the pause are read,
+/// and the run ends normally when the writer closes. The default queues drop the oldest frame
+/// in front of inference, so the capture reads at the feed's pace however slow the model is.
 #[cfg(unix)]
 #[test]
 fn a_live_feed_that_pauses_is_reopened_and_the_run_goes_on() {
@@ -408,16 +409,14 @@ fn a_live_feed_that_pauses_is_reopened_and_the_run_goes_on() {
     let path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
     // SAFETY: a NUL-terminated path that lives across the call.
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    let mut toml = "[source]\nkind = \"clip\"\npath = \"feed.mjpeg\"\nfps = 30\n\
-                    [output]\nevery_frame = true\n"
-        .to_owned();
-    for edge in ["resize", "infer", "smooth", "sink"] {
-        toml += &format!("[edges.{edge}]\ncapacity = 4\nwhen_full = \"block\"\n");
-    }
-    let config = write_file(&dir, "feed.toml", toml);
+    let config = write_file(
+        &dir,
+        "feed.toml",
+        "[source]\nkind = \"clip\"\npath = \"feed.mjpeg\"\nfps = 30\n",
+    );
     let child = scened_command(&["run", "--config", arg(&config), "--no-telemetry"])
         .env("SCENED_LOG", "info")
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -433,7 +432,7 @@ fn a_live_feed_that_pauses_is_reopened_and_the_run_goes_on() {
             }
         };
         burst(&frames[..EACH]);
-        thread::sleep(Duration::from_millis(2600));
+        thread::sleep(Duration::from_secs(3));
         burst(&frames[EACH..2 * EACH]);
     });
     let out = child.wait_with_output().unwrap();
@@ -445,6 +444,6 @@ fn a_live_feed_that_pauses_is_reopened_and_the_run_goes_on() {
     let capture = err.lines().find(|l| l.starts_with("capture")).unwrap();
     assert!(capture.ends_with("end of stream"), "{capture}");
     // Every frame before the pause, and all but what the given-up reader took after it.
-    let labelled = String::from_utf8_lossy(&out.stdout).lines().count();
-    assert!(labelled >= 2 * EACH - 2, "{labelled} labels\n{err}");
+    let read: usize = capture.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(read >= 2 * EACH - 2, "{read} frames read\n{err}");
 }

@@ -78,7 +78,7 @@ impl<R: Reopen> Reopen for Live<R> {
 }
 
 /// A read's result, or the message of the panic it ended in.
-type Answer = Result<Result<Option<Frame>, StageError>, String>;
+type Answer = Result<Result<Option<Frame>, StageError>, contain::Panic>;
 
 /// A source whose reads run on a thread of its own.
 pub struct Deadlined {
@@ -156,8 +156,7 @@ impl Source for Deadlined {
                     self.pending_since = None;
                     self.first = false;
                     // A panic in the source is the runner's to report, as on its own thread.
-                    return answer
-                        .unwrap_or_else(|message| panic::resume_unwind(Box::new(message)));
+                    return answer.unwrap_or_else(|panic| panic::resume_unwind(Box::new(panic.0)));
                 }
                 // The read goes on; the run stops without it.
                 Err(RecvTimeoutError::Timeout) if shutdown.is_triggered() => return Ok(None),
@@ -243,7 +242,7 @@ mod tests {
         let mut source = Deadlined::spawn(Panicky, Duration::from_secs(5), "p".into()).unwrap();
         let shutdown = Shutdown::new();
         let caught = contain::catch(|| source.next_frame(&shutdown).map(|f| f.is_some()));
-        assert_eq!(caught.unwrap_err(), "decoder bug");
+        assert_eq!(caught.unwrap_err().to_string(), "decoder bug");
     }
 
     /// A FIFO clip whose writer pauses longer than the read deadline, then goes on: the read

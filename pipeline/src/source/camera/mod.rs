@@ -65,7 +65,10 @@ use self::choice::{
 };
 use super::deadline::{read_deadline, Live, MIN_READ_DEADLINE};
 use super::reconnect::{Backoff, Reconnecting, Reopen};
-use super::{check, check_size, decode, Sequence, SourceError, MAX_FPS, MAX_SIDE};
+use super::{
+    check_max_pixels, check_size, decode, Sequence, SourceError, DEFAULT_MAX_PIXELS, MAX_FPS,
+};
+use crate::config::Invalid;
 use crate::contain;
 use crate::frame::Frame;
 use crate::runner::Chain;
@@ -106,6 +109,9 @@ pub struct CameraConfig {
     /// `auto` (MJPEG where offered, else YUYV, else another format scened decodes), or
     /// `mjpeg` or `yuyv` first; another offered format is used if the camera lacks it.
     pub format: CameraPixelFormat,
+    /// Most pixels a frame may have: larger modes are not chosen, and a frame claiming more
+    /// (a corrupt JPEG header) is refused before decoding and counted as a frame error.
+    pub max_pixels: u64,
 }
 
 impl Default for CameraConfig {
@@ -117,6 +123,7 @@ impl Default for CameraConfig {
             height: DEFAULT_HEIGHT,
             fps: DEFAULT_FPS,
             format: CameraPixelFormat::default(),
+            max_pixels: DEFAULT_MAX_PIXELS,
         }
     }
 }
@@ -125,14 +132,7 @@ impl CameraConfig {
     /// Checks the request, finds the camera and opens its stream; a camera lost later is
     /// reopened.
     pub fn build(&self) -> Result<Reconnecting<Live<CameraTarget>>, SourceError> {
-        let selector = self.selector()?;
-        check_size(self.width, self.height)?;
-        check(
-            (1..=MAX_FPS as u32).contains(&self.fps),
-            "fps",
-            "1 to 1000",
-            self.fps,
-        )?;
+        let selector = self.check()?;
         request_access()?;
         let cameras = cameras()?;
         let target = CameraTarget {
@@ -146,17 +146,22 @@ impl CameraConfig {
         Ok(Reconnecting::new(live, first, RETRY))
     }
 
-    fn selector(&self) -> Result<Selector, SourceError> {
+    /// Checks the settings without touching a device; returns how the camera is chosen.
+    pub(super) fn check(&self) -> Result<Selector, Invalid> {
+        check_size(self.width, self.height)?;
+        check_max_pixels(self.max_pixels)?;
+        let fps = 1..=MAX_FPS as u32;
+        Invalid::check(fps.contains(&self.fps), "source.fps", "1 to 1000", self.fps)?;
         match (self.index, &self.id) {
-            (Some(index), Some(id)) => Err(SourceError::Invalid {
-                field: "id",
+            (Some(index), Some(id)) => Err(Invalid {
+                key: "source.id".into(),
                 expected: "left out when index is set (one or the other)",
-                value: format!("{id:?} with index {index}"),
+                got: format!("{id:?} with index {index}"),
             }),
-            (_, Some(id)) if id.is_empty() => Err(SourceError::Invalid {
-                field: "id",
+            (_, Some(id)) if id.is_empty() => Err(Invalid {
+                key: "source.id".into(),
                 expected: "a camera id as `scened cameras` prints it",
-                value: "\"\"".into(),
+                got: "\"\"".into(),
             }),
             (_, Some(id)) => Ok(Selector::Id(id.clone())),
             (index, None) => Ok(Selector::Index(index.unwrap_or_default())),
@@ -302,8 +307,7 @@ fn open(camera: &CameraEntry, config: &CameraConfig, what: &str) -> Result<Camer
         source,
     };
     let wanted = config.wanted();
-    let max_pixels = u64::from(MAX_SIDE) * u64::from(MAX_SIDE);
-    let modes = ranked_modes(wanted, &offered(camera, what)?, max_pixels);
+    let modes = ranked_modes(wanted, &offered(camera, what)?, config.max_pixels);
     let mut refused = None;
     for mode in modes.into_iter().take(MODES_TRIED) {
         match start(nokhwa_index(camera), mode) {
@@ -374,6 +378,7 @@ impl Reopen for CameraTarget {
         Ok(CameraSource {
             camera: Some(open(camera, &self.config, &what)?),
             what,
+            max_pixels: self.config.max_pixels,
             read_failures: 0,
             sequence: Sequence::default(),
         })
@@ -388,6 +393,7 @@ impl Reopen for CameraTarget {
 /// on which [`Reconnecting`] closes and reopens it.
 pub struct CameraSource {
     what: String,
+    max_pixels: u64,
     /// Always `Some` until dropped, which needs to own it.
     camera: Option<Camera>,
     read_failures: u32,
@@ -403,7 +409,7 @@ impl Source for CameraSource {
             Ok(buffer) => {
                 let captured_at = Instant::now();
                 self.read_failures = 0;
-                let image = decode(&buffer).map_err(|reason| {
+                let image = decode(&buffer, self.max_pixels).map_err(|reason| {
                     StageError::item(SourceError::CameraFrame {
                         what: self.what.clone(),
                         reason,
@@ -574,13 +580,10 @@ mod tests {
         );
         let by_id: CameraConfig = toml::from_str("id = \"0x1420000005ac8600\"").expect("parses");
         assert_eq!(
-            by_id.selector().unwrap(),
+            by_id.check().unwrap(),
             Selector::Id("0x1420000005ac8600".into())
         );
-        assert_eq!(
-            CameraConfig::default().selector().unwrap(),
-            Selector::Index(0)
-        );
+        assert_eq!(CameraConfig::default().check().unwrap(), Selector::Index(0));
         assert_eq!(CameraConfig::default().format, CameraPixelFormat::Auto);
         assert!(toml::from_str::<CameraConfig>("device = \"/dev/video0\"").is_err());
         assert!(toml::from_str::<CameraConfig>("format = \"nv12\"").is_err());
