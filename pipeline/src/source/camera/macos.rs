@@ -2,8 +2,8 @@
 //! camera access is granted, read through `objc2-av-foundation`. Opening and reading stay
 //! nokhwa's (by unique id); this covers what nokhwa 0.10 gets wrong (see `mod.rs`).
 //!
-//! This file is not compiled by Linux builds: it is type-checked here for
-//! `aarch64-apple-darwin` (docs/macos.md says how) and built and run by the macOS CI job.
+//! This file is not compiled by Linux builds: `scripts/check_macos.sh` type-checks it for
+//! `aarch64-apple-darwin` on Linux, and the macOS CI job builds and runs it.
 //! Every call below is a property read or a class method of AVFoundation or Core Media; none
 //! needs the main thread.
 

@@ -18,7 +18,7 @@
 //!   159, `.filter(|x| x.format() != fourcc)`; fixed only in the open PR #246). It is never
 //!   called there: [`macos::modes`] reads the formats, reporting for each size only the rates
 //!   `set_all` accepts (the frame-rate-range maxima of the last format of that size,
-//!   bindings `lib.rs` 1030–1060; a mismatch can throw, #246, #145, #180). A camera with any
+//!   bindings `lib.rs` 1031–1069; a mismatch can throw, #246, #145, #180). A camera with any
 //!   format nokhwa does not know cannot be opened at all (`try_ns_arr_to_vec` fails on the
 //!   first, `lib.rs` 371–384, 830–840); the listing says so.
 //! - Which camera: nokhwa's macOS discovery asks for five device types and not
