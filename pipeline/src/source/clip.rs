@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nokhwa::utils::Resolution;
@@ -94,6 +94,11 @@ impl ClipConfig {
                 }
             }
         })
+    }
+
+    /// The file, or what errors call the demo clip.
+    pub fn name(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(DEMO_NAME))
     }
 
     pub fn build(&self) -> Result<ClipSource, SourceError> {

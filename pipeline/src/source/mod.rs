@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Invalid;
 use crate::contain;
+use crate::events::Events;
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
 
@@ -67,6 +68,16 @@ impl SourceConfig {
         })
     }
 
+    /// What events call the source, e.g. `camera 0`, `clip (built-in demo clip)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Synthetic(config) => format!("synthetic {}x{}", config.width, config.height),
+            Self::Images(config) => format!("images {}", config.dir.display()),
+            Self::Clip(config) => format!("clip {}", config.name().display()),
+            Self::Camera(config) => format!("camera {}", config.index),
+        }
+    }
+
     /// Time between frames the source aims for; `None` when it runs as fast as it can.
     pub fn frame_period(&self) -> Option<Duration> {
         let fps = match self {
@@ -113,6 +124,10 @@ impl<S: Source> Source for Limited<S> {
             *left -= 1;
         }
         Ok(frame)
+    }
+
+    fn publish_to(&mut self, events: &Events) {
+        self.source.publish_to(events);
     }
 }
 

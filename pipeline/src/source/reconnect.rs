@@ -5,17 +5,20 @@
 //! from the open source means it is lost: it is closed, then reopened after a wait that
 //! doubles from [`Backoff::first`] up to [`Backoff::max`] while attempts fail. The loss and
 //! each failed attempt are item errors, so the runner counts and logs them and the run goes
-//! on; a reopen that works counts in `scened_source_reconnects_total`. Waits end early on
-//! shutdown. Frames keep one sequence across reopens.
+//! on; a reopen that works counts in `scened_source_reconnects_total`. The loss and the
+//! return are also `source_lost` and `source_back` events ([`crate::events`]). Waits end
+//! early on shutdown. Frames keep one sequence across reopens.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::metrics::{counter, Counter};
 use tracing::info;
 
 use super::SourceError;
+use crate::events::{Event, Events};
 use crate::frame::Frame;
 use crate::metrics::SOURCE_RECONNECTS_TOTAL;
+use crate::runner::Chain;
 use crate::stage::{Shutdown, Source, StageError};
 
 /// Something that opens a source, as often as needed.
@@ -45,6 +48,11 @@ pub struct Reconnecting<R: Reopen> {
     retry_in: Duration,
     next_seq: u64,
     reconnects: Counter,
+    /// Reopened so far, for the events.
+    reconnected: u64,
+    /// While lost: since when, and the reopen attempts so far.
+    lost: Option<(Instant, u64)>,
+    events: Events,
 }
 
 impl<R: Reopen> Reconnecting<R> {
@@ -59,6 +67,9 @@ impl<R: Reopen> Reconnecting<R> {
             retry_in: backoff.first,
             next_seq: 0,
             reconnects: counter!(SOURCE_RECONNECTS_TOTAL),
+            reconnected: 0,
+            lost: None,
+            events: Events::default(),
         }
     }
 
@@ -68,12 +79,20 @@ impl<R: Reopen> Reconnecting<R> {
             if shutdown.sleep(self.retry_in) {
                 return Ok(None);
             }
+            let (lost_at, attempts) = self.lost.get_or_insert((Instant::now(), 0));
+            *attempts += 1;
+            let (lost_at, attempts) = (*lost_at, *attempts);
             match self.reopen.reopen() {
                 Ok(source) => {
                     self.source = Some(source);
                     self.retry_in = self.backoff.first;
                     self.reconnects.increment(1);
-                    info!(source = %self.reopen.describe(), "source reopened");
+                    self.reconnected += 1;
+                    self.lost = None;
+                    let what = self.reopen.describe();
+                    info!(source = %what, "source reopened");
+                    let back = Event::source_back(what, self.reconnected, attempts, lost_at);
+                    self.events.publish(back);
                 }
                 Err(error) => {
                     self.retry_in = (self.retry_in * 2).min(self.backoff.max);
@@ -104,6 +123,11 @@ impl<R: Reopen> Source for Reconnecting<R> {
             Err(StageError::Item(error)) => Err(StageError::Item(error)),
             Err(StageError::Fatal(cause)) => {
                 self.source = None;
+                self.lost = Some((Instant::now(), 0));
+                let what = self.reopen.describe();
+                let reason = Chain(&*cause).to_string();
+                let lost = Event::source_lost(what, reason, self.reconnected, self.retry_in);
+                self.events.publish(lost);
                 Err(StageError::item(SourceError::Lost {
                     what: self.reopen.describe(),
                     retry_in: self.retry_in,
@@ -111,6 +135,10 @@ impl<R: Reopen> Source for Reconnecting<R> {
                 }))
             }
         }
+    }
+
+    fn publish_to(&mut self, events: &Events) {
+        self.events = events.clone();
     }
 }
 
@@ -122,8 +150,8 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::events::Subscriber;
     use crate::metrics::testing::record;
-    use crate::runner::Chain;
     use crate::source::clip::{ClipConfig, ClipSource, DEMO_CLIP};
 
     /// A real clip file as the lost-and-found device: it plays, is cut to nothing and then
@@ -172,6 +200,9 @@ mod tests {
             let first = config.build().expect("builds");
             Reconnecting::new(config.clone(), first, backoff)
         });
+        let events = Events::new();
+        let said = events.subscribe(Subscriber::blocking(8));
+        source.publish_to(&events);
         let shutdown = Shutdown::new();
         let mut next = || source.next_frame(&shutdown);
         for seq in 0..5 {
@@ -206,6 +237,15 @@ mod tests {
             )
         );
 
+        let Ok(Event::SourceLost(lost)) = said.try_recv().as_deref().cloned() else {
+            panic!("no source_lost event");
+        };
+        let reason = format!("clip {} has no decodable frames", path.display());
+        assert_eq!(
+            (lost.source, lost.reason, lost.reconnects, lost.retry_in_ms),
+            (name.clone(), reason, 0, 10)
+        );
+
         // Empty, then gone: each attempt fails naming why, and the wait doubles to its cap.
         let empty = |ms| {
             format!(
@@ -230,6 +270,13 @@ mod tests {
             assert_eq!(next().expect("ok").expect("a frame").seq, seq);
         }
         assert_eq!(recorded.counter(SOURCE_RECONNECTS_TOTAL, &[]), Some(1));
+        // Found on the fourth attempt, after the four waits.
+        let Ok(Event::SourceBack(back)) = said.try_recv().as_deref().cloned() else {
+            panic!("no source_back event");
+        };
+        assert_eq!((back.source, back.reconnects, back.attempts), (name, 1, 4));
+        assert!(back.down_ms >= 10 + 20 + 40 + 40, "{}", back.down_ms);
+        assert!(said.try_recv().is_err(), "one loss, one return");
     }
 
     #[test]
