@@ -1,5 +1,5 @@
-//! `scened run` and `scened validate`: a config becomes a built pipeline; running it prints
-//! labels as JSON lines on stdout and the final report on stderr.
+//! `scened run` and `scened validate`, and the lifecycle `run` and `bench` share: a config
+//! becomes a started [`Daemon`]; running it feeds a sink and ends with the report.
 //!
 //! SIGINT and SIGTERM stop the source; the frames in flight drain, every thread is joined and
 //! the report printed before exiting 0. A signal exits at once (130), without a report, if it
@@ -17,15 +17,16 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::Context;
-use scened_pipeline::pipeline::{LabelEvent, Pipeline, PipelineConfig};
+use scened_pipeline::config::Config;
+use scened_pipeline::daemon::Daemon;
+use scened_pipeline::pipeline::{LabelEvent, Pipeline};
 use scened_pipeline::rss;
 use scened_pipeline::runner::PipelineReport;
 use scened_pipeline::stage::Shutdown;
-use scened_pipeline::telemetry::Telemetry;
 use serde::Serialize;
 use tracing::info;
 
-use crate::cli::RunArgs;
+use crate::cli::{PipelineArgs, RunArgs};
 use crate::config;
 
 /// How long a stop request may take to drain; then the process exits without the report.
@@ -34,30 +35,18 @@ const DRAIN_LIMIT: Duration = Duration::from_millis(750);
 const SIGNALLED: i32 = 130;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    // Installed first, so a signal during the model load is handled too.
-    let shutdown = Shutdown::new();
-    let phase = Phase::default();
-    stop_on_signals(shutdown.clone(), phase.clone())?;
-    let mut config = config::for_args(&args.pipeline)?;
-    config.output.every_frame |= args.every_frame;
-    info!("building the pipeline");
-    let (pipeline, _telemetry) = start(&config, args.pipeline.config.as_deref())?;
-    phase.set(Phase::RUNNING);
-
+    let started = Started::start(&args.pipeline, |config| {
+        config.output.every_frame |= args.every_frame;
+    })?;
     let mut out = io::stdout().lock();
     let mut write_error = None;
-    let report = pipeline
-        .run(&shutdown, |event| {
-            match writeln!(out, "{}", json_line(event)) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(error) => {
-                    write_error = Some(error);
-                    ControlFlow::Break(())
-                }
-            }
-        })
-        .context("cannot start the pipeline's threads")?;
-    phase.set(Phase::DONE);
+    let report = started.run(|event| match writeln!(out, "{}", json_line(event)) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(error) => {
+            write_error = Some(error);
+            ControlFlow::Break(())
+        }
+    })?;
     eprint!("{report}");
     eprintln!("peak RSS {:.1} MiB", rss::mib(rss::peak_bytes()));
     if let Some(error) = write_error {
@@ -69,44 +58,67 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 /// A run whose stage failed is an error naming the stage.
 pub fn no_failed_stage(report: &PipelineReport) -> anyhow::Result<()> {
-    match report.stages.iter().find(|stage| stage.stop.is_failure()) {
+    match report.failure() {
         Some(failed) => anyhow::bail!("stage {} {}", failed.name, failed.stop),
         None => Ok(()),
     }
 }
 
 pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = config::load(path)?;
-    in_file(config.telemetry.check(), Some(path))?;
-    build(&config, Some(path))?;
+    let config = Config::load(path)?;
+    in_file(config.check(), Some(path))?;
+    in_file(Pipeline::build(&config), Some(path))?;
     println!("{}: ok", path.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `run` and `bench` do before a frame moves: start telemetry, if enabled, then build
-/// the pipeline reporting its live status to it. Keep the `Telemetry` for the run: dropping it
-/// stops serving.
-pub fn start(
-    config: &PipelineConfig,
-    file: Option<&Path>,
-) -> anyhow::Result<(Pipeline, Option<Telemetry>)> {
-    // Before the model loads: a port in use fails fast, and /healthz answers during the load.
-    let telemetry = in_file(config.telemetry.start(), file)?;
-    let mut pipeline = build(config, file)?;
-    info!(model = %pipeline.engine().path().display(), "pipeline built");
-    if let Some(telemetry) = &telemetry {
-        eprintln!(
-            "serving /metrics /healthz /readyz /status on http://{}",
-            telemetry.local_addr()
-        );
-        pipeline = pipeline.report_to(telemetry.status());
-    }
-    Ok((pipeline, telemetry))
+/// A started pipeline, with the signal handling around it: what `run` and `bench` share.
+pub struct Started {
+    pub config: Config,
+    daemon: Daemon,
+    shutdown: Shutdown,
+    phase: Phase,
 }
 
-/// Builds the pipeline; errors name the config file they came from, if any.
-fn build(config: &PipelineConfig, file: Option<&Path>) -> anyhow::Result<Pipeline> {
-    in_file(config.build(), file)
+impl Started {
+    /// Installs the signal handler (first, so a signal during the model load is handled too),
+    /// reads the config of `args` and lets `adjust` change it, then starts the daemon.
+    pub fn start(args: &PipelineArgs, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        let shutdown = Shutdown::new();
+        let phase = Phase::default();
+        stop_on_signals(shutdown.clone(), phase.clone())?;
+        let mut config = config::for_args(args)?;
+        adjust(&mut config);
+        info!("building the pipeline");
+        let daemon = in_file(Daemon::start(&config), args.config.as_deref())?;
+        info!(model = %daemon.pipeline().engine().path().display(), "pipeline built");
+        if let Some(telemetry) = daemon.telemetry() {
+            eprintln!(
+                "serving /metrics /healthz /readyz /status on http://{}",
+                telemetry.local_addr()
+            );
+        }
+        phase.set(PhaseKind::Running);
+        Ok(Self {
+            config,
+            daemon,
+            shutdown,
+            phase,
+        })
+    }
+
+    /// Runs until the source ends, a signal, or `sink` says stop; the report.
+    pub fn run(
+        self,
+        sink: impl FnMut(&LabelEvent) -> ControlFlow<()>,
+    ) -> anyhow::Result<PipelineReport> {
+        let report = self
+            .daemon
+            .run(&self.shutdown, sink)
+            .context("cannot start the pipeline's threads")?;
+        self.phase.set(PhaseKind::Done);
+        Ok(report)
+    }
 }
 
 /// An error of a config's setting, prefixed with the config file if there is one.
@@ -120,28 +132,39 @@ where
     }
 }
 
-/// Where `scened run` or `scened bench` is, for the signal handler.
+/// Where `scened run` or `scened bench` is, as the signal handler needs to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum PhaseKind {
+    /// Loading the model and opening the source: nothing to drain yet.
+    Building,
+    Running,
+    /// Drained and joined: the report is being written.
+    Done,
+}
+
+/// The phase, shared with the signal handler.
 #[derive(Clone, Default)]
-pub struct Phase(Arc<AtomicU8>);
+struct Phase(Arc<AtomicU8>);
 
 impl Phase {
-    const BUILDING: u8 = 0;
-    pub const RUNNING: u8 = 1;
-    pub const DONE: u8 = 2;
-
-    pub fn set(&self, phase: u8) {
-        self.0.store(phase, Ordering::SeqCst);
+    fn set(&self, phase: PhaseKind) {
+        self.0.store(phase as u8, Ordering::SeqCst);
     }
 
-    fn get(&self) -> u8 {
-        self.0.load(Ordering::SeqCst)
+    fn get(&self) -> PhaseKind {
+        match self.0.load(Ordering::SeqCst) {
+            0 => PhaseKind::Building,
+            1 => PhaseKind::Running,
+            _ => PhaseKind::Done,
+        }
     }
 }
 
-pub fn stop_on_signals(shutdown: Shutdown, phase: Phase) -> anyhow::Result<()> {
+fn stop_on_signals(shutdown: Shutdown, phase: Phase) -> anyhow::Result<()> {
     let signalled = AtomicBool::new(false);
     ctrlc::set_handler(move || {
-        if phase.get() == Phase::BUILDING {
+        if phase.get() == PhaseKind::Building {
             exit_signalled("signalled while starting, before any frame");
         }
         if signalled.swap(true, Ordering::SeqCst) {
@@ -152,7 +175,7 @@ pub fn stop_on_signals(shutdown: Shutdown, phase: Phase) -> anyhow::Result<()> {
         let phase = phase.clone();
         thread::spawn(move || {
             thread::sleep(DRAIN_LIMIT);
-            if phase.get() != Phase::DONE {
+            if phase.get() != PhaseKind::Done {
                 exit_signalled(&format!(
                     "not drained {} ms after the signal, exiting without the report",
                     DRAIN_LIMIT.as_millis()

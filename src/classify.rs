@@ -1,20 +1,19 @@
-//! `scened classify`: still images through the same resize and engine the pipeline uses.
+//! `scened classify`: still images through the library's [`Classifier`], one JSON line each.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Context;
-use scened_pipeline::infer::{self, Engine, EngineOptions, Session};
-use scened_pipeline::resize::Preprocessor;
-use scened_pipeline::{decode, npy};
+use scened_pipeline::classify::{Classified, Classifier};
+use scened_pipeline::infer::{self, EngineOptions};
+use scened_pipeline::npy;
 use serde::Serialize;
 
 use crate::cli::ClassifyArgs;
 
 #[derive(Serialize)]
-struct Classified<'a> {
+struct Line<'a> {
     image: &'a Path,
     top: Vec<Ranked>,
     infer_ms: f64,
@@ -32,9 +31,7 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
         threads: args.threads,
         labels: args.labels.clone(),
     };
-    let engine = Engine::load(&args.model, &options)?;
-    let mut session = engine.session()?;
-    let mut pre = Preprocessor::new(engine.input().clone(), args.fit.into());
+    let mut classifier = Classifier::load(&args.model, &options, args.fit.into())?;
     if let Some(dir) = &args.dump {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -42,7 +39,16 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     // One bad image is reported and skipped; the exit code still says something failed.
     for path in &args.images {
-        match classify(&engine, &mut session, &mut pre, path, args) {
+        let line = classifier
+            .classify_file(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|classified| {
+                if let Some(dir) = &args.dump {
+                    dump(dir, path, &classified)?;
+                }
+                line(&classifier, path, &classified, args.top)
+            });
+        match line {
             Ok(line) => writeln!(out, "{line}").context("cannot write to stdout")?,
             Err(err) => {
                 eprintln!("error: {err:#}");
@@ -57,43 +63,38 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn classify(
-    engine: &Engine,
-    session: &mut Session,
-    pre: &mut Preprocessor,
-    path: &Path,
-    args: &ClassifyArgs,
-) -> anyhow::Result<String> {
-    let image = decode::load_rgb(path)?;
-    let input = pre
-        .process(&image)
-        .with_context(|| path.display().to_string())?;
-    let dump_input = args.dump.as_ref().map(|_| input.clone());
-    let started = Instant::now();
-    let result = session
-        .run(input)
-        .with_context(|| path.display().to_string())?;
-    let infer_ms = started.elapsed().as_secs_f64() * 1e3;
-    if let (Some(dir), Some(input)) = (&args.dump, dump_input) {
-        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-        for (suffix, tensor) in [("input", &input), ("output", &result.raw)] {
-            let file = dir.join(format!("{stem}.{suffix}.npy"));
-            let bytes = npy::to_npy(tensor).map_err(anyhow::Error::msg)?;
-            std::fs::write(&file, bytes)
-                .with_context(|| format!("cannot write {}", file.display()))?;
-        }
+/// `<stem>.input.npy` (the exact tensor given to tract) and `<stem>.output.npy` (the raw
+/// output, in the model's own type) in `dir`.
+fn dump(dir: &Path, image: &Path, classified: &Classified) -> anyhow::Result<()> {
+    let stem = image.file_stem().unwrap_or_default().to_string_lossy();
+    for (suffix, tensor) in [
+        ("input", &classified.input),
+        ("output", &classified.inference.raw),
+    ] {
+        let file = dir.join(format!("{stem}.{suffix}.npy"));
+        std::fs::write(&file, npy::to_npy(tensor)?)
+            .with_context(|| format!("cannot write {}", file.display()))?;
     }
-    let top = infer::top_k(&result.probs, args.top)
+    Ok(())
+}
+
+fn line(
+    classifier: &Classifier,
+    image: &Path,
+    classified: &Classified,
+    top: usize,
+) -> anyhow::Result<String> {
+    let top = infer::top_k(&classified.inference.probs, top)
         .into_iter()
         .map(|(index, score)| Ranked {
             index,
-            label: engine.label(index),
+            label: classifier.engine().label(index),
             score,
         })
         .collect();
-    Ok(serde_json::to_string(&Classified {
-        image: path,
+    Ok(serde_json::to_string(&Line {
+        image,
         top,
-        infer_ms,
+        infer_ms: classified.infer_time.as_secs_f64() * 1e3,
     })?)
 }

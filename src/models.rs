@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::time::Instant;
-
 use anyhow::Context;
+use scened_pipeline::classify::Classifier;
 use scened_pipeline::infer::{inspect::TensorInfo, Engine, EngineOptions};
-use scened_pipeline::resize::{Fit, Preprocessor};
+use scened_pipeline::resize::Fit;
+use scened_pipeline::source::DEFAULT_MAX_PIXELS;
 use scened_pipeline::{decode, stats};
 use serde::Serialize;
 
@@ -85,7 +85,7 @@ struct BenchLine<'a> {
 pub fn bench(args: &ModelsBenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let image = match &args.image {
-        Some(path) => decode::load_rgb(path)?,
+        Some(path) => decode::load_rgb(path, DEFAULT_MAX_PIXELS)?,
         None => image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128])),
     };
     for path in &args.models {
@@ -93,18 +93,15 @@ pub fn bench(args: &ModelsBenchArgs) -> anyhow::Result<ExitCode> {
             threads: args.threads,
             labels: None,
         };
-        let engine = Engine::load(path, &options)?;
-        let mut session = engine.session()?;
-        let input = Preprocessor::new(engine.input().clone(), Fit::CenterCrop).process(&image)?;
+        let mut classifier = Classifier::load(path, &options, Fit::CenterCrop)?;
+        let input = classifier.input(&image)?;
         let mut ms = Vec::with_capacity(args.runs);
         for i in 0..args.warmup + args.runs {
-            let input = input.clone();
-            let started = Instant::now();
-            session
-                .run(input)
+            let (_, took) = classifier
+                .infer(input.clone())
                 .with_context(|| path.display().to_string())?;
             if i >= args.warmup {
-                ms.push(started.elapsed().as_secs_f64() * 1e3);
+                ms.push(took.as_secs_f64() * 1e3);
             }
         }
         ms.sort_by(f64::total_cmp);
@@ -119,7 +116,7 @@ pub fn bench(args: &ModelsBenchArgs) -> anyhow::Result<ExitCode> {
         };
         println!("{}", serde_json::to_string(&line)?);
         if args.profile {
-            print_profile(&session.profile(input)?);
+            print_profile(&classifier.profile(input)?);
         }
     }
     Ok(ExitCode::SUCCESS)

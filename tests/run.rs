@@ -9,14 +9,15 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use scened_pipeline::decode;
+use scened_pipeline::classify::Classifier;
+use scened_pipeline::config::Config;
 use scened_pipeline::infer::stage::InferConfig;
-use scened_pipeline::infer::top_k;
-use scened_pipeline::pipeline::{EdgesConfig, LabelEvent, OutputConfig, PipelineConfig};
+use scened_pipeline::infer::{top_k, EngineOptions};
+use scened_pipeline::pipeline::{EdgesConfig, LabelEvent, OutputConfig, Pipeline};
 use scened_pipeline::queue::{EdgeConfig, EdgeStats, WhenFull};
-use scened_pipeline::resize::{Fit, Preprocessor};
+use scened_pipeline::resize::Fit;
 use scened_pipeline::runner::{PipelineReport, StopReason};
-use scened_pipeline::smooth::SmoothConfig;
+use scened_pipeline::smooth::{EmaConfig, SmoothConfig};
 use scened_pipeline::source::clip::ClipConfig;
 use scened_pipeline::source::images::ImagesConfig;
 use scened_pipeline::source::SourceConfig;
@@ -43,8 +44,8 @@ pub(crate) fn every_edge(capacity: usize, when_full: WhenFull) -> EdgesConfig {
 }
 
 /// The demo clip as fast as the pipeline takes it, every frame to the sink.
-pub(crate) fn demo_clip(edges: EdgesConfig) -> PipelineConfig {
-    PipelineConfig {
+pub(crate) fn demo_clip(edges: EdgesConfig) -> Config {
+    Config {
         source: SourceConfig::Clip(ClipConfig {
             fps: 0.0,
             ..ClipConfig::default()
@@ -55,15 +56,15 @@ pub(crate) fn demo_clip(edges: EdgesConfig) -> PipelineConfig {
         },
         edges,
         output: OutputConfig { every_frame: true },
-        ..PipelineConfig::default()
+        ..Config::default()
     }
 }
 
 pub(crate) fn run_with(
-    config: &PipelineConfig,
+    config: &Config,
     mut on_event: impl FnMut(&LabelEvent),
 ) -> (Vec<LabelEvent>, PipelineReport) {
-    let pipeline = config.build().unwrap_or_else(|e| panic!("{e}"));
+    let pipeline = Pipeline::build(config).unwrap_or_else(|e| panic!("{e}"));
     let mut events = Vec::new();
     let report = pipeline
         .run(&Shutdown::new(), |event| {
@@ -76,7 +77,7 @@ pub(crate) fn run_with(
     (events, report)
 }
 
-pub(crate) fn run(config: &PipelineConfig) -> (Vec<LabelEvent>, PipelineReport) {
+pub(crate) fn run(config: &Config) -> (Vec<LabelEvent>, PipelineReport) {
     run_with(config, |_| {})
 }
 
@@ -130,16 +131,15 @@ fn the_demo_clip_is_labelled_scene_by_scene() {
 }
 
 /// Every photo in `dir` once, as fast as the blocking queues take them, unsmoothed.
-pub(crate) fn photo_folder(dir: PathBuf) -> PipelineConfig {
-    PipelineConfig {
+pub(crate) fn photo_folder(dir: PathBuf) -> Config {
+    Config {
         source: SourceConfig::Images(ImagesConfig {
             dir,
-            looping: false,
             fps: 0.0,
-            recursive: false,
+            ..ImagesConfig::default()
         }),
         // alpha 1 is no smoothing: each photo is a different scene, shown for one frame.
-        smooth: SmoothConfig::Ema { alpha: 1.0 },
+        smooth: SmoothConfig::Ema(EmaConfig { alpha: 1.0 }),
         ..demo_clip(every_edge(2, WhenFull::Block))
     }
 }
@@ -151,9 +151,8 @@ fn an_images_folder_gets_each_photo_s_own_label() {
     let (events, report) = run(&config);
 
     // What classifying each photo on its own gives, in file-name order.
-    let engine = config.infer.build().unwrap();
-    let mut session = engine.session().unwrap();
-    let mut pre = Preprocessor::new(engine.input().clone(), Fit::CenterCrop);
+    let options = EngineOptions::default();
+    let mut classifier = Classifier::load(config.infer.model(), &options, Fit::CenterCrop).unwrap();
     let mut photos: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -162,9 +161,8 @@ fn an_images_folder_gets_each_photo_s_own_label() {
     let expected: Vec<String> = photos
         .iter()
         .map(|photo| {
-            let input = pre.process(&decode::load_rgb(photo).unwrap()).unwrap();
-            let probs = session.run(input).unwrap().probs;
-            engine.label(top_k(&probs, 1)[0].0)
+            let probs = classifier.classify_file(photo).unwrap().inference.probs;
+            classifier.engine().label(top_k(&probs, 1)[0].0)
         })
         .collect();
 
@@ -189,7 +187,7 @@ fn an_images_folder_gets_each_photo_s_own_label() {
 fn drop_policies_behave_as_declared_and_every_frame_is_accounted_for() {
     for when_full in [WhenFull::Block, WhenFull::DropNewest, WhenFull::DropOldest] {
         let config = demo_clip(every_edge(1, when_full));
-        let pipeline = config.build().unwrap();
+        let pipeline = Pipeline::build(&config).unwrap();
         let capture_out = pipeline.edges()[0].clone();
         assert_eq!(capture_out.stats().name, "resize");
         let mut events: Vec<LabelEvent> = Vec::new();

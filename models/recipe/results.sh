@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's Results, in one sitting: `scened eval` of the six shipped models on eval/photos,
+# docs/results.md's tables, in one sitting: `scened eval` of the six shipped models on eval/photos,
 # then tract against LiteRT-XNNPACK on the same files, one thread, back to back
 # (compare_runtimes.py). Release build; PYTHON is the recipe's venv (requirements.txt).
 set -euo pipefail

@@ -14,8 +14,13 @@ thread_local! {
 
 static QUIET_HOOK: Once = Once::new();
 
-/// Runs `f`, turning a panic into `Err(message)`.
-pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+/// A panic caught by [`catch`]: its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Panic(pub String);
+
+/// Runs `f`, turning a panic into an error carrying its message.
+pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
     QUIET_HOOK.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
@@ -27,7 +32,7 @@ pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     let outer = CONTAINED.replace(true);
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     CONTAINED.set(outer);
-    result.map_err(|payload| message(payload.as_ref()))
+    result.map_err(|payload| Panic(message(payload.as_ref())))
 }
 
 pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
@@ -44,6 +49,6 @@ mod tests {
     fn panic_becomes_error_and_normal_results_pass() {
         assert_eq!(super::catch(|| 7), Ok(7));
         let err = super::catch(|| -> u8 { panic!("boom {}", 3) }).unwrap_err();
-        assert_eq!(err, "boom 3");
+        assert_eq!(err.to_string(), "boom 3");
     }
 }

@@ -290,9 +290,18 @@ mod tests {
 
     #[test]
     fn the_process_metrics_the_dashboards_use_are_collected_under_these_names() {
-        // Spin a little first, so the CPU time read is more than the clock's tick.
-        let spun = std::time::Instant::now();
-        while spun.elapsed() < Duration::from_millis(50) {
+        // Burn 50 ms of CPU first (not of wall clock: on a loaded machine this thread may not
+        // run at all for that long), so the CPU time read is several of the kernel's ticks.
+        let cpu_time = || {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: clock_gettime writes only the struct it is given.
+            unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+            Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+        };
+        while cpu_time() < Duration::from_millis(50) {
             std::hint::black_box(());
         }
         let (recorded, ()) = record(|| metrics_process::Collector::default().collect());

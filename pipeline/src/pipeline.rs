@@ -1,10 +1,11 @@
 //! The whole pipeline from one config: source → resize → infer → smooth → the caller's sink
 //!
-//! [`PipelineConfig::build`] does everything that can fail before a frame moves (checks every
-//! setting, loads the model, opens the source), so start-up fails fast and `scened validate`
+//! [`Pipeline::build`] does everything that can fail before a frame moves (checks each stage's
+//! settings, loads the model, opens the source), so start-up fails fast and `scened validate`
 //! reuses it. [`Pipeline::run`] starts a thread per stage, feeds the caller's sink on the
 //! calling thread until the stream ends, the shutdown is triggered or the sink says stop, then
-//! joins every thread and returns the report.
+//! joins every thread and returns the report. Each label's capture-to-label latency is
+//! measured there, once, as it leaves for the sink.
 
 use std::io;
 use std::ops::ControlFlow;
@@ -13,42 +14,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
-use crate::bench::{BenchConfig, BenchConfigError};
+use crate::config::{Config, Invalid};
 use crate::frame::{Frame, ModelInput, Scores};
-use crate::infer::stage::{InferConfig, InferStage};
+use crate::infer::stage::InferStage;
 use crate::infer::{Engine, InferError, ModelError};
 use crate::metrics;
-use crate::queue::{EdgeConfig, EdgeConfigError, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
-use crate::resize::{ResizeConfig, ResizeStage};
-use crate::runner::{spawn_source, spawn_stage, PipelineReport, Probe, Watchdog};
-use crate::smooth::{SmoothConfig, SmoothConfigError, Smoothed, Smoother};
-use crate::source::{Limited, SourceConfig, SourceError};
+use crate::queue::{EdgeConfig, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
+use crate::resize::ResizeStage;
+use crate::runner::{
+    spawn_source, spawn_stage, LatencyMeter, PipelineReport, Probe, SinkReport, Watchdog,
+};
+use crate::smooth::{Smoothed, Smoother};
+use crate::source::{Limited, SourceError};
 use crate::stage::{Shutdown, Source};
-use crate::telemetry::{LiveStatus, TelemetryConfig};
-
-/// Everything a run needs; every field has a default, so an empty config plays the demo clip.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PipelineConfig {
-    /// Where frames come from.
-    pub source: SourceConfig,
-    /// How frames are fitted to the model's input.
-    pub resize: ResizeConfig,
-    /// The model and how it runs.
-    pub infer: InferConfig,
-    /// How per-frame scores become a steady label.
-    pub smooth: SmoothConfig,
-    /// The bounded queues between stages.
-    pub edges: EdgesConfig,
-    /// When to stop, besides the end of the source and a shutdown.
-    pub stop: StopConfig,
-    /// Which labels reach the sink.
-    pub output: OutputConfig,
-    /// Metrics and status over HTTP (started by the daemon, not by [`PipelineConfig::build`]).
-    pub telemetry: TelemetryConfig,
-    /// `scened bench`'s thresholds; checked here, used only by `scened bench`.
-    pub bench: BenchConfig,
-}
+use crate::telemetry::LiveStatus;
 
 /// The edges, each named after the stage it feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -65,26 +44,39 @@ pub struct EdgesConfig {
 }
 
 /// Live defaults. In front of inference, the slowest stage, a stale frame is worse than a
-/// lost one: keep one frame, the newest. After it, every score counts and the stages are
-/// cheap: block, so a slow reader of the output holds back inference rather than lose labels.
+/// lost one: keep one frame, the newest.
+pub const DEFAULT_EDGE_BEFORE_INFER: EdgeConfig = EdgeConfig {
+    capacity: 1,
+    when_full: WhenFull::DropOldest,
+};
+/// After inference every score counts and the stages are cheap: block, so a slow reader of
+/// the output holds back inference rather than lose labels.
+pub const DEFAULT_EDGE_SMOOTH: EdgeConfig = EdgeConfig {
+    capacity: 4,
+    when_full: WhenFull::Block,
+};
+pub const DEFAULT_EDGE_SINK: EdgeConfig = EdgeConfig {
+    capacity: 16,
+    when_full: WhenFull::Block,
+};
+
 impl Default for EdgesConfig {
     fn default() -> Self {
-        let newest = EdgeConfig {
-            capacity: 1,
-            when_full: WhenFull::DropOldest,
-        };
         Self {
-            resize: newest,
-            infer: newest,
-            smooth: EdgeConfig {
-                capacity: 4,
-                when_full: WhenFull::Block,
-            },
-            sink: EdgeConfig {
-                capacity: 16,
-                when_full: WhenFull::Block,
-            },
+            resize: DEFAULT_EDGE_BEFORE_INFER,
+            infer: DEFAULT_EDGE_BEFORE_INFER,
+            smooth: DEFAULT_EDGE_SMOOTH,
+            sink: DEFAULT_EDGE_SINK,
         }
+    }
+}
+
+impl EdgesConfig {
+    pub fn check(&self) -> Result<(), Invalid> {
+        self.resize.check("resize")?;
+        self.infer.check("infer")?;
+        self.smooth.check("smooth")?;
+        self.sink.check("sink")
     }
 }
 
@@ -124,15 +116,7 @@ pub struct OutputConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(transparent)]
-    Edge(#[from] EdgeConfigError),
-    #[error(transparent)]
-    Smooth(#[from] SmoothConfigError),
-    #[error("stop.{field} must be {expected}, got {value}")]
-    Stop {
-        field: &'static str,
-        expected: &'static str,
-        value: String,
-    },
+    Invalid(#[from] Invalid),
     // Not `#[from]`: that would also make the error its source, and print it twice in a chain.
     #[error("infer: {0}")]
     Model(ModelError),
@@ -140,69 +124,19 @@ pub enum BuildError {
     Session(InferError),
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error(transparent)]
-    Bench(#[from] BenchConfigError),
 }
 
 impl StopConfig {
     /// The run time limit and the stall limit.
-    fn check(&self) -> Result<(Option<Duration>, Duration), BuildError> {
-        if self.after_frames == Some(0) {
-            return Err(BuildError::Stop {
-                field: "after_frames",
-                expected: "at least 1",
-                value: "0".into(),
-            });
-        }
+    pub fn check(&self) -> Result<(Option<Duration>, Duration), Invalid> {
+        let frames = self.after_frames;
+        Invalid::check(frames != Some(0), "stop.after_frames", "at least 1", 0)?;
         let run_for = self
             .after_seconds
-            .map(|seconds| positive("after_seconds", seconds))
+            .map(|seconds| Invalid::positive_seconds("stop.after_seconds", seconds))
             .transpose()?;
-        Ok((run_for, positive("stall_seconds", self.stall_seconds)?))
-    }
-}
-
-fn positive(field: &'static str, seconds: f64) -> Result<Duration, BuildError> {
-    match Duration::try_from_secs_f64(seconds) {
-        Ok(duration) if !duration.is_zero() => Ok(duration),
-        _ => Err(BuildError::Stop {
-            field,
-            expected: "more than 0",
-            value: seconds.to_string(),
-        }),
-    }
-}
-
-impl PipelineConfig {
-    /// Checks every setting, loads the model and opens the source, cheapest first. Install a
-    /// metrics recorder before: the edges register their metrics here.
-    pub fn build(&self) -> Result<Pipeline, BuildError> {
-        let edges = Edges {
-            resize: self.edges.resize.build("resize")?,
-            infer: self.edges.infer.build("infer")?,
-            smooth: self.edges.smooth.build("smooth")?,
-            sink: self.edges.sink.build("sink")?,
-        };
-        let smooth = self.smooth.build()?;
-        let (run_for, stall_after) = self.stop.check()?;
-        self.bench.check()?;
-        let engine = self.infer.build().map_err(BuildError::Model)?;
-        let infer = InferStage::new(&engine).map_err(BuildError::Session)?;
-        let resize = self.resize.build(&engine);
-        // Last, so a camera does not stream into its buffers while the model loads.
-        let source = Limited::new(self.source.build()?, self.stop.after_frames, run_for);
-        Ok(Pipeline {
-            engine,
-            source,
-            resize,
-            infer,
-            smooth,
-            edges,
-            deadline: self.source.frame_period(),
-            stall_after,
-            every_frame: self.output.every_frame,
-            status: None,
-        })
+        let stall_after = Invalid::positive_seconds("stop.stall_seconds", self.stall_seconds)?;
+        Ok((run_for, stall_after))
     }
 }
 
@@ -247,6 +181,37 @@ pub struct LabelEvent {
 }
 
 impl Pipeline {
+    /// Loads the model and opens the source, after checking each stage's settings, cheapest
+    /// first. Install a metrics recorder before: the edges register their metrics here.
+    pub fn build(config: &Config) -> Result<Self, BuildError> {
+        let edges = Edges {
+            resize: config.edges.resize.build("resize")?,
+            infer: config.edges.infer.build("infer")?,
+            smooth: config.edges.smooth.build("smooth")?,
+            sink: config.edges.sink.build("sink")?,
+        };
+        let smooth = config.smooth.build()?;
+        let (run_for, stall_after) = config.stop.check()?;
+        let engine = config.infer.build().map_err(BuildError::Model)?;
+        let infer = InferStage::new(&engine).map_err(BuildError::Session)?;
+        let resize = config.resize.build(&engine);
+        // Last, so a camera does not stream into its buffers while the model loads.
+        let source = config.source.build()?;
+        let source = Limited::new(source, config.stop.after_frames, run_for);
+        Ok(Self {
+            engine,
+            source,
+            resize,
+            infer,
+            smooth,
+            edges,
+            deadline: config.source.frame_period(),
+            stall_after,
+            every_frame: config.output.every_frame,
+            status: None,
+        })
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -322,7 +287,7 @@ impl Pipeline {
                 smooth,
                 smooth_in,
                 to_sink,
-                Probe::Latency { deadline },
+                Probe::None,
                 shutdown.clone(),
             )?);
             Watchdog::spawn(&handles, shutdown.clone(), stall_after)
@@ -348,18 +313,19 @@ impl Pipeline {
             status.started(&model, &dtype);
         }
         let clock = WallClock::now();
+        let mut latencies = LatencyMeter::new(deadline);
         // The label's name, resolved when it changes rather than per frame.
         let mut shown: Option<String> = None;
         while let Ok(Some(smoothed)) = sink_in.recv_unless(shutdown.aborted()) {
             let now = Instant::now();
             let stamp = smoothed.stamp;
+            let latency = latencies.record(stamp, now);
             if smoothed.changed {
                 let label = engine.label(smoothed.label);
                 metrics::record_label_change(shown.as_deref(), &label);
                 shown = Some(label);
             }
             let label = shown.as_deref().unwrap_or_default();
-            let latency = stamp.age_at(now);
             if let Some(status) = &status {
                 status.labelled(label, smoothed.score, latency, now);
             }
@@ -386,7 +352,10 @@ impl Pipeline {
         drop(sink_in);
         let mut report = PipelineReport::join(handles);
         watchdog.stop();
-        report.sink = Some(sink_watch.stats());
+        report.sink = Some(SinkReport {
+            edge: sink_watch.stats(),
+            latency: latencies.finish(),
+        });
         Ok(report)
     }
 }

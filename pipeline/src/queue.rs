@@ -10,6 +10,7 @@ use ::metrics::{counter, gauge, Counter, Gauge};
 use crossbeam_channel::{select_biased, Receiver, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Invalid;
 use crate::metrics::{
     FRAMES_DROPPED_TOTAL, QUEUE, QUEUE_CAPACITY, QUEUE_DEPTH, QUEUE_HIGH_WATER, REASON, STAGE,
 };
@@ -68,27 +69,23 @@ pub struct EdgeConfig {
     pub when_full: WhenFull,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum EdgeConfigError {
-    #[error("edges.{queue}.capacity must be 1 to {MAX_CAPACITY}, got {capacity}")]
-    Capacity {
-        queue: &'static str,
-        capacity: usize,
-    },
-}
-
 impl EdgeConfig {
+    /// Checks the edge named `name` (the stage it feeds).
+    pub fn check(&self, name: &str) -> Result<(), Invalid> {
+        Invalid::check(
+            (1..=MAX_CAPACITY).contains(&self.capacity),
+            &format!("edges.{name}.capacity"),
+            "1 to 4096",
+            self.capacity,
+        )
+    }
+
     /// Creates the edge named `name` (the stage it feeds) and registers its metrics.
     pub fn build<T>(
         &self,
         name: &'static str,
-    ) -> Result<(EdgeSender<T>, EdgeReceiver<T>), EdgeConfigError> {
-        if !(1..=MAX_CAPACITY).contains(&self.capacity) {
-            return Err(EdgeConfigError::Capacity {
-                queue: name,
-                capacity: self.capacity,
-            });
-        }
+    ) -> Result<(EdgeSender<T>, EdgeReceiver<T>), Invalid> {
+        self.check(name)?;
         let (tx, rx) = crossbeam_channel::bounded(self.capacity);
         let mode = match self.when_full {
             WhenFull::Block => Mode::Block,
@@ -108,16 +105,30 @@ impl EdgeConfig {
 }
 
 /// Counts of dropped items, by reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DropCounts {
     pub queue_full: u64,
     pub evicted: u64,
+    /// Serialized as reports have always named it.
+    #[serde(rename = "consumer_gone")]
     pub disconnected: u64,
 }
 
 impl DropCounts {
     pub fn total(&self) -> u64 {
         self.queue_full + self.evicted + self.disconnected
+    }
+}
+
+impl std::ops::Add for DropCounts {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            queue_full: self.queue_full + other.queue_full,
+            evicted: self.evicted + other.evicted,
+            disconnected: self.disconnected + other.disconnected,
+        }
     }
 }
 

@@ -80,7 +80,7 @@ impl Preprocessor {
         let src = ImageRef::new(w, h, frame.as_raw(), PixelType::U8x3)
             .map_err(|e| fail(e.to_string()))?;
         if self.fit == Fit::Letterbox {
-            return self.letterbox(&src).map_err(fail);
+            return self.letterbox(&src).map_err(|e| fail(e.to_string()));
         }
         self.resizer
             .resize(&src, &mut self.dst, &self.options)
@@ -88,16 +88,14 @@ impl Preprocessor {
         Ok(self.spec.tensor(self.dst.buffer()))
     }
 
-    fn letterbox(&mut self, src: &ImageRef<'_>) -> Result<Tensor, String> {
+    fn letterbox(&mut self, src: &ImageRef<'_>) -> Result<Tensor, fast_image_resize::ResizeError> {
         let (sw, sh) = (src.width() as f64, src.height() as f64);
         let (dw, dh) = (self.spec.width, self.spec.height);
         let scale = (dw as f64 / sw).min(dh as f64 / sh);
         let fw = ((sw * scale).round() as u32).clamp(1, dw);
         let fh = ((sh * scale).round() as u32).clamp(1, dh);
         let mut fitted = Image::new(fw, fh, PixelType::U8x3);
-        self.resizer
-            .resize(src, &mut fitted, &self.options)
-            .map_err(|e| e.to_string())?;
+        self.resizer.resize(src, &mut fitted, &self.options)?;
         let fill: [u8; 3] = self.spec.mean.map(|m| m.round().clamp(0.0, 255.0) as u8);
         let canvas = self.dst.buffer_mut();
         for px in canvas.chunks_exact_mut(3) {

@@ -5,6 +5,7 @@ use ringbuf::traits::{Consumer, RingBuffer};
 use ringbuf::LocalRb;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Invalid;
 use crate::frame::{Scores, Stamp, Stamped};
 use crate::stage::{Stage, StageError};
 
@@ -17,120 +18,121 @@ pub const MAX_WINDOW_FRAMES: usize = 18_000;
 
 /// How scores are smoothed over time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SmoothConfig {
     /// Exponential moving average of each class's probability; the label is its top-1.
-    Ema {
-        /// Weight of the newest frame, in (0, 1]: 1 follows every frame, 0.1 changes slowly.
-        #[serde(default = "default_alpha")]
-        alpha: f32,
-    },
+    Ema(EmaConfig),
     /// Majority vote over the last `frames` top-1 labels; a tie goes to the most recent.
-    Window {
-        /// Frames that vote, 1 to 18000.
-        #[serde(default = "default_frames")]
-        frames: usize,
-    },
+    Window(WindowConfig),
     /// The label stays until another one leads it by `margin` for `min_dwell_frames` frames
     /// in a row.
-    Hysteresis {
-        /// Probability lead a challenger needs over the current label, in [0, 1].
-        #[serde(default = "default_margin")]
-        margin: f32,
-        /// Consecutive frames the challenger must lead, at least 1.
-        #[serde(default = "default_min_dwell_frames")]
-        min_dwell_frames: u32,
-    },
+    Hysteresis(HysteresisConfig),
 }
 
-fn default_alpha() -> f32 {
-    DEFAULT_EMA_ALPHA
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmaConfig {
+    /// Weight of the newest frame, in (0, 1]: 1 follows every frame, 0.1 changes slowly.
+    pub alpha: f32,
 }
 
-fn default_frames() -> usize {
-    DEFAULT_WINDOW_FRAMES
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Frames that vote, 1 to 18000.
+    pub frames: usize,
 }
 
-fn default_margin() -> f32 {
-    DEFAULT_HYSTERESIS_MARGIN
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HysteresisConfig {
+    /// Probability lead a challenger needs over the current label, in [0, 1].
+    pub margin: f32,
+    /// Consecutive frames the challenger must lead, at least 1.
+    pub min_dwell_frames: u32,
 }
 
-fn default_min_dwell_frames() -> u32 {
-    DEFAULT_MIN_DWELL_FRAMES
-}
-
-impl Default for SmoothConfig {
+impl Default for EmaConfig {
     fn default() -> Self {
-        Self::Ema {
+        Self {
             alpha: DEFAULT_EMA_ALPHA,
         }
     }
 }
 
-#[derive(Debug, PartialEq, thiserror::Error)]
-#[error("smooth.{field} must be {expected}, got {value}")]
-pub struct SmoothConfigError {
-    pub field: &'static str,
-    pub expected: &'static str,
-    pub value: String,
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self {
+            frames: DEFAULT_WINDOW_FRAMES,
+        }
+    }
 }
 
-fn check<T: ToString>(
-    ok: bool,
-    field: &'static str,
-    expected: &'static str,
-    value: T,
-) -> Result<(), SmoothConfigError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(SmoothConfigError {
-            field,
-            expected,
-            value: value.to_string(),
-        })
+impl Default for HysteresisConfig {
+    fn default() -> Self {
+        Self {
+            margin: DEFAULT_HYSTERESIS_MARGIN,
+            min_dwell_frames: DEFAULT_MIN_DWELL_FRAMES,
+        }
+    }
+}
+
+impl Default for SmoothConfig {
+    fn default() -> Self {
+        Self::Ema(EmaConfig::default())
     }
 }
 
 impl SmoothConfig {
-    pub fn build(&self) -> Result<Smoother, SmoothConfigError> {
-        let mode = match *self {
-            Self::Ema { alpha } => {
-                // Written so NaN fails too.
-                check(alpha > 0.0 && alpha <= 1.0, "alpha", "in (0, 1]", alpha)?;
-                Mode::Ema {
-                    alpha,
-                    average: Vec::new(),
-                }
-            }
-            Self::Window { frames } => {
-                check(
-                    (1..=MAX_WINDOW_FRAMES).contains(&frames),
-                    "frames",
-                    "1 to 18000",
-                    frames,
-                )?;
-                Mode::Window {
-                    votes: LocalRb::new(frames),
-                }
-            }
-            Self::Hysteresis {
+    pub fn check(&self) -> Result<(), Invalid> {
+        match *self {
+            // Written so NaN fails too.
+            Self::Ema(EmaConfig { alpha }) => Invalid::check(
+                alpha > 0.0 && alpha <= 1.0,
+                "smooth.alpha",
+                "in (0, 1]",
+                alpha,
+            ),
+            Self::Window(WindowConfig { frames }) => Invalid::check(
+                (1..=MAX_WINDOW_FRAMES).contains(&frames),
+                "smooth.frames",
+                "1 to 18000",
+                frames,
+            ),
+            Self::Hysteresis(HysteresisConfig {
                 margin,
                 min_dwell_frames,
-            } => {
-                check((0.0..=1.0).contains(&margin), "margin", "in [0, 1]", margin)?;
-                check(
+            }) => {
+                let margin_ok = (0.0..=1.0).contains(&margin);
+                Invalid::check(margin_ok, "smooth.margin", "in [0, 1]", margin)?;
+                Invalid::check(
                     min_dwell_frames >= 1,
-                    "min_dwell_frames",
+                    "smooth.min_dwell_frames",
                     "at least 1",
                     min_dwell_frames,
-                )?;
-                Mode::Hysteresis {
-                    margin,
-                    min_dwell_frames,
-                    challenger: None,
-                }
+                )
             }
+        }
+    }
+
+    pub fn build(&self) -> Result<Smoother, Invalid> {
+        self.check()?;
+        let mode = match *self {
+            Self::Ema(EmaConfig { alpha }) => Mode::Ema {
+                alpha,
+                average: Vec::new(),
+            },
+            Self::Window(WindowConfig { frames }) => Mode::Window {
+                votes: LocalRb::new(frames),
+            },
+            Self::Hysteresis(HysteresisConfig {
+                margin,
+                min_dwell_frames,
+            }) => Mode::Hysteresis {
+                margin,
+                min_dwell_frames,
+                challenger: None,
+            },
         };
         Ok(Smoother {
             mode,
@@ -355,19 +357,19 @@ mod tests {
     #[test]
     fn raw_top1_flickers_on_the_crafted_sequence() {
         // alpha = 1 is no smoothing: the sequence really does flicker.
-        let raw = labels(SmoothConfig::Ema { alpha: 1.0 }, &flickering());
+        let raw = labels(SmoothConfig::Ema(EmaConfig { alpha: 1.0 }), &flickering());
         assert_eq!(changes(&raw), 5);
     }
 
     #[test]
     fn every_mode_suppresses_one_frame_spikes() {
         for config in [
-            SmoothConfig::Ema { alpha: 0.3 },
-            SmoothConfig::Window { frames: 3 },
-            SmoothConfig::Hysteresis {
+            SmoothConfig::Ema(EmaConfig { alpha: 0.3 }),
+            SmoothConfig::Window(WindowConfig { frames: 3 }),
+            SmoothConfig::Hysteresis(HysteresisConfig {
                 margin: 0.1,
                 min_dwell_frames: 2,
-            },
+            }),
         ] {
             let smoothed = labels(config.clone(), &flickering());
             assert_eq!(smoothed, vec![0; 12], "{config:?}");
@@ -378,13 +380,13 @@ mod tests {
     fn every_mode_follows_a_lasting_change() {
         let lasting = two_class(&[0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]);
         for (config, switch_at) in [
-            (SmoothConfig::Ema { alpha: 0.4 }, 4),
-            (SmoothConfig::Window { frames: 3 }, 4),
+            (SmoothConfig::Ema(EmaConfig { alpha: 0.4 }), 4),
+            (SmoothConfig::Window(WindowConfig { frames: 3 }), 4),
             (
-                SmoothConfig::Hysteresis {
+                SmoothConfig::Hysteresis(HysteresisConfig {
                     margin: 0.5,
                     min_dwell_frames: 3,
-                },
+                }),
                 5,
             ),
         ] {
@@ -398,22 +400,22 @@ mod tests {
     fn window_ties_go_to_the_most_recent_vote() {
         let frames = two_class(&[0.1, 0.1, 0.9, 0.9]);
         assert_eq!(
-            labels(SmoothConfig::Window { frames: 4 }, &frames),
+            labels(SmoothConfig::Window(WindowConfig { frames: 4 }), &frames),
             [0, 0, 0, 1]
         );
         let frames = two_class(&[0.9, 0.9, 0.1, 0.1]);
         assert_eq!(
-            labels(SmoothConfig::Window { frames: 4 }, &frames),
+            labels(SmoothConfig::Window(WindowConfig { frames: 4 }), &frames),
             [1, 1, 1, 0]
         );
     }
 
     #[test]
     fn hysteresis_needs_the_margin_on_consecutive_frames() {
-        let config = SmoothConfig::Hysteresis {
+        let config = SmoothConfig::Hysteresis(HysteresisConfig {
             margin: 0.2,
             min_dwell_frames: 3,
-        };
+        });
         // Class 1 leads, but by less than the margin (0.58 - 0.42 = 0.16).
         let narrow = two_class(&[0.1, 0.58, 0.58, 0.58, 0.58]);
         assert_eq!(labels(config.clone(), &narrow), [0; 5]);
@@ -424,10 +426,10 @@ mod tests {
 
     #[test]
     fn hysteresis_resets_the_streak_when_the_challenger_changes() {
-        let config = SmoothConfig::Hysteresis {
+        let config = SmoothConfig::Hysteresis(HysteresisConfig {
             margin: 0.3,
             min_dwell_frames: 2,
-        };
+        });
         let frames = [
             scores(0, &[0.8, 0.1, 0.1]),
             scores(1, &[0.1, 0.8, 0.1]),
@@ -439,7 +441,9 @@ mod tests {
 
     #[test]
     fn the_first_label_and_every_switch_are_changes() {
-        let mut smoother = SmoothConfig::Window { frames: 1 }.build().expect("valid");
+        let mut smoother = SmoothConfig::Window(WindowConfig { frames: 1 })
+            .build()
+            .expect("valid");
         let changed: Vec<bool> = two_class(&[0.9, 0.9, 0.1])
             .iter()
             .map(|s| smoother.update(s).expect("valid").changed)
@@ -449,7 +453,9 @@ mod tests {
 
     #[test]
     fn ema_score_is_the_averaged_probability() {
-        let mut smoother = SmoothConfig::Ema { alpha: 0.5 }.build().expect("valid");
+        let mut smoother = SmoothConfig::Ema(EmaConfig { alpha: 0.5 })
+            .build()
+            .expect("valid");
         smoother.update(&scores(0, &[0.8, 0.2])).expect("valid");
         let out = smoother.update(&scores(1, &[0.4, 0.6])).expect("valid");
         assert_eq!(out.label, 0);
@@ -486,29 +492,29 @@ mod tests {
     fn build_names_the_bad_field() {
         let cases = [
             (
-                SmoothConfig::Ema { alpha: 0.0 },
+                SmoothConfig::Ema(EmaConfig { alpha: 0.0 }),
                 "smooth.alpha must be in (0, 1], got 0",
             ),
             (
-                SmoothConfig::Ema { alpha: f32::NAN },
+                SmoothConfig::Ema(EmaConfig { alpha: f32::NAN }),
                 "smooth.alpha must be in (0, 1], got NaN",
             ),
             (
-                SmoothConfig::Window { frames: 0 },
+                SmoothConfig::Window(WindowConfig { frames: 0 }),
                 "smooth.frames must be 1 to 18000, got 0",
             ),
             (
-                SmoothConfig::Hysteresis {
+                SmoothConfig::Hysteresis(HysteresisConfig {
                     margin: 1.5,
                     min_dwell_frames: 1,
-                },
+                }),
                 "smooth.margin must be in [0, 1], got 1.5",
             ),
             (
-                SmoothConfig::Hysteresis {
+                SmoothConfig::Hysteresis(HysteresisConfig {
                     margin: 0.1,
                     min_dwell_frames: 0,
-                },
+                }),
                 "smooth.min_dwell_frames must be at least 1, got 0",
             ),
         ];
@@ -524,17 +530,17 @@ mod tests {
             toml::from_str("kind = \"hysteresis\"\nmargin = 0.2").expect("parses");
         assert_eq!(
             parsed,
-            SmoothConfig::Hysteresis {
+            SmoothConfig::Hysteresis(HysteresisConfig {
                 margin: 0.2,
                 min_dwell_frames: DEFAULT_MIN_DWELL_FRAMES
-            }
+            })
         );
         let parsed: SmoothConfig = toml::from_str("kind = \"window\"").expect("parses");
         assert_eq!(
             parsed,
-            SmoothConfig::Window {
+            SmoothConfig::Window(WindowConfig {
                 frames: DEFAULT_WINDOW_FRAMES
-            }
+            })
         );
         let err = toml::from_str::<SmoothConfig>("kind = \"ema\"\nalfa = 0.2").expect_err("typo");
         assert!(err.to_string().contains("alfa"), "{err}");

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tiny_http::{Header, Method, Request, Response, Server};
 use tracing::{debug, warn};
 
+use crate::config::Invalid;
 use crate::metrics;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
@@ -68,8 +69,8 @@ impl Default for TelemetryConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("telemetry.stale_after_seconds must be more than 0, got {0}")]
-    StaleAfter(f64),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     #[error("telemetry.listen: cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
     #[error("telemetry: a metrics recorder is already installed in this process")]
@@ -80,11 +81,9 @@ pub enum TelemetryError {
 
 impl TelemetryConfig {
     /// Checks the settings that can be checked without binding; gives the staleness limit.
-    pub fn check(&self) -> Result<Duration, TelemetryError> {
-        match Duration::try_from_secs_f64(self.stale_after_seconds) {
-            Ok(d) if !d.is_zero() => Ok(d),
-            _ => Err(TelemetryError::StaleAfter(self.stale_after_seconds)),
-        }
+    pub fn check(&self) -> Result<Duration, Invalid> {
+        let key = "telemetry.stale_after_seconds";
+        Invalid::positive_seconds(key, self.stale_after_seconds)
     }
 
     /// Checks the settings, binds the address, installs the process-wide recorder and starts
@@ -282,6 +281,26 @@ struct Last {
     at: Instant,
 }
 
+/// Why `/readyz` fails.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotReady {
+    #[error("the model is not loaded yet")]
+    Loading,
+    #[error("the pipeline has stopped")]
+    Stopped,
+    #[error("no frame labelled yet")]
+    NoLabel,
+    #[error(
+        "no frame labelled for {:.1} s (limit {:.1} s)",
+        since.as_secs_f64(),
+        stale_after.as_secs_f64()
+    )]
+    Stale {
+        since: Duration,
+        stale_after: Duration,
+    },
+}
+
 /// `/status`'s JSON body.
 #[derive(Debug, PartialEq, Serialize)]
 pub struct Status {
@@ -359,27 +378,23 @@ impl LiveStatus {
     }
 
     /// `Ok` when the model is loaded and the last label is recent; else why not.
-    pub fn readiness(&self, now: Instant) -> Result<(), String> {
+    pub fn readiness(&self, now: Instant) -> Result<(), NotReady> {
         Self::readiness_of(&self.live(), self.stale_after, now)
     }
 
-    fn readiness_of(live: &Live, stale_after: Duration, now: Instant) -> Result<(), String> {
+    fn readiness_of(live: &Live, stale_after: Duration, now: Instant) -> Result<(), NotReady> {
         if live.model.is_none() {
-            return Err("the model is not loaded yet".into());
+            return Err(NotReady::Loading);
         }
         if live.stopped {
-            return Err("the pipeline has stopped".into());
+            return Err(NotReady::Stopped);
         }
         let Some(last) = &live.last else {
-            return Err("no frame labelled yet".into());
+            return Err(NotReady::NoLabel);
         };
         let since = now.saturating_duration_since(last.at);
         if since > stale_after {
-            return Err(format!(
-                "no frame labelled for {:.1} s (limit {:.1} s)",
-                since.as_secs_f64(),
-                stale_after.as_secs_f64()
-            ));
+            return Err(NotReady::Stale { since, stale_after });
         }
         Ok(())
     }
@@ -405,7 +420,7 @@ impl LiveStatus {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         Status {
             ready: ready.is_ok(),
-            reason: ready.err(),
+            reason: ready.err().map(|why| why.to_string()),
             model: live.model.as_ref().map(|(model, _)| model.clone()),
             dtype: live.model.as_ref().map(|(_, dtype)| dtype.clone()),
             label: live.last.as_ref().map(|last| last.label.clone()),
@@ -431,22 +446,20 @@ mod tests {
     fn ready_means_model_loaded_and_labels_flowing() {
         let status = LiveStatus::new(Duration::from_secs(2));
         let t0 = Instant::now();
-        assert_eq!(
-            status.readiness(t0),
-            Err("the model is not loaded yet".into())
-        );
+        let why = |ready: Result<(), NotReady>| ready.unwrap_err().to_string();
+        assert_eq!(why(status.readiness(t0)), "the model is not loaded yet");
         status.started("m.tflite", "int8");
-        assert_eq!(status.readiness(t0), Err("no frame labelled yet".into()));
+        assert_eq!(why(status.readiness(t0)), "no frame labelled yet");
         status.labelled("beach", 0.9, LATENCY, t0);
         assert_eq!(status.readiness(t0 + Duration::from_secs(1)), Ok(()));
-        let stale = status.readiness(t0 + Duration::from_secs(3)).unwrap_err();
+        let stale = why(status.readiness(t0 + Duration::from_secs(3)));
         assert_eq!(stale, "no frame labelled for 3.0 s (limit 2.0 s)");
         status.labelled("beach", 0.8, LATENCY, t0 + Duration::from_secs(3));
         assert_eq!(status.readiness(t0 + Duration::from_secs(3)), Ok(()));
         status.stopped();
         assert_eq!(
-            status.readiness(t0 + Duration::from_secs(3)),
-            Err("the pipeline has stopped".into())
+            why(status.readiness(t0 + Duration::from_secs(3))),
+            "the pipeline has stopped"
         );
     }
 

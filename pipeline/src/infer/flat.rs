@@ -10,6 +10,8 @@ use tract_tflite::tflite::{
     self as fb, ActivationFunctionType, BuiltinOperator, Padding, TensorType,
 };
 
+use super::error::FormatError;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     pub description: Option<String>,
@@ -105,39 +107,36 @@ pub enum Options {
 }
 
 impl Model {
-    pub fn read(bytes: &[u8]) -> Result<Model, String> {
-        let m = fb::root_as_model(bytes).map_err(|e| format!("not a TFLite flatbuffer ({e})"))?;
-        let graphs = m.subgraphs().ok_or("no subgraph")?;
+    pub fn read(bytes: &[u8]) -> Result<Model, FormatError> {
+        let m = fb::root_as_model(bytes).map_err(|e| FormatError::not_flatbuffer(&e))?;
+        let graphs = m.subgraphs().ok_or(FormatError::Missing("subgraph"))?;
         if graphs.len() != 1 {
-            return Err(format!(
-                "{} subgraphs; only single-graph classifiers can be prepared",
-                graphs.len()
-            ));
+            return Err(FormatError::Subgraphs(graphs.len()));
         }
         let g = graphs.get(0);
         let opcodes = m
             .operator_codes()
-            .ok_or("no operator codes")?
+            .ok_or(FormatError::Missing("operator codes"))?
             .iter()
             .map(|c| match super::inspect::builtin(&c) {
-                BuiltinOperator::CUSTOM => {
-                    Err(format!("custom op {}", c.custom_code().unwrap_or("?")))
-                }
+                BuiltinOperator::CUSTOM => Err(FormatError::CustomOp(
+                    c.custom_code().unwrap_or("?").to_owned(),
+                )),
                 builtin => Ok(OpCode {
                     builtin,
                     version: c.version(),
                 }),
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, _>>()?;
         let buffers = m
             .buffers()
-            .ok_or("no buffers")?
+            .ok_or(FormatError::Missing("buffers"))?
             .iter()
             .map(|b| b.data().map(|d| d.bytes().to_vec()).unwrap_or_default())
             .collect();
         let tensors = g
             .tensors()
-            .ok_or("no tensors")?
+            .ok_or(FormatError::Missing("tensors"))?
             .iter()
             .map(|t| Tensor {
                 name: t.name().unwrap_or_default().to_string(),
@@ -165,10 +164,10 @@ impl Model {
                     opcode: op.opcode_index(),
                     inputs: op.inputs().map(|v| v.iter().collect()).unwrap_or_default(),
                     outputs: op.outputs().map(|v| v.iter().collect()).unwrap_or_default(),
-                    options: read_options(&op).map_err(|e| format!("operator #{i}: {e}"))?,
+                    options: read_options(i, &op)?,
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, FormatError>>()?;
         Ok(Model {
             description: m.description().map(str::to_string),
             opcodes,
@@ -338,13 +337,12 @@ impl Model {
     }
 }
 
-fn read_options(op: &fb::Operator<'_>) -> Result<Options, String> {
+/// The options of operator #`index`.
+fn read_options(index: usize, op: &fb::Operator<'_>) -> Result<Options, FormatError> {
     use fb::BuiltinOptions as B;
-    let missing = || {
-        format!(
-            "options of type {:?} are missing",
-            op.builtin_options_type()
-        )
+    let missing = || FormatError::MissingOptions {
+        op: index,
+        kind: format!("{:?}", op.builtin_options_type()),
     };
     Ok(match op.builtin_options_type() {
         B::NONE => Options::None,
@@ -387,7 +385,7 @@ fn read_options(op: &fb::Operator<'_>) -> Result<Options, String> {
                 .builtin_options_as_fully_connected_options()
                 .ok_or_else(missing)?;
             if o.weights_format() != fb::FullyConnectedOptionsWeightsFormat::DEFAULT {
-                return Err("FULLY_CONNECTED with shuffled weights".into());
+                return Err(FormatError::ShuffledWeights { op: index });
             }
             Options::FullyConnected {
                 act: o.fused_activation_function(),
@@ -453,10 +451,10 @@ fn read_options(op: &fb::Operator<'_>) -> Result<Options, String> {
         },
         B::PadOptions => Options::Pad,
         other => {
-            return Err(format!(
-                "options {} are not understood by scened's model preparation",
-                other.variant_name().unwrap_or("?")
-            ))
+            return Err(FormatError::UnknownOptions {
+                op: index,
+                kind: other.variant_name().unwrap_or("?"),
+            })
         }
     })
 }

@@ -4,6 +4,8 @@
 
 use tract_tflite::tflite::{self, BuiltinOperator, TensorType};
 
+use super::error::FormatError;
+
 /// Element type of a graph tensor, as far as scened cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElemType {
@@ -180,27 +182,22 @@ const TRACT_OPS: &[&str] = &[
 ];
 
 /// Parses the flatbuffer (verified, so a corrupt file is an error, not undefined behaviour).
-pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
-    let model = tflite::root_as_model(bytes).map_err(|e| {
-        // The verifier's message spans lines (error, then the path to it); keep it on one.
-        let why = e
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        format!("not a TFLite flatbuffer ({why})")
-    })?;
+pub fn inspect(bytes: &[u8]) -> Result<Inspection, FormatError> {
+    let model = tflite::root_as_model(bytes).map_err(|e| FormatError::not_flatbuffer(&e))?;
     let graph = model
         .subgraphs()
         .filter(|g| !g.is_empty())
-        .ok_or("no subgraph")?
+        .ok_or(FormatError::Missing("subgraph"))?
         .get(0);
-    let tensors = graph.tensors().ok_or("no tensors")?;
-    let codes = model.operator_codes().ok_or("no operator codes")?;
-    let tensor = |id: i32| -> Result<TensorInfo, String> {
-        let index = usize::try_from(id).map_err(|_| format!("tensor index {id}"))?;
+    let tensors = graph.tensors().ok_or(FormatError::Missing("tensors"))?;
+    let codes = model
+        .operator_codes()
+        .ok_or(FormatError::Missing("operator codes"))?;
+    // Only called with indices ≥ 0: optional inputs (−1) are filtered out first.
+    let tensor = |id: i32| -> Result<TensorInfo, FormatError> {
+        let index = id as usize;
         if index >= tensors.len() {
-            return Err(format!("tensor index {index} out of range"));
+            return Err(FormatError::TensorIndex(index));
         }
         let t = tensors.get(index);
         let quant = t.quantization().and_then(|q| {
@@ -219,7 +216,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
     };
     // Optional inputs are written as tensor index -1; they carry nothing to inspect.
     let tensor_list =
-        |ids: Option<flatbuffers::Vector<'_, i32>>| -> Result<Vec<TensorInfo>, String> {
+        |ids: Option<flatbuffers::Vector<'_, i32>>| -> Result<Vec<TensorInfo>, FormatError> {
             ids.map(|v| v.iter().filter(|&i| i >= 0).map(tensor).collect())
                 .unwrap_or(Ok(vec![]))
         };
@@ -227,9 +224,10 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
     for (index, op) in graph.operators().unwrap_or_default().iter().enumerate() {
         let code_index = op.opcode_index() as usize;
         if code_index >= codes.len() {
-            return Err(format!(
-                "operator #{index} has opcode index {code_index} out of range"
-            ));
+            return Err(FormatError::OpcodeIndex {
+                op: index,
+                code: code_index,
+            });
         }
         ops.push(OpInfo {
             index,

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::error::MetaError;
+use crate::config::TomlError;
+
 /// Pixel normalization of the models in `models/`: `(x − 127) / 128`.
 pub const DEFAULT_MEAN: [f32; 3] = [127.0; 3];
 pub const DEFAULT_STD: [f32; 3] = [128.0; 3];
@@ -39,37 +42,31 @@ pub fn sidecar_path(model: &Path) -> PathBuf {
 
 /// Reads the sidecar if there is one. `Ok(None)` when absent; an unreadable or invalid one is an
 /// error (a typo in it must not silently fall back to defaults).
-pub fn load_sidecar(model: &Path) -> Result<Option<(PathBuf, ModelMeta)>, String> {
+pub fn load_sidecar(model: &Path) -> Result<Option<(PathBuf, ModelMeta)>, MetaError> {
     let path = sidecar_path(model);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(error) => return Err(MetaError::Read { path, error }),
     };
-    let meta: ModelMeta = toml::from_str(&text)
-        .map_err(|e| format!("{}: {}", path.display(), one_line(&e, &text)))?;
-    Ok(Some((path, meta)))
+    match toml::from_str(&text) {
+        Ok(meta) => Ok(Some((path, meta))),
+        Err(e) => Err(MetaError::Parse {
+            path,
+            error: TomlError::new(&e, &text),
+        }),
+    }
 }
 
 /// One label per line; blank trailing lines ignored.
-pub fn load_labels(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load_labels(path: &Path) -> Result<Vec<String>, MetaError> {
+    let text = std::fs::read_to_string(path).map_err(|error| MetaError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
     let mut labels: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
     while labels.last().is_some_and(String::is_empty) {
         labels.pop();
     }
     Ok(labels)
-}
-
-/// toml's errors span several lines with a source excerpt; the CLI promises one line, so this
-/// keeps the message (which names the key) and the line number.
-pub fn one_line(e: &toml::de::Error, text: &str) -> String {
-    let what = e.message();
-    match e.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("line {line}: {what}")
-        }
-        None => what.to_string(),
-    }
 }

@@ -5,6 +5,7 @@
 //! [`Engine::session`] once (tract's `spawn()`: a state with its own scratch buffers) and
 //! [`Session::run`] per frame, so no frame pays for allocation or planning.
 
+mod error;
 pub mod fake_quant;
 pub mod flat;
 pub mod inspect;
@@ -21,54 +22,12 @@ use tract_tflite::internal::{EvalContext, OpState, TypedNode};
 use tract_tflite::prelude::*;
 
 use crate::contain;
+pub use error::{
+    FormatError, InferError, MetaError, ModelError, ModelErrorKind, NotClassifier, PrepareError,
+};
 use inspect::TensorInfo;
 pub use inspect::{ElemType, Inspection, Quant, Refusal};
 pub use meta::ModelMeta;
-
-/// Everything that can be wrong with a model file, each naming the file.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {kind}", path.display())]
-pub struct ModelError {
-    pub path: PathBuf,
-    pub kind: ModelErrorKind,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ModelErrorKind {
-    #[error("cannot read model: {0}")]
-    Read(#[source] std::io::Error),
-    #[error("empty file, not a TFLite model")]
-    Empty,
-    #[error("{0}")]
-    Format(String),
-    #[error("tract cannot run this model correctly: {0}")]
-    Refused(Refusal),
-    #[error("not an image classifier: {0}")]
-    NotClassifier(String),
-    #[error("cannot be prepared for tract: {0}")]
-    Prepare(String),
-    #[error("{0}")]
-    Metadata(String),
-    #[error("labels file {}: {found} labels for {expected} output classes", path.display())]
-    LabelCount {
-        path: PathBuf,
-        found: usize,
-        expected: usize,
-    },
-    #[error("tract failed to load it: {0}")]
-    Tract(String),
-    #[error("tract panicked loading it: {0}")]
-    Panic(String),
-}
-
-/// A frame that could not be inferred; the pipeline counts it and goes on.
-#[derive(Debug, thiserror::Error)]
-pub enum InferError {
-    #[error("inference failed: {0}")]
-    Tract(String),
-    #[error("inference panicked: {0}")]
-    Panic(String),
-}
 
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
@@ -241,11 +200,12 @@ impl Engine {
         let sidecar = meta::load_sidecar(path).map_err(|e| err(ModelErrorKind::Metadata(e)))?;
         if let Some((file, m)) = &sidecar {
             if m.input_size != [in_h, in_w] {
-                return Err(err(ModelErrorKind::Metadata(format!(
-                    "{}: input_size {:?} but the graph takes {in_h}×{in_w}",
-                    file.display(),
-                    m.input_size
-                ))));
+                return Err(err(ModelErrorKind::Metadata(MetaError::InputSize {
+                    path: file.clone(),
+                    declared: m.input_size,
+                    height: in_h,
+                    width: in_w,
+                })));
             }
         }
         let out = &inspection.outputs[0];
@@ -290,7 +250,8 @@ impl Engine {
         let run_inspection = if prepared.changes.is_empty() {
             &inspection
         } else {
-            &inspect::inspect(&prepared.bytes).map_err(|e| err(ModelErrorKind::Prepare(e)))?
+            &inspect::inspect(&prepared.bytes)
+                .map_err(|e| err(ModelErrorKind::Prepare(e.into())))?
         };
         // A side declared quantized that tract now sees as float is converted per frame.
         let lowered_side = |declared: &TensorInfo, run: &TensorInfo| {
@@ -528,46 +489,32 @@ fn requantize(t: &Tensor, elem: ElemType, q: Quant) -> Result<Tensor, InferError
 
 /// Checks the graph is a single-image classifier: one `[1, H, W, 3]` input of f32/int8/uint8 and
 /// one output of N ≥ 2 classes (`[1, N]` or `[N]`). Returns `(H, W)`.
-fn classifier_shape(i: &Inspection) -> Result<(u32, u32), String> {
+fn classifier_shape(i: &Inspection) -> Result<(u32, u32), NotClassifier> {
     let [input] = i.inputs.as_slice() else {
-        return Err(format!("{} inputs, expected 1 image", i.inputs.len()));
+        return Err(NotClassifier::Inputs(i.inputs.len()));
     };
     let [output] = i.outputs.as_slice() else {
-        return Err(format!(
-            "{} outputs, expected 1 score vector",
-            i.outputs.len()
-        ));
+        return Err(NotClassifier::Outputs(i.outputs.len()));
     };
     let &[1, h, w, 3] = input.shape.as_slice() else {
-        return Err(format!(
-            "input shape {:?}, expected [1, height, width, 3]",
-            input.shape
-        ));
+        return Err(NotClassifier::InputShape(input.shape.clone()));
     };
     if h <= 0 || w <= 0 {
-        return Err(format!("input shape {:?} has no pixels", input.shape));
+        return Err(NotClassifier::NoPixels(input.shape.clone()));
     }
     match input.elem {
         ElemType::F32 => {}
         ElemType::I8 | ElemType::U8 if input.quant.is_some() => {}
-        e => {
-            return Err(format!(
-                "input element type {} (with per-tensor quantization if 8-bit) not supported",
-                e.name()
-            ))
-        }
+        e => return Err(NotClassifier::InputType(e.name())),
     }
     let classes: i32 = output.shape.iter().product();
     if output.shape.iter().filter(|&&d| d != 1).count() > 1 || classes < 2 {
-        return Err(format!(
-            "output shape {:?}, expected [1, classes]",
-            output.shape
-        ));
+        return Err(NotClassifier::OutputShape(output.shape.clone()));
     }
     match output.elem {
         ElemType::F32 => {}
         ElemType::I8 | ElemType::U8 if output.quant.is_some() => {}
-        e => return Err(format!("output element type {} not supported", e.name())),
+        e => return Err(NotClassifier::OutputType(e.name())),
     }
     Ok((h as u32, w as u32))
 }

@@ -23,6 +23,7 @@
 
 use tract_tflite::tflite::{ActivationFunctionType, BuiltinOperator as Op, Padding, TensorType};
 
+use super::error::PrepareError;
 use super::fake_quant::Point;
 use super::flat::{Model, Op as FlatOp, Options, Tensor};
 use super::{ElemType, Quant};
@@ -50,7 +51,7 @@ impl Prepared {
 }
 
 /// Rewrites the model in `bytes` if needed. Errors say why the model cannot be prepared.
-pub fn prepare(bytes: Vec<u8>) -> Result<Prepared, String> {
+pub fn prepare(bytes: Vec<u8>) -> Result<Prepared, PrepareError> {
     let mut model = Model::read(&bytes)?;
     let mut changes = vec![];
     let mut fake_quant = vec![];
@@ -83,7 +84,7 @@ fn is_quantized(t: &Tensor) -> bool {
 
 /// Dequantizes every quantized tensor, removes QUANTIZE/DEQUANTIZE, and marks where each op's
 /// output must be rounded back onto its int8 grid. `None` if the model had nothing quantized.
-fn lower_to_float(model: &mut Model) -> Result<Option<(String, Vec<Point>)>, String> {
+fn lower_to_float(model: &mut Model) -> Result<Option<(String, Vec<Point>)>, PrepareError> {
     let (mut consts, mut activations) = (0, 0);
     let grids: Vec<_> = model
         .tensors
@@ -95,8 +96,7 @@ fn lower_to_float(model: &mut Model) -> Result<Option<(String, Vec<Point>)>, Str
             continue;
         }
         if let Some(data) = model.data(index as i32) {
-            let floats = dequantize(&model.tensors[index], data)
-                .map_err(|e| format!("tensor {}: {e}", model.tensors[index].name))?;
+            let floats = dequantize(&model.tensors[index], data)?;
             model.set_data(index, floats);
             consts += 1;
         } else {
@@ -184,8 +184,9 @@ fn mark_fake_quant(model: &mut Model, grids: &[Option<(Quant, (i32, i32))>]) -> 
 }
 
 /// `scale · (q − zero_point)` for each element, with per-channel parameters along `dim`.
-fn dequantize(t: &Tensor, data: &[u8]) -> Result<Vec<u8>, String> {
+fn dequantize(t: &Tensor, data: &[u8]) -> Result<Vec<u8>, PrepareError> {
     let q = t.quant.as_ref().expect("quantized");
+    let tensor = || t.name.clone();
     let values: Vec<i64> = match t.ty {
         TensorType::INT8 => data.iter().map(|&b| b as i8 as i64).collect(),
         TensorType::UINT8 => data.iter().map(|&b| b as i64).collect(),
@@ -197,21 +198,34 @@ fn dequantize(t: &Tensor, data: &[u8]) -> Result<Vec<u8>, String> {
             .chunks_exact(4)
             .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
             .collect(),
-        other => return Err(format!("cannot dequantize type {other:?}")),
+        other => {
+            return Err(PrepareError::DequantizeType {
+                tensor: tensor(),
+                ty: format!("{other:?}"),
+            })
+        }
     };
     let len: i64 = t.shape.iter().map(|&d| d as i64).product();
     if values.len() as i64 != len {
-        return Err(format!("{} values for shape {:?}", values.len(), t.shape));
+        return Err(PrepareError::ValueCount {
+            tensor: tensor(),
+            values: values.len(),
+            shape: t.shape.clone(),
+        });
     }
     let channels = q.scale.len();
     let (dim_len, stride) = if channels > 1 {
         let dim = usize::try_from(q.dim)
             .ok()
             .filter(|&d| d < t.shape.len())
-            .ok_or("bad quantized_dimension")?;
+            .ok_or_else(|| PrepareError::QuantizedDimension { tensor: tensor() })?;
         let stride: i64 = t.shape[dim + 1..].iter().map(|&d| d as i64).product();
         if t.shape[dim] as usize != channels {
-            return Err(format!("{channels} scales for {} channels", t.shape[dim]));
+            return Err(PrepareError::ScaleCount {
+                tensor: tensor(),
+                scales: channels,
+                channels: t.shape[dim],
+            });
         }
         (channels, stride as usize)
     } else {
@@ -265,7 +279,7 @@ fn remove_identities(model: &mut Model, kinds: &[Op]) -> usize {
 }
 
 /// Float MEAN over axes {1, 2} of an NHWC tensor → AVERAGE_POOL_2D over the whole map.
-fn mean_to_average_pool(model: &mut Model) -> Result<Vec<String>, String> {
+fn mean_to_average_pool(model: &mut Model) -> Result<Vec<String>, PrepareError> {
     let mut changes = vec![];
     let mut i = 0;
     while i < model.ops.len() {
@@ -281,14 +295,15 @@ fn mean_to_average_pool(model: &mut Model) -> Result<Vec<String>, String> {
                 .collect()
         });
         let &[n, h, w, c] = input.shape.as_slice() else {
-            return Err(format!("op MEAN (operator #{i}) on a rank-{} tensor; only global pooling of images is supported", input.shape.len()));
+            return Err(PrepareError::MeanRank {
+                index: i,
+                rank: input.shape.len(),
+            });
         };
         let mut sorted = axes.clone().unwrap_or_default();
         sorted.sort();
         if sorted != [1, 2] || input.ty != TensorType::FLOAT32 {
-            return Err(format!(
-                "op MEAN (operator #{i}) over axes {axes:?}; tract computes float MEAN wrongly and only the mean over height and width can be rewritten"
-            ));
+            return Err(PrepareError::MeanAxes { index: i, axes });
         }
         let keep_dims = matches!(op.options, Options::Reducer { keep_dims: true });
         let (mean_in, mean_out) = (op.inputs[0], op.outputs[0]);

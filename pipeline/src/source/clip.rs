@@ -2,23 +2,28 @@
 //! frames back to back, as `ffmpeg -f mjpeg` writes) or packed YUYV (`-f rawvideo
 //! -pix_fmt yuyv422`).
 //!
-//! MJPEG frames are found by walking each JPEG's segments rather than by searching for the
-//! end marker: segment lengths step over APP1 payloads, whose EXIF thumbnails hold a whole
-//! nested JPEG, and in entropy-coded data only a marker other than stuffing (`FF 00`) or a
-//! restart (`FF D0`–`FF D7`) ends a scan. A frame that breaks off (another frame starts, or
-//! the file ends) is an error, counted and skipped; reading resumes at the next frame start.
+//! MJPEG frames are delimited by walking each JPEG's segments ([`crate::jpeg`]). A frame that
+//! breaks off (another frame starts, or the file ends) is an error, counted and skipped;
+//! reading resumes at the next frame start.
 
+use std::error::Error;
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nokhwa::utils::Resolution;
 use nokhwa::Buffer;
 use serde::{Deserialize, Serialize};
 
-use super::{check, check_fps, check_size, decode, Pacer, PixelFormat, Sequence, SourceError};
+use super::reconnect::Reopen;
+use super::{
+    check_fps, check_max_pixels, check_size, decode, FrameError, Pacer, PixelFormat, Sequence,
+    SourceError, DEFAULT_MAX_PIXELS,
+};
+use crate::config::Invalid;
 use crate::frame::Frame;
+use crate::jpeg::{self, Parse, SOI};
 use crate::stage::{Shutdown, Source, StageError};
 
 /// The demo clip's rate.
@@ -27,7 +32,6 @@ pub const DEFAULT_LOOP: bool = false;
 /// A JPEG frame still unfinished after this many bytes is treated as corrupt.
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 const READ_CHUNK: usize = 1 << 20;
-const SOI: [u8; 2] = [0xFF, 0xD8];
 /// Played when a clip source names no file, so a first run needs no camera and no download:
 /// 640×480 MJPEG, 90 frames (see `tests/data/clips/scenes.json`).
 pub const DEMO_CLIP: &[u8] = include_bytes!("../../../tests/data/clips/scenes.mjpeg");
@@ -35,36 +39,26 @@ pub const DEMO_CLIP: &[u8] = include_bytes!("../../../tests/data/clips/scenes.mj
 const DEMO_NAME: &str = "(built-in demo clip)";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ClipConfig {
     /// The clip file; without one, the built-in demo clip (photos of a cat, a coffee and a
     /// camera, 30 frames each, panned and zoomed).
-    #[serde(default)]
     pub path: Option<PathBuf>,
     /// How frames are stored: `mjpeg` (JPEGs back to back) or `yuyv` (packed 4:2:2).
-    #[serde(default)]
     pub format: PixelFormat,
     /// Frame width in pixels, even, 2 to 8192: required for `yuyv`, whose frames carry no
     /// header; not allowed for `mjpeg`, whose frames carry their own size.
-    #[serde(default)]
     pub width: Option<u32>,
     /// Frame height in pixels, 1 to 8192: required for `yuyv`, not allowed for `mjpeg`.
-    #[serde(default)]
     pub height: Option<u32>,
     /// Frames per second by the wall clock; 0 plays as fast as possible.
-    #[serde(default = "default_fps")]
     pub fps: f64,
     /// Start again from the beginning at the end of the file.
-    #[serde(rename = "loop", default = "default_loop")]
+    #[serde(rename = "loop")]
     pub looping: bool,
-}
-
-fn default_fps() -> f64 {
-    DEFAULT_FPS
-}
-
-fn default_loop() -> bool {
-    DEFAULT_LOOP
+    /// Most pixels a frame may have: a frame claiming more is refused from its header, counted
+    /// as a frame error, and the clip plays on.
+    pub max_pixels: u64,
 }
 
 impl Default for ClipConfig {
@@ -76,41 +70,57 @@ impl Default for ClipConfig {
             height: None,
             fps: DEFAULT_FPS,
             looping: DEFAULT_LOOP,
+            max_pixels: DEFAULT_MAX_PIXELS,
         }
     }
 }
 
 impl ClipConfig {
-    pub fn build(&self) -> Result<ClipSource, SourceError> {
+    /// Checks the settings; gives how frames are laid out in the file.
+    pub(super) fn check(&self) -> Result<Layout, Invalid> {
         check_fps(self.fps)?;
-        let layout = match self.format {
+        check_max_pixels(self.max_pixels)?;
+        Ok(match self.format {
             PixelFormat::Mjpeg => {
-                for (field, value) in [("width", self.width), ("height", self.height)] {
+                for (key, value) in [("source.width", self.width), ("source.height", self.height)] {
                     let expected = "left out for mjpeg, whose frames carry their size";
-                    check(value.is_none(), field, expected, value.unwrap_or_default())?;
+                    Invalid::check(value.is_none(), key, expected, value.unwrap_or_default())?;
                 }
                 Layout::Mjpeg
             }
             PixelFormat::Yuyv => {
-                let width = required(self.width, "width")?;
-                let height = required(self.height, "height")?;
+                let required = |value: Option<u32>, key| {
+                    Invalid::check(value.is_some(), key, "set for yuyv clips", "nothing")
+                        .map(|()| value.unwrap_or_default())
+                };
+                let width = required(self.width, "source.width")?;
+                let height = required(self.height, "source.height")?;
                 check_size(width, height)?;
                 // YUYV packs two pixels in four bytes.
-                check(width % 2 == 0, "width", "even for yuyv", width)?;
+                Invalid::check(width % 2 == 0, "source.width", "even for yuyv", width)?;
+                let pixels = u64::from(width) * u64::from(height);
+                let expected = "width x height within source.max_pixels";
+                Invalid::check(pixels <= self.max_pixels, "source.width", expected, pixels)?;
                 Layout::Yuyv {
                     size: (width, height),
                     frame_len: width as usize * height as usize * 2,
                 }
             }
-        };
+        })
+    }
+
+    pub fn build(&self) -> Result<ClipSource, SourceError> {
+        let layout = self.check()?;
         let (path, reader): (PathBuf, Box<dyn Reader>) = match &self.path {
             Some(path) => {
                 let io_error = |source| SourceError::Io {
                     path: path.clone(),
                     source,
                 };
+                // A FIFO (a live feed from another program) has no length to check.
                 let file = File::open(path).map_err(io_error)?;
-                if file.metadata().map_err(io_error)?.len() == 0 {
+                let metadata = file.metadata().map_err(io_error)?;
+                if metadata.is_file() && metadata.len() == 0 {
                     return Err(SourceError::EmptyClip { path: path.clone() });
                 }
                 (path.clone(), Box::new(file))
@@ -124,18 +134,30 @@ impl ClipConfig {
             input: Input::new(reader),
             looping: self.looping,
             frames_this_pass: 0,
+            max_pixels: self.max_pixels,
             pacer: Pacer::new(self.fps),
             sequence: Sequence::default(),
         })
     }
 }
 
-fn required(value: Option<u32>, field: &'static str) -> Result<u32, SourceError> {
-    value.ok_or(SourceError::Invalid {
-        field,
-        expected: "set for yuyv clips",
-        value: "nothing".to_owned(),
-    })
+/// A clip paced at fps > 0 is live: a read that outlasts its deadline (a FIFO whose writer
+/// paused) reopens it. Any other fatal error is the file's, and ends the run.
+impl Reopen for ClipConfig {
+    type Source = ClipSource;
+
+    fn reopen(&self) -> Result<ClipSource, SourceError> {
+        self.build()
+    }
+
+    fn describe(&self) -> String {
+        let path = self.path.as_deref().unwrap_or(Path::new(DEMO_NAME));
+        format!("clip {}", path.display())
+    }
+
+    fn is_loss(&self, _error: &(dyn Error + 'static)) -> bool {
+        false
+    }
 }
 
 pub struct ClipSource {
@@ -148,6 +170,7 @@ pub struct ClipSource {
     /// Frames decoded since the file was last (re)started: a loop over a clip with none
     /// would spin on errors forever.
     frames_this_pass: u64,
+    max_pixels: u64,
     pacer: Pacer,
     sequence: Sequence,
 }
@@ -175,7 +198,7 @@ impl Source for ClipSource {
         loop {
             let chunk = self.next_chunk().map_err(|e| self.io_error(e))?;
             let offset = self.input.offset;
-            let bad = |reason: String| {
+            let bad = |reason: FrameError| {
                 StageError::item(SourceError::BadFrame {
                     path: self.path.clone(),
                     offset,
@@ -195,7 +218,7 @@ impl Source for ClipSource {
                 }
                 Chunk::Bad { len, reason } => {
                     self.input.consume(len);
-                    return Err(bad(reason.to_owned()));
+                    return Err(bad(FrameError::Malformed(reason)));
                 }
                 Chunk::Frame {
                     len,
@@ -212,7 +235,7 @@ impl Source for ClipSource {
                         self.format.frame_format(),
                     );
                     self.input.consume(len);
-                    let image = decode(&buffer).map_err(bad)?;
+                    let image = decode(&buffer, self.max_pixels).map_err(bad)?;
                     self.frames_this_pass += 1;
                     return Ok(Some(self.sequence.frame(captured_at, image)));
                 }
@@ -282,7 +305,7 @@ impl Input {
     }
 }
 
-enum Layout {
+pub(super) enum Layout {
     Mjpeg,
     Yuyv { size: (u32, u32), frame_len: usize },
 }
@@ -331,7 +354,7 @@ fn mjpeg_chunk(data: &[u8], eof: bool) -> Option<Chunk> {
         return eof.then_some(Chunk::End);
     }
     let parsed = if data.starts_with(&SOI) {
-        parse_jpeg(data)
+        jpeg::parse(data)
     } else if data.len() < SOI.len() && !eof {
         return None;
     } else {
@@ -363,97 +386,6 @@ fn resync(data: &[u8], eof: bool, reason: &'static str) -> Option<Chunk> {
     Some(Chunk::Bad { len, reason })
 }
 
-/// Whether a JPEG (`data` starts with its start marker) ends before its end marker.
-pub(crate) fn jpeg_cut_short(data: &[u8]) -> bool {
-    parse_jpeg(data) == Parse::Incomplete
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Parse {
-    Frame { len: usize, size: (u32, u32) },
-    Bad(&'static str),
-    Incomplete,
-}
-
-/// Walks the JPEG at the start of `data` (which starts with SOI) to its end marker.
-fn parse_jpeg(data: &[u8]) -> Parse {
-    let mut size = None;
-    let mut at = SOI.len();
-    loop {
-        // A marker: 0xFF, any number of 0xFF fill bytes, then the marker code.
-        match data.get(at) {
-            None => return Parse::Incomplete,
-            Some(0xFF) => {}
-            Some(_) => return Parse::Bad("expected a marker"),
-        }
-        let Some(fill) = data[at..].iter().position(|&byte| byte != 0xFF) else {
-            return Parse::Incomplete;
-        };
-        let code = data[at + fill];
-        at += fill + 1;
-        match code {
-            0xD9 => {
-                return match size {
-                    Some(size) => Parse::Frame { len: at, size },
-                    None => Parse::Bad("frame without a frame header"),
-                }
-            }
-            0xD8 => return Parse::Bad("frame cut short by the next frame"),
-            0x00 => return Parse::Bad("expected a marker"),
-            // Markers without a length: TEM and restarts.
-            0x01 | 0xD0..=0xD7 => continue,
-            _ => {}
-        }
-        let Some(&[high, low]) = data.get(at..at + 2) else {
-            return Parse::Incomplete;
-        };
-        let length = usize::from(u16::from_be_bytes([high, low]));
-        if length < 2 {
-            return Parse::Bad("segment length below 2");
-        }
-        let Some(segment) = data.get(at..at + length) else {
-            return Parse::Incomplete;
-        };
-        if is_start_of_frame(code) {
-            // Length (2), precision (1), height (2), width (2).
-            let Some(&[_, _, _, h1, h0, w1, w0]) = segment.get(..7) else {
-                return Parse::Bad("frame header too short");
-            };
-            let (height, width) = (u16::from_be_bytes([h1, h0]), u16::from_be_bytes([w1, w0]));
-            if height == 0 || width == 0 {
-                return Parse::Bad("frame header gives no size");
-            }
-            size = Some((u32::from(width), u32::from(height)));
-        }
-        at += length;
-        if code == 0xDA {
-            match end_of_scan(data, at) {
-                Some(end) => at = end,
-                None => return Parse::Incomplete,
-            }
-        }
-    }
-}
-
-/// SOF0–SOF15, less DHT (C4), JPG (C8) and DAC (CC) which share the range.
-fn is_start_of_frame(code: u8) -> bool {
-    matches!(code, 0xC0..=0xCF) && !matches!(code, 0xC4 | 0xC8 | 0xCC)
-}
-
-/// Where the entropy-coded data starting at `from` ends: at the first 0xFF that is neither
-/// stuffing (`FF 00`), a restart marker nor fill. `None` if the data ends first.
-fn end_of_scan(data: &[u8], from: usize) -> Option<usize> {
-    let mut at = from;
-    loop {
-        let ff = at + data.get(at..)?.iter().position(|&byte| byte == 0xFF)?;
-        match *data.get(ff + 1)? {
-            0x00 | 0xD0..=0xD7 => at = ff + 2,
-            0xFF => at = ff + 1,
-            _ => return Some(ff),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::error::Error;
@@ -462,7 +394,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::source::testing::{is_about, jpeg};
+    use crate::source::testing::{is_about, jpeg, jpeg_bomb};
 
     const RED: [u8; 3] = [200, 30, 30];
     const GREEN: [u8; 3] = [30, 200, 30];
@@ -538,6 +470,43 @@ mod tests {
         out
     }
 
+    /// A frame whose header claims 65535x65535 between two good ones: refused from its header
+    /// (no gigabytes allocated, no wait), one error, and the clip plays on.
+    #[test]
+    fn a_header_bomb_is_refused_and_the_clip_plays_on() {
+        let bytes = [jpeg(8, 8, RED), jpeg_bomb(), jpeg(8, 8, BLUE)].concat();
+        let (_dir, path) = clip_file(&bytes);
+        let played = play(&mjpeg(&path), 10);
+        assert_eq!(played.len(), 3, "{played:?}");
+        assert_eq!(frame(&played[0]), ((8, 8), Some(RED)));
+        assert!(
+            error(&played[1]).ends_with(
+                "the frame claims 65535x65535 pixels, over source.max_pixels (67108864)"
+            ),
+            "{played:?}"
+        );
+        assert_eq!(frame(&played[2]), ((8, 8), Some(BLUE)));
+        // A smaller bound refuses smaller frames alike; a yuyv clip's size is checked up front.
+        let strict = ClipConfig {
+            max_pixels: 63,
+            ..mjpeg(&path)
+        };
+        assert!(play(&strict, 10)
+            .iter()
+            .all(|p| matches!(p, Played::Error(_))));
+        let yuyv = ClipConfig {
+            format: PixelFormat::Yuyv,
+            width: Some(8),
+            height: Some(8),
+            max_pixels: 63,
+            ..mjpeg(&path)
+        };
+        assert_eq!(
+            yuyv.build().err().unwrap().to_string(),
+            "source.width must be width x height within source.max_pixels, got 64"
+        );
+    }
+
     #[test]
     fn back_to_back_jpegs_decode_through_the_camera_path() {
         let bytes = [jpeg(16, 8, RED), jpeg(8, 8, GREEN), jpeg(32, 16, BLUE)].concat();
@@ -586,24 +555,6 @@ mod tests {
         let (_dir, path) = clip_file(&[first, jpeg(8, 8, GREEN)].concat());
         let frames: Vec<_> = play(&mjpeg(&path), 10).iter().map(frame).collect();
         assert_eq!(frames, [((16, 16), Some(RED)), ((8, 8), Some(GREEN))]);
-    }
-
-    #[test]
-    fn stuffing_restarts_and_fill_bytes_stay_inside_the_scan() {
-        let sof = [0xFF, 0xC0, 0, 11, 8, 0, 2, 0, 3, 1, 1, 0x11, 0];
-        let sos = [0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 63, 0];
-        let scan = [
-            0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56, 0xFF, 0xFF, 0xD7, 0x78,
-        ];
-        let jpeg = [&SOI[..], &sof, &sos, &scan, &[0xFF, 0xD9]].concat();
-        let whole = Parse::Frame {
-            len: jpeg.len(),
-            size: (3, 2),
-        };
-        assert_eq!(parse_jpeg(&jpeg), whole);
-        for cut in 2..jpeg.len() {
-            assert_eq!(parse_jpeg(&jpeg[..cut]), Parse::Incomplete, "cut at {cut}");
-        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use super::{check_fps, check_size, Pacer, Sequence, SourceError};
+use crate::config::Invalid;
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
 
@@ -49,9 +50,13 @@ impl Default for SyntheticConfig {
 }
 
 impl SyntheticConfig {
-    pub fn build(&self) -> Result<SyntheticSource, SourceError> {
+    pub(super) fn check(&self) -> Result<(), Invalid> {
         check_size(self.width, self.height)?;
-        check_fps(self.fps)?;
+        check_fps(self.fps)
+    }
+
+    pub fn build(&self) -> Result<SyntheticSource, SourceError> {
+        self.check()?;
         Ok(SyntheticSource {
             width: self.width,
             height: self.height,

@@ -10,34 +10,41 @@
 //! A stage that stalls (one `process()` call outlasting the stall limit) cannot be stopped
 //! from outside its thread; the [`Watchdog`] logs and counts it and aborts the run
 //! ([`Shutdown::abort`]): every other stage gives up its waits on the edges and stops, and
-//! the join reports the stalled stage without waiting for it.
+//! the join reports the stalled stage without waiting for it. [`report`] holds what a run
+//! reports.
+
+mod report;
+mod watchdog;
+
+pub use report::{
+    LatencyMeter, LatencyReport, PipelineReport, SinkReport, StageReport, StopReason,
+};
+pub use watchdog::Watchdog;
 
 use std::error::Error;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ::metrics::{counter, histogram, Counter, Histogram as MetricHistogram};
-use hdrhistogram::Histogram;
 use tracing::{info, trace, warn};
 
 use crate::contain;
 use crate::frame::{Frame, Stamp, Stamped};
 use crate::metrics::{
-    DEADLINE_MISSES_TOTAL, FRAMES_TOTAL, FRAME_AGE_SECONDS, FRAME_ERRORS_TOTAL,
-    FRAME_LATENCY_SECONDS, REASON, STAGE, STAGE_DURATION_SECONDS, STAGE_FAILURES_TOTAL,
+    FRAMES_TOTAL, FRAME_AGE_SECONDS, FRAME_ERRORS_TOTAL, REASON, STAGE, STAGE_DURATION_SECONDS,
+    STAGE_FAILURES_TOTAL,
 };
-use crate::queue::{Aborted, DropReason, EdgeReceiver, EdgeSender, EdgeStats, EdgeWatch};
+use crate::queue::{Aborted, DropReason, EdgeReceiver, EdgeSender, EdgeWatch};
 use crate::stage::{Shutdown, Source, Stage, StageError};
+use report::record_micros;
+use watchdog::Busy;
 
 /// A stage logs at most `ERROR_LOG_BURST` item errors per `ERROR_LOG_INTERVAL`; all are counted.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
 const ERROR_LOG_BURST: u32 = 10;
-/// Report histograms hold 1 µs to 10 min at 3 significant figures.
-const HISTOGRAM_MAX_MICROS: u64 = 600_000_000;
 /// After an abort, how long the join waits for a stage to stop before reporting it stalled:
 /// a stage that is not stuck only has to finish its current item.
 const ABORT_GRACE: Duration = Duration::from_millis(300);
@@ -51,156 +58,6 @@ pub enum Probe {
     None,
     /// Frame age when the stage starts on an item: put on the inference stage.
     FrameAge,
-    /// Capture-to-output latency of each item the stage emits: put on the last stage. An
-    /// item later than `deadline` counts as a deadline miss.
-    Latency { deadline: Option<Duration> },
-}
-
-/// Why a stage's thread ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    /// The source reached the end of its stream.
-    EndOfStream,
-    /// The source saw the shutdown request.
-    Shutdown,
-    /// The input edge closed and everything queued on it was processed.
-    InputClosed,
-    /// The next stage is gone, so there was no one to send to.
-    OutputClosed,
-    /// `process()` returned a fatal error.
-    Failed(String),
-    /// `process()` panicked.
-    Panicked(String),
-    /// Still in one `process()` call (for this long) when the join gave up on it.
-    Stalled(Duration),
-    /// Stopped because the run was aborted after another stage stalled.
-    Aborted,
-}
-
-impl StopReason {
-    pub fn is_failure(&self) -> bool {
-        matches!(self, Self::Failed(_) | Self::Panicked(_) | Self::Stalled(_))
-    }
-}
-
-impl fmt::Display for StopReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::EndOfStream => f.write_str("end of stream"),
-            Self::Shutdown => f.write_str("shutdown"),
-            Self::InputClosed => f.write_str("input closed"),
-            Self::OutputClosed => f.write_str("output closed"),
-            Self::Failed(error) => write!(f, "failed: {error}"),
-            Self::Panicked(message) => write!(f, "panicked: {message}"),
-            Self::Stalled(busy) => write!(f, "stalled: one item for {:.1} s", busy.as_secs_f64()),
-            Self::Aborted => f.write_str("aborted"),
-        }
-    }
-}
-
-/// What one stage did, for the final report. `frames_in = frames_out + errors`.
-#[derive(Clone, Debug)]
-pub struct StageReport {
-    pub name: &'static str,
-    /// Items taken: received from the input edge, or read from the source.
-    pub frames_in: u64,
-    /// Items processed and handed to the output edge (whose policy may still drop them).
-    pub frames_out: u64,
-    /// Items that failed or panicked.
-    pub errors: u64,
-    /// The input edge when the stage was joined: what was dropped before reaching this
-    /// stage. `None` for a source.
-    pub input: Option<EdgeStats>,
-    pub elapsed: Duration,
-    /// Time per `process()` call, in microseconds.
-    pub process_micros: Histogram<u64>,
-    pub probe: Probe,
-    /// Frame age or latency per the probe, in microseconds; empty for `Probe::None`.
-    pub probe_micros: Histogram<u64>,
-    pub deadline_misses: u64,
-    pub stop: StopReason,
-}
-
-impl StageReport {
-    fn new(name: &'static str, probe: Probe, stop: StopReason) -> Self {
-        Self {
-            name,
-            frames_in: 0,
-            frames_out: 0,
-            errors: 0,
-            input: None,
-            elapsed: Duration::ZERO,
-            process_micros: micros_histogram(),
-            probe,
-            probe_micros: micros_histogram(),
-            deadline_misses: 0,
-            stop,
-        }
-    }
-
-    /// Items out per second over the stage's run time.
-    pub fn fps(&self) -> f64 {
-        let seconds = self.elapsed.as_secs_f64();
-        if seconds > 0.0 {
-            self.frames_out as f64 / seconds
-        } else {
-            0.0
-        }
-    }
-
-    /// `quantile` (0 to 1) of the `process()` time.
-    pub fn process_quantile(&self, quantile: f64) -> Duration {
-        Duration::from_micros(self.process_micros.value_at_quantile(quantile))
-    }
-
-    /// `quantile` (0 to 1) of the probe's measure.
-    pub fn probe_quantile(&self, quantile: f64) -> Duration {
-        Duration::from_micros(self.probe_micros.value_at_quantile(quantile))
-    }
-}
-
-fn micros_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HISTOGRAM_MAX_MICROS, 3)
-        .expect("constant histogram bounds are valid")
-}
-
-fn record_micros(histogram: &mut Histogram<u64>, duration: Duration) {
-    histogram.saturating_record(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX));
-}
-
-/// When a stage started on its current item, for the watchdog.
-struct Busy {
-    epoch: Instant,
-    /// Microseconds from `epoch` to the start of the current `process()` call, plus one;
-    /// 0 between calls (waiting for input or for room).
-    since: AtomicU64,
-}
-
-impl Busy {
-    fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            since: AtomicU64::new(0),
-        }
-    }
-
-    fn start(&self, now: Instant) {
-        let micros = now.saturating_duration_since(self.epoch).as_micros();
-        self.since.store(
-            u64::try_from(micros).unwrap_or(u64::MAX - 1) + 1,
-            Ordering::Release,
-        );
-    }
-
-    fn stop(&self) {
-        self.since.store(0, Ordering::Release);
-    }
-
-    /// How long the current call has run; `None` between calls.
-    fn busy_for(&self, now: Instant) -> Option<Duration> {
-        let since = self.since.load(Ordering::Acquire).checked_sub(1)?;
-        Some(now.saturating_duration_since(self.epoch + Duration::from_micros(since)))
-    }
 }
 
 /// A running source or stage.
@@ -261,65 +118,6 @@ pub fn spawn_source<S: Source>(
         output,
         Probe::None,
     )
-}
-
-/// Watches the stages (not sources: their waits are pacing, or a camera's exposure) for one
-/// `process()` call outlasting a limit; on one, logs it, counts it in
-/// `scened_stage_failures_total{reason="stalled"}` and aborts the run.
-pub struct Watchdog {
-    stop: crossbeam_channel::Sender<()>,
-    thread: JoinHandle<()>,
-}
-
-impl Watchdog {
-    /// Starts watching `handles`' stages. Register on the thread with the recorder.
-    pub fn spawn(
-        handles: &[StageHandle],
-        shutdown: Shutdown,
-        stall_after: Duration,
-    ) -> io::Result<Self> {
-        let watched: Vec<(&'static str, Arc<Busy>, Counter)> = handles
-            .iter()
-            .filter(|handle| handle.input.is_some())
-            .map(|handle| {
-                let stalls =
-                    counter!(STAGE_FAILURES_TOTAL, STAGE => handle.name, REASON => "stalled");
-                (handle.name, Arc::clone(&handle.busy), stalls)
-            })
-            .collect();
-        let (stop, stopped) = crossbeam_channel::bounded(0);
-        // A stall is noticed within a quarter of the limit.
-        let poll = (stall_after / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
-        let thread = thread::Builder::new()
-            .name("scened-watchdog".into())
-            .spawn(move || {
-                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(poll)
-                {
-                    let now = Instant::now();
-                    for (stage, busy, stalls) in &watched {
-                        let Some(busy_for) = busy.busy_for(now).filter(|b| *b > stall_after) else {
-                            continue;
-                        };
-                        warn!(
-                            stage,
-                            busy_ms = busy_for.as_millis() as u64,
-                            "stage stalled on one item; aborting the run"
-                        );
-                        stalls.increment(1);
-                        shutdown.abort();
-                        return;
-                    }
-                }
-            })?;
-        Ok(Self { stop, thread })
-    }
-
-    pub fn stop(self) {
-        drop(self.stop);
-        // The thread only waits and reads atomics: it cannot panic.
-        let _ = self.thread.join();
-    }
 }
 
 /// Runs `stage` on its own thread until `input` closes and is drained, `output`'s consumer
@@ -473,7 +271,6 @@ struct Meters {
     errors: Counter,
     duration: MetricHistogram,
     probe: MetricHistogram,
-    deadline_misses: Counter,
     failed: Counter,
     panicked: Counter,
 }
@@ -487,11 +284,6 @@ impl Meters {
             probe: match probe {
                 Probe::None => MetricHistogram::noop(),
                 Probe::FrameAge => histogram!(FRAME_AGE_SECONDS),
-                Probe::Latency { .. } => histogram!(FRAME_LATENCY_SECONDS),
-            },
-            deadline_misses: match probe {
-                Probe::Latency { deadline: Some(_) } => counter!(DEADLINE_MISSES_TOTAL),
-                _ => Counter::noop(),
             },
             failed: counter!(STAGE_FAILURES_TOTAL, STAGE => name, REASON => "failed"),
             panicked: counter!(STAGE_FAILURES_TOTAL, STAGE => name, REASON => "panicked"),
@@ -541,7 +333,7 @@ fn run_loop<W: Work>(
             }
             Err(panic) => {
                 report.count_error(took, &meters);
-                break StopReason::Panicked(panic);
+                break StopReason::Panicked(panic.0);
             }
         };
         report.frames_in += 1;
@@ -549,19 +341,9 @@ fn run_loop<W: Work>(
         record_micros(&mut report.process_micros, took);
         meters.duration.record(took);
         meters.frames.increment(1);
-        let stamp = out.stamp();
-        if let Probe::Latency { deadline } = probe {
-            let latency = stamp.age_at(Instant::now());
-            record_micros(&mut report.probe_micros, latency);
-            meters.probe.record(latency);
-            if deadline.is_some_and(|deadline| latency > deadline) {
-                report.deadline_misses += 1;
-                meters.deadline_misses.increment(1);
-            }
-        }
         trace!(
             stage = name,
-            seq = stamp.seq,
+            seq = out.stamp().seq,
             micros = took.as_micros() as u64,
             "processed"
         );
@@ -648,105 +430,6 @@ impl fmt::Display for Chain<'_> {
     }
 }
 
-/// Every stage's report, in pipeline order.
-#[derive(Clone, Debug)]
-pub struct PipelineReport {
-    pub stages: Vec<StageReport>,
-    /// The edge into whatever consumed the last stage's output, when it is not a stage.
-    pub sink: Option<EdgeStats>,
-}
-
-impl PipelineReport {
-    /// Joins every stage, in order.
-    pub fn join(handles: impl IntoIterator<Item = StageHandle>) -> Self {
-        Self {
-            stages: handles.into_iter().map(StageHandle::join).collect(),
-            sink: None,
-        }
-    }
-
-    /// Whether no stage failed or panicked.
-    pub fn is_clean(&self) -> bool {
-        !self.stages.iter().any(|stage| stage.stop.is_failure())
-    }
-}
-
-impl fmt::Display for PipelineReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let millis = |d: Duration| d.as_secs_f64() * 1e3;
-        writeln!(
-            f,
-            "{:<10} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}  {:<32} stop",
-            "stage",
-            "in",
-            "out",
-            "errors",
-            "fps",
-            "p50 ms",
-            "p99 ms",
-            "dropped before (full/evicted/gone)"
-        )?;
-        for stage in &self.stages {
-            let dropped = stage.input.as_ref().map_or_else(
-                || "-".to_owned(),
-                |edge| {
-                    let d = edge.dropped;
-                    format!("{}/{}/{}", d.queue_full, d.evicted, d.disconnected)
-                },
-            );
-            writeln!(
-                f,
-                "{:<10} {:>8} {:>8} {:>6} {:>7.1} {:>8.2} {:>8.2}  {:<32} {}",
-                stage.name,
-                stage.frames_in,
-                stage.frames_out,
-                stage.errors,
-                stage.fps(),
-                millis(stage.process_quantile(0.5)),
-                millis(stage.process_quantile(0.99)),
-                dropped,
-                stage.stop
-            )?;
-        }
-        if let Some(sink) = &self.sink {
-            let d = sink.dropped;
-            let dropped = format!("{}/{}/{}", d.queue_full, d.evicted, d.disconnected);
-            writeln!(
-                f,
-                "{:<10} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}  {dropped:<32} -",
-                sink.name, sink.received, sink.received, 0, "-", "-", "-"
-            )?;
-        }
-        for stage in &self.stages {
-            let what = match stage.probe {
-                Probe::None => continue,
-                Probe::FrameAge => "frame age at",
-                Probe::Latency { .. } => "capture-to-output latency at",
-            };
-            write!(
-                f,
-                "{what} {}: p50 {:.2} ms, p99 {:.2} ms",
-                stage.name,
-                millis(stage.probe_quantile(0.5)),
-                millis(stage.probe_quantile(0.99))
-            )?;
-            if let Probe::Latency {
-                deadline: Some(deadline),
-            } = stage.probe
-            {
-                write!(
-                    f,
-                    ", {} over the {:.2} ms deadline",
-                    stage.deadline_misses,
-                    millis(deadline)
-                )?;
-            }
-            writeln!(f)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
@@ -755,6 +438,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::testing::record;
+    use crate::metrics::{DEADLINE_MISSES_TOTAL, FRAME_LATENCY_SECONDS};
     use crate::queue::tests::policy;
     use crate::queue::{EdgeConfig, WhenFull};
     use crate::source::synthetic::SyntheticConfig;
@@ -1181,7 +865,6 @@ mod tests {
                     Ok(frame)
                 }
             };
-            // One stage carries both probes' roles here: age on input, latency on output.
             let infer = spawn_stage(
                 "infer",
                 FnStage(odd_fails),
@@ -1192,18 +875,29 @@ mod tests {
             )
             .expect("spawn");
             let (to_end, end_in) = edge("end", 2, WhenFull::Block);
-            let deadline = Some(Duration::ZERO);
             let pass = spawn_stage(
                 "smooth",
                 FnStage(Ok),
                 sink_in,
                 to_end,
-                Probe::Latency { deadline },
+                Probe::None,
                 Shutdown::new(),
             )
             .expect("spawn");
-            let seen = drain(end_in);
-            (PipelineReport::join([capture, infer, pass]), seen)
+            // The sink measures latency as the pipeline's sink does: every label, once.
+            let end = end_in.watch();
+            let mut latency = LatencyMeter::new(Some(Duration::ZERO));
+            let mut seen = Vec::new();
+            while let Some(item) = end_in.recv() {
+                latency.record(item.stamp(), Instant::now());
+                seen.push(item.seq);
+            }
+            let mut report = PipelineReport::join([capture, infer, pass]);
+            report.sink = Some(SinkReport {
+                edge: end.stats(),
+                latency: latency.finish(),
+            });
+            (report, seen)
         });
         assert_eq!(seen.len(), 10);
         let stage = |name| [(STAGE, name)];
@@ -1221,7 +915,8 @@ mod tests {
         assert_eq!(recorded.histogram_len(FRAME_LATENCY_SECONDS, &[]), Some(10));
         assert_eq!(recorded.counter(DEADLINE_MISSES_TOTAL, &[]), Some(10));
         assert_eq!(report.stages[1].probe_micros.len(), 20);
-        assert_eq!(report.stages[2].deadline_misses, 10);
+        let sink = report.sink.as_ref().expect("a sink");
+        assert_eq!(sink.latency.deadline_misses, 10);
 
         let text = report.to_string();
         for needle in [
@@ -1229,6 +924,7 @@ mod tests {
             "infer",
             "smooth",
             "frame age at infer",
+            "capture-to-label latency: p50 ",
             "10 over the 0.00 ms deadline",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");

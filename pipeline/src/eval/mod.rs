@@ -1,6 +1,9 @@
-//! Accuracy on a labelled folder: one subfolder per class (the Camera Scene Detection layout,
-//! or any ImageNet-style folder), folders matched to the model's labels by name or through a
-//! mapping file, top-1/top-3 counted, and the Mobile AI 2021 score.
+//! `scened eval`: the study's table for a model on a labelled folder — one subfolder per class
+//! (the Camera Scene Detection layout, or any ImageNet-style folder), folders matched to the
+//! model's labels by name or through a mapping file, top-1/top-3 counted, inference-only and
+//! end-to-end time ([`run`]), and the Mobile AI 2021 score.
+
+mod run;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -8,17 +11,29 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::infer::meta::one_line;
+pub use run::{evaluate, Progress, Row};
+
+use crate::classify::ClassifyError;
+use crate::config::TomlError;
+use crate::pipeline::BuildError;
 use crate::source::images::image_files;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("cannot read {}: {reason}", path.display())]
-    Read { path: PathBuf, reason: String },
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{}: no class folders with images in it", dir.display())]
     NoClasses { dir: PathBuf },
-    #[error("mapping {}: {reason}", path.display())]
-    Mapping { path: PathBuf, reason: String },
+    #[error("mapping {}: {error}", path.display())]
+    MappingRead {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("mapping {}: {error}", path.display())]
+    Mapping { path: PathBuf, error: TomlError },
     #[error(
         "class folder {folder:?} is not a label of {model} and the mapping does not name it \
          (map it to labels, or to [] to leave it out)"
@@ -30,6 +45,20 @@ pub enum EvalError {
         label: String,
         model: String,
     },
+    #[error(transparent)]
+    Classify(#[from] ClassifyError),
+    #[error("{}: no labels (its .toml sidecar names none)", model.display())]
+    NoLabels { model: PathBuf },
+    #[error("{}: no readable image in the folders scored", dir.display())]
+    NothingReadable { dir: PathBuf },
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("cannot start the pipeline's threads: {0}")]
+    Threads(std::io::Error),
+    #[error("stage {stage} {stop}")]
+    StageFailed { stage: &'static str, stop: String },
+    #[error("no frame came through the pipeline")]
+    NothingThrough,
 }
 
 /// One class folder and its image files, by name.
@@ -48,9 +77,9 @@ pub struct Dataset {
 
 impl Dataset {
     pub fn open(dir: &Path) -> Result<Self, EvalError> {
-        let read = |path: &Path, e: std::io::Error| EvalError::Read {
+        let read = |path: &Path, error: std::io::Error| EvalError::Read {
             path: path.to_owned(),
-            reason: e.to_string(),
+            error,
         };
         let mut classes = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| read(dir, e))? {
@@ -98,13 +127,15 @@ enum OneOrMany {
 
 impl LabelMap {
     pub fn load(path: &Path) -> Result<Self, EvalError> {
-        let fail = |reason: String| EvalError::Mapping {
+        let text = fs::read_to_string(path).map_err(|error| EvalError::MappingRead {
             path: path.to_owned(),
-            reason,
-        };
-        let text = fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+            error,
+        })?;
         let raw: BTreeMap<String, OneOrMany> =
-            toml::from_str(&text).map_err(|e| fail(one_line(&e, &text)))?;
+            toml::from_str(&text).map_err(|e| EvalError::Mapping {
+                path: path.to_owned(),
+                error: TomlError::new(&e, &text),
+            })?;
         Ok(Self(
             raw.into_iter()
                 .map(|(folder, labels)| {

@@ -1,0 +1,445 @@
+//! `scened bench`: a pipeline run's throughput, latency, drops and memory, judged against the
+//! thresholds of the config's `[bench]` table.
+//!
+//! Per-stage percentiles and capture-to-label latency come from the run's [`PipelineReport`]
+//! (the runner's hdrhistograms). What the report cannot tell — how latency and memory move
+//! during the run — comes from the [`samples`] taken alongside.
+
+pub mod samples;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Invalid;
+use crate::queue::DropCounts;
+use crate::rss;
+use crate::runner::PipelineReport;
+use samples::{p99_by_tenths, rss_slope_mb_per_h};
+pub use samples::{LatencyLog, LatencySample, RssSample, RssSampler};
+
+/// The defaults pass a healthy run of any config on a modest machine; `config/benchmark.toml`
+/// and `config/soak.toml` set their own.
+pub const DEFAULT_MIN_FPS: f64 = 5.0;
+pub const DEFAULT_MAX_P99_MS: f64 = 1000.0;
+pub const DEFAULT_MAX_DEADLINE_MISS_RATIO: f64 = 0.5;
+pub const DEFAULT_MAX_DROP_RATIO: f64 = 0.5;
+pub const DEFAULT_MAX_RSS_SLOPE_MB_PER_H: f64 = 50.0;
+pub const DEFAULT_MAX_P99_DRIFT: f64 = 3.0;
+pub const DEFAULT_RSS_SAMPLE_SECONDS: f64 = 1.0;
+
+/// Pass/fail thresholds, and how often memory is sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BenchConfig {
+    /// Labels per second out of the pipeline, at least.
+    pub min_fps: f64,
+    /// Capture-to-label latency, 99th percentile, at most (milliseconds).
+    pub max_p99_ms: f64,
+    /// Share of labels later than the source's frame period, at most (0 to 1). Not checked
+    /// when the source has no pace.
+    pub max_deadline_miss_ratio: f64,
+    /// Share of the source's frames dropped on the way, at most (0 to 1).
+    pub max_drop_ratio: f64,
+    /// Growth of resident memory, at most (MB per hour, MB = 2^20 bytes; a least-squares fit
+    /// over the samples after the warm-up: the first tenth of the run, at least 10 s).
+    pub max_rss_slope_mb_per_h: f64,
+    /// The latency p99 of the last tenth of the run over that of the first tenth, at most.
+    pub max_p99_drift: f64,
+    /// Seconds between two samples of resident memory, more than 0.
+    pub rss_sample_seconds: f64,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            min_fps: DEFAULT_MIN_FPS,
+            max_p99_ms: DEFAULT_MAX_P99_MS,
+            max_deadline_miss_ratio: DEFAULT_MAX_DEADLINE_MISS_RATIO,
+            max_drop_ratio: DEFAULT_MAX_DROP_RATIO,
+            max_rss_slope_mb_per_h: DEFAULT_MAX_RSS_SLOPE_MB_PER_H,
+            max_p99_drift: DEFAULT_MAX_P99_DRIFT,
+            rss_sample_seconds: DEFAULT_RSS_SAMPLE_SECONDS,
+        }
+    }
+}
+
+impl BenchConfig {
+    /// Checks every value; returns the memory sampling interval.
+    pub fn check(&self) -> Result<Duration, Invalid> {
+        for (field, value) in self.thresholds() {
+            let ok = value >= 0.0; // NaN fails too.
+            Invalid::check(ok, &format!("bench.{field}"), "a number, 0 or more", value)?;
+        }
+        Invalid::positive_seconds("bench.rss_sample_seconds", self.rss_sample_seconds)
+    }
+
+    fn thresholds(&self) -> [(&'static str, f64); 6] {
+        [
+            ("min_fps", self.min_fps),
+            ("max_p99_ms", self.max_p99_ms),
+            ("max_deadline_miss_ratio", self.max_deadline_miss_ratio),
+            ("max_drop_ratio", self.max_drop_ratio),
+            ("max_rss_slope_mb_per_h", self.max_rss_slope_mb_per_h),
+            ("max_p99_drift", self.max_p99_drift),
+        ]
+    }
+}
+
+/// One stage's line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageSummary {
+    pub name: &'static str,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub errors: u64,
+    pub fps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Dropped on the edge in front of the stage; `None` for the source.
+    pub dropped_before: Option<DropCounts>,
+}
+
+/// One threshold against what the run measured. A value the run could not measure (memory
+/// on an OS that does not report it, a run too short for a slope or a drift) fails the check,
+/// saying why: a verdict must not pass what it did not see. The one threshold that does not
+/// apply, the deadline of a source without a pace, passes, saying so.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub limit: f64,
+    pub value: Option<f64>,
+    pub pass: bool,
+    /// Why there is no value.
+    pub note: Option<&'static str>,
+}
+
+/// Everything `scened bench` reports, and the verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchSummary {
+    pub pass: bool,
+    pub seconds: f64,
+    /// Labels out of the pipeline.
+    pub frames: u64,
+    pub fps: f64,
+    pub stages: Vec<StageSummary>,
+    /// Capture to label, from the report's histogram.
+    pub e2e_p50_ms: f64,
+    pub e2e_p99_ms: f64,
+    pub drops: DropCounts,
+    /// Dropped over the frames the source made.
+    pub drop_ratio: f64,
+    /// Late labels over labels; `None` when the source has no pace.
+    pub deadline_miss_ratio: Option<f64>,
+    pub rss_start_mb: Option<f64>,
+    pub rss_peak_mb: f64,
+    pub rss_end_mb: Option<f64>,
+    pub rss_slope_mb_per_h: Option<f64>,
+    pub rss_samples: usize,
+    pub p99_first_tenth_ms: Option<f64>,
+    pub p99_last_tenth_ms: Option<f64>,
+    /// `p99_last_tenth_ms / p99_first_tenth_ms`.
+    pub p99_drift: Option<f64>,
+    pub checks: Vec<Check>,
+}
+
+impl BenchSummary {
+    /// Sums up a finished run of `seconds` and judges it by `config`.
+    pub fn new(
+        report: &PipelineReport,
+        latencies: &[LatencySample],
+        rss_samples: &[RssSample],
+        seconds: f64,
+        config: &BenchConfig,
+    ) -> Self {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let stages: Vec<StageSummary> = report
+            .stages
+            .iter()
+            .map(|s| StageSummary {
+                name: s.name,
+                frames_in: s.frames_in,
+                frames_out: s.frames_out,
+                errors: s.errors,
+                fps: s.fps(),
+                p50_ms: ms(s.process_quantile(0.5)),
+                p99_ms: ms(s.process_quantile(0.99)),
+                dropped_before: s.input.as_ref().map(|e| e.dropped),
+            })
+            .collect();
+        let latency = report.sink.as_ref().map(|sink| &sink.latency);
+        let edges = report
+            .stages
+            .iter()
+            .filter_map(|s| s.input.as_ref())
+            .chain(report.sink.as_ref().map(|sink| &sink.edge));
+        let drops = edges.fold(DropCounts::default(), |sum, edge| sum + edge.dropped);
+        let made = report.stages.first().map_or(0, |s| s.frames_out);
+        let frames = latency.map_or(0, |l| l.labels());
+        let deadline_miss_ratio = latency
+            .filter(|l| l.deadline.is_some() && l.labels() > 0)
+            .map(|l| l.deadline_misses as f64 / l.labels() as f64);
+        let (first, last_tenth) = p99_by_tenths(latencies);
+        let mb = |bytes| rss::mib(bytes);
+        let mut summary = Self {
+            pass: true,
+            seconds,
+            frames,
+            fps: if seconds > 0.0 {
+                frames as f64 / seconds
+            } else {
+                0.0
+            },
+            stages,
+            e2e_p50_ms: latency.map_or(0.0, |l| ms(l.quantile(0.5))),
+            e2e_p99_ms: latency.map_or(0.0, |l| ms(l.quantile(0.99))),
+            drops,
+            drop_ratio: if made > 0 {
+                drops.total() as f64 / made as f64
+            } else {
+                0.0
+            },
+            deadline_miss_ratio,
+            rss_start_mb: rss_samples.first().map(|s| mb(s.bytes)),
+            // The kernel's high-water mark misses pages given back with madvise, which a
+            // sample may have seen.
+            rss_peak_mb: mb(rss_samples
+                .iter()
+                .map(|s| s.bytes)
+                .fold(rss::peak_bytes(), u64::max)),
+            rss_end_mb: rss_samples.last().map(|s| mb(s.bytes)),
+            rss_slope_mb_per_h: rss_slope_mb_per_h(rss_samples, seconds),
+            rss_samples: rss_samples.len(),
+            p99_first_tenth_ms: first.map(ms),
+            p99_last_tenth_ms: last_tenth.map(ms),
+            p99_drift: first
+                .zip(last_tenth)
+                .filter(|(first, _)| !first.is_zero())
+                .map(|(first, last)| last.as_secs_f64() / first.as_secs_f64()),
+            checks: Vec::new(),
+        };
+        summary.judge(config);
+        summary
+    }
+
+    fn judge(&mut self, config: &BenchConfig) {
+        let at_least = |name, limit: f64, value: f64| Check {
+            name,
+            limit,
+            value: Some(value),
+            pass: value >= limit,
+            note: None,
+        };
+        let at_most = |name, limit: f64, value: Result<f64, &'static str>| Check {
+            name,
+            limit,
+            value: value.ok(),
+            pass: value.is_ok_and(|v| v <= limit),
+            note: value.err(),
+        };
+        let deadline = match self.deadline_miss_ratio {
+            Some(ratio) => at_most(
+                "max_deadline_miss_ratio",
+                config.max_deadline_miss_ratio,
+                Ok(ratio),
+            ),
+            None => Check {
+                name: "max_deadline_miss_ratio",
+                limit: config.max_deadline_miss_ratio,
+                value: None,
+                pass: true,
+                note: Some("not judged: the source has no pace, so no deadline"),
+            },
+        };
+        let rss_slope = self.rss_slope_mb_per_h.ok_or(if self.rss_samples == 0 {
+            "not measured: this OS does not report resident memory"
+        } else {
+            "not measured: fewer than 2 memory samples after the warm-up (the first tenth of \
+             the run, at least 10 s); run longer"
+        });
+        let drift = self
+            .p99_drift
+            .ok_or("not measured: fewer than 2 labels in the first or the last tenth of the run");
+        self.checks = vec![
+            at_least("min_fps", config.min_fps, self.fps),
+            at_most("max_p99_ms", config.max_p99_ms, Ok(self.e2e_p99_ms)),
+            deadline,
+            at_most("max_drop_ratio", config.max_drop_ratio, Ok(self.drop_ratio)),
+            at_most(
+                "max_rss_slope_mb_per_h",
+                config.max_rss_slope_mb_per_h,
+                rss_slope,
+            ),
+            at_most("max_p99_drift", config.max_p99_drift, drift),
+        ];
+        self.pass = self.checks.iter().all(|c| c.pass);
+    }
+
+    /// The names of the thresholds the run did not meet.
+    pub fn failed(&self) -> Vec<&'static str> {
+        self.checks
+            .iter()
+            .filter(|c| !c.pass)
+            .map(|c| c.name)
+            .collect()
+    }
+}
+
+impl fmt::Display for BenchSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opt = |v: Option<f64>, unit: &str| {
+            v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}{unit}"))
+        };
+        writeln!(
+            f,
+            "throughput {:.1} fps: {} labels in {:.1} s",
+            self.fps, self.frames, self.seconds
+        )?;
+        writeln!(
+            f,
+            "capture→label p50 {:.2} ms, p99 {:.2} ms; p99 first tenth {}, last tenth {} (drift ×{})",
+            self.e2e_p50_ms,
+            self.e2e_p99_ms,
+            opt(self.p99_first_tenth_ms, " ms"),
+            opt(self.p99_last_tenth_ms, " ms"),
+            opt(self.p99_drift, ""),
+        )?;
+        let d = self.drops;
+        writeln!(
+            f,
+            "dropped {} of the frames made ({:.2} %): queue full {}, evicted {}, consumer gone {}; deadline misses {}",
+            d.total(),
+            self.drop_ratio * 100.0,
+            d.queue_full,
+            d.evicted,
+            d.disconnected,
+            self.deadline_miss_ratio
+                .map_or_else(|| "n/a (no pace)".to_owned(), |r| format!("{:.2} %", r * 100.0)),
+        )?;
+        writeln!(
+            f,
+            "RSS start {}, peak {:.1} MB, end {}; slope {} over {} samples (MB = 2^20 bytes)",
+            opt(self.rss_start_mb, " MB"),
+            self.rss_peak_mb,
+            opt(self.rss_end_mb, " MB"),
+            opt(self.rss_slope_mb_per_h, " MB/h"),
+            self.rss_samples
+        )?;
+        for check in &self.checks {
+            let op = if check.name.starts_with("min_") {
+                "≥"
+            } else {
+                "≤"
+            };
+            let value = match (check.value, check.note) {
+                (Some(value), _) => format!("{value:.2}"),
+                (None, Some(note)) => format!("n/a ({note})"),
+                (None, None) => "n/a".to_owned(),
+            };
+            writeln!(
+                f,
+                "  {} {:<24} {value} {op} {}",
+                if check.pass { "ok  " } else { "FAIL" },
+                check.name,
+                check.limit
+            )?;
+        }
+        let verdict = if self.pass { "PASS" } else { "FAIL" };
+        writeln!(f, "verdict: {verdict}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key() {
+        assert_eq!(
+            BenchConfig::default().check().unwrap(),
+            Duration::from_secs(1)
+        );
+        let err = BenchConfig {
+            max_p99_ms: f64::NAN,
+            ..BenchConfig::default()
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bench.max_p99_ms must be a number, 0 or more, got NaN"
+        );
+        let err = BenchConfig {
+            rss_sample_seconds: 0.0,
+            ..BenchConfig::default()
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bench.rss_sample_seconds must be more than 0, got 0"
+        );
+    }
+
+    /// A minute of labels at 10 a second; memory sampled as `rss` gives.
+    fn judged(rss: &[RssSample]) -> BenchSummary {
+        let latencies: Vec<LatencySample> = (0..600)
+            .map(|i| LatencySample {
+                seconds: f64::from(i) / 10.0,
+                latency: Duration::from_millis(20),
+            })
+            .collect();
+        let report = PipelineReport {
+            stages: Vec::new(),
+            sink: None,
+        };
+        let config = BenchConfig {
+            min_fps: 0.0,
+            ..BenchConfig::default()
+        };
+        BenchSummary::new(&report, &latencies, rss, 60.0, &config)
+    }
+
+    fn check<'a>(summary: &'a BenchSummary, name: &str) -> &'a Check {
+        summary.checks.iter().find(|c| c.name == name).unwrap()
+    }
+
+    /// Memory that was not measured fails its threshold, saying why; measured and flat, it
+    /// passes. A source without a pace has no deadline to judge, and says so.
+    #[test]
+    fn a_threshold_without_a_value_fails_with_the_reason() {
+        let flat = |seconds: std::ops::Range<u32>| -> Vec<RssSample> {
+            seconds
+                .map(|s| RssSample {
+                    seconds: f64::from(s),
+                    bytes: 80 << 20,
+                })
+                .collect()
+        };
+        let measured = judged(&flat(0..61));
+        assert!(measured.pass, "{measured}");
+        assert_eq!(check(&measured, "max_rss_slope_mb_per_h").value, Some(0.0));
+        let deadline = check(&measured, "max_deadline_miss_ratio");
+        assert!(deadline.pass && deadline.note.unwrap().starts_with("not judged"));
+
+        // An OS that does not report resident memory: no samples at all.
+        let unmeasured = judged(&[]);
+        assert!(!unmeasured.pass);
+        assert_eq!(unmeasured.failed(), ["max_rss_slope_mb_per_h"]);
+        let text = unmeasured.to_string();
+        assert!(
+            text.contains(
+                "FAIL max_rss_slope_mb_per_h   n/a (not measured: this OS does not report \
+                 resident memory) ≤ 50"
+            ),
+            "{text}"
+        );
+        // Samples only during the warm-up: too short to tell growth from start-up.
+        let short = judged(&flat(0..5));
+        assert_eq!(short.failed(), ["max_rss_slope_mb_per_h"]);
+        let note = check(&short, "max_rss_slope_mb_per_h").note.unwrap();
+        assert!(note.ends_with("run longer"), "{note}");
+        assert!(short.to_string().ends_with("verdict: FAIL\n"));
+    }
+}

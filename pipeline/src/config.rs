@@ -1,0 +1,381 @@
+//! The config file: one TOML table per part of scened — where frames come from, each stage,
+//! the queues, when to stop, the output, telemetry and `scened bench`'s thresholds. Every key is
+//! checked (`deny_unknown_fields`) and every default is written out in `config/scened.toml`.
+//!
+//! [`Config::load`] reads a file; a parse error is one line naming the file, the key and the
+//! line. Paths in a file are relative to the file. [`Config::check`] is the one place every
+//! setting is checked before anything is built; a bad value is an [`Invalid`]:
+//! `<table>.<key> must be <expected>, got <value>`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::bench::BenchConfig;
+use crate::infer::stage::InferConfig;
+use crate::pipeline::{EdgesConfig, OutputConfig, StopConfig};
+use crate::resize::ResizeConfig;
+use crate::smooth::SmoothConfig;
+use crate::source::SourceConfig;
+use crate::telemetry::TelemetryConfig;
+
+/// A whole config file; every table has defaults, so an empty file plays the demo clip.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where frames come from.
+    pub source: SourceConfig,
+    /// How frames are fitted to the model's input.
+    pub resize: ResizeConfig,
+    /// The model and how it runs.
+    pub infer: InferConfig,
+    /// How per-frame scores become a steady label.
+    pub smooth: SmoothConfig,
+    /// The bounded queues between stages.
+    pub edges: EdgesConfig,
+    /// When to stop, besides the end of the source and a shutdown.
+    pub stop: StopConfig,
+    /// Which labels reach the output.
+    pub output: OutputConfig,
+    /// Metrics and status over HTTP.
+    pub telemetry: TelemetryConfig,
+    /// `scened bench`'s thresholds.
+    pub bench: BenchConfig,
+}
+
+/// A config file that cannot be used as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {error}", path.display())]
+    Parse { path: PathBuf, error: ParseError },
+}
+
+impl Config {
+    /// Reads and parses the config file at `path`, with its paths made relative to it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            error,
+        })?;
+        config.rebase(path.parent().unwrap_or(Path::new("")));
+        Ok(config)
+    }
+
+    /// The config in `text`, as written (paths not rebased).
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| ParseError {
+            key: None,
+            error: TomlError::new(&e, text),
+        })?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| ParseError {
+            key: Some(e.path().to_string()),
+            error: TomlError::new(e.inner(), text),
+        })
+    }
+
+    /// Makes the relative paths in the config relative to `dir`.
+    pub fn rebase(&mut self, dir: &Path) {
+        let mut paths: Vec<&mut PathBuf> = self.infer.model.iter_mut().collect();
+        paths.extend(self.infer.labels.as_mut());
+        match &mut self.source {
+            SourceConfig::Clip(clip) => paths.extend(clip.path.as_mut()),
+            SourceConfig::Images(images) => paths.push(&mut images.dir),
+            SourceConfig::Synthetic(_) | SourceConfig::Camera(_) => {}
+        }
+        for path in paths {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
+        }
+    }
+
+    /// Checks every setting that can be checked without touching a file, a device or the
+    /// network, so `scened validate` and a start-up fail on the first bad value before any
+    /// work. The pipeline's `build()` steps check their own parts again as they build them.
+    pub fn check(&self) -> Result<(), Invalid> {
+        self.source.check()?;
+        self.smooth.check()?;
+        self.edges.check()?;
+        self.stop.check()?;
+        self.telemetry.check()?;
+        self.bench.check()?;
+        Ok(())
+    }
+}
+
+/// A config's text that does not parse: `key: line N: what is wrong`.
+#[derive(Debug)]
+pub struct ParseError {
+    /// The key at fault, e.g. `edges.infer.capacity`; `None` for a syntax error.
+    pub key: Option<String>,
+    pub error: TomlError,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{key}: {}", self.error),
+            None => write!(f, "{}", self.error),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// A TOML error on one line: toml's own message spans lines with a source excerpt, and the CLI
+/// promises one line, so this keeps the message (which names the key) and the line number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TomlError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl TomlError {
+    /// `e`, found in `text`.
+    pub fn new(e: &toml::de::Error, text: &str) -> Self {
+        Self {
+            line: e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1),
+            message: e.message().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for TomlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for TomlError {}
+
+/// A setting outside what it may be: `<table>.<key> must be <expected>, got <value>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key} must be {expected}, got {got}")]
+pub struct Invalid {
+    /// Where the setting is, e.g. `smooth.alpha` or `edges.infer.capacity`.
+    pub key: String,
+    pub expected: &'static str,
+    pub got: String,
+}
+
+impl Invalid {
+    /// `Ok` if `ok`, else the error for `key` holding `got`.
+    pub fn check(
+        ok: bool,
+        key: &str,
+        expected: &'static str,
+        got: impl fmt::Display,
+    ) -> Result<(), Self> {
+        if ok {
+            Ok(())
+        } else {
+            Err(Self {
+                key: key.to_owned(),
+                expected,
+                got: got.to_string(),
+            })
+        }
+    }
+
+    /// `seconds` as a duration, which must be more than zero (and not NaN).
+    pub fn positive_seconds(key: &str, seconds: f64) -> Result<Duration, Self> {
+        let duration = Duration::try_from_secs_f64(seconds).unwrap_or_default();
+        Self::check(!duration.is_zero(), key, "more than 0", seconds)?;
+        Ok(duration)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infer::stage::DEFAULT_MODEL;
+    use crate::source::camera::CameraConfig;
+    use crate::source::images::ImagesConfig;
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    #[test]
+    fn every_shipped_config_parses_and_passes_its_checks() {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(repo().join("config")).unwrap() {
+            let path = entry.unwrap().path();
+            let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            config
+                .check()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "benchmark.toml",
+                "live-camera.toml",
+                "replay.toml",
+                "scened.toml",
+                "soak.toml"
+            ]
+        );
+    }
+
+    /// scened.toml documents the defaults; it must say what the code does.
+    #[test]
+    fn scened_toml_is_exactly_the_built_in_defaults() {
+        let mut from_file = Config::load(&repo().join("config/scened.toml")).unwrap();
+        let mut defaults = Config::default();
+        // The file names the model relative to itself; the default is relative to the current
+        // directory, which the README says is the repository root.
+        defaults.infer.model = Some(repo().join(DEFAULT_MODEL));
+        for config in [&mut from_file, &mut defaults] {
+            config.infer.model = Some(config.infer.model().canonicalize().unwrap());
+        }
+        assert_eq!(from_file, defaults);
+    }
+
+    /// The other kinds of source and smoother are written out commented; each block, read
+    /// as a config, must be that kind's defaults.
+    #[test]
+    fn scened_toml_comments_the_other_kinds_at_their_defaults() {
+        let text = std::fs::read_to_string(repo().join("config/scened.toml")).unwrap();
+        // A block: a commented `kind = …` and the commented settings right after it.
+        let mut blocks: Vec<String> = Vec::new();
+        let mut in_block = false;
+        for line in text.lines() {
+            let Some(setting) = line.strip_prefix("# ").filter(|l| l.contains(" = ")) else {
+                in_block = false;
+                continue;
+            };
+            // Trailing comments explain; no value here holds a `#`.
+            let setting = setting.split('#').next().unwrap().trim();
+            if setting.starts_with("kind = ") {
+                blocks.push(String::new());
+                in_block = true;
+            }
+            if in_block {
+                blocks.last_mut().unwrap().push_str(&format!("{setting}\n"));
+            }
+        }
+        let source = |text: &str| toml::from_str::<SourceConfig>(text).unwrap();
+        let smooth = |text: &str| toml::from_str::<SmoothConfig>(text).unwrap();
+        assert_eq!(blocks.len(), 5, "{blocks:#?}");
+        assert_eq!(
+            source(&blocks[0]),
+            SourceConfig::Camera(CameraConfig::default())
+        );
+        assert_eq!(
+            source(&blocks[1]),
+            SourceConfig::Images(ImagesConfig {
+                dir: "../tests/data/photos/full".into(),
+                ..ImagesConfig::default()
+            })
+        );
+        assert_eq!(
+            source(&blocks[2]),
+            SourceConfig::Synthetic(Default::default())
+        );
+        let window: SmoothConfig = toml::from_str("kind = \"window\"").unwrap();
+        let hysteresis: SmoothConfig = toml::from_str("kind = \"hysteresis\"").unwrap();
+        assert_eq!(smooth(&blocks[3]), window);
+        assert_eq!(smooth(&blocks[4]), hysteresis);
+    }
+
+    #[test]
+    fn paths_in_a_file_are_relative_to_the_file() {
+        let text = r#"
+            [source]
+            kind = "images"
+            dir = "photos"
+            [infer]
+            model = "m.tflite"
+            labels = "/abs/labels.txt"
+        "#;
+        let mut config = Config::parse(text).unwrap();
+        config.rebase(Path::new("/etc/scened"));
+        assert_eq!(config.infer.model(), Path::new("/etc/scened/m.tflite"));
+        assert_eq!(config.infer.labels.unwrap(), Path::new("/abs/labels.txt"));
+        let SourceConfig::Images(images) = config.source else {
+            panic!("images source expected")
+        };
+        assert_eq!(images.dir, Path::new("/etc/scened/photos"));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_line() {
+        let cases = [
+            (
+                "[edges.infer]\ncapacity = \"two\"\nwhen_full = \"block\"",
+                "edges.infer.capacity: line 2: invalid type: string \"two\", expected usize",
+            ),
+            (
+                "[infer]\nmodle = \"m.tflite\"",
+                "infer.modle: line 2: unknown field `modle`, expected one of `model`, `threads`, `labels`",
+            ),
+            (
+                "[edges.sink]\ncapacity = 2\nwhen_full = \"drop_all\"",
+                "edges.sink.when_full: line 3: unknown variant `drop_all`, expected one of `block`, `drop_newest`, `drop_oldest`",
+            ),
+            (
+                "[smooth]\nkind = \"median\"",
+                "smooth.kind: line 2: unknown variant `median`, expected one of `ema`, `window`, `hysteresis`",
+            ),
+            (
+                "[source]\nkind = \"webcam\"",
+                "source.kind: line 2: unknown variant `webcam`, expected one of `synthetic`, `images`, `clip`, `camera`",
+            ),
+            (
+                "[sauce]\nkind = \"clip\"",
+                "sauce: line 1: unknown field `sauce`, expected one of `source`, `resize`, `infer`, `smooth`, `edges`, `stop`, `output`, `telemetry`, `bench`",
+            ),
+            (
+                "[stop]\nafter_frames = -3",
+                "stop.after_frames: line 2: invalid value: integer `-3`, expected u64",
+            ),
+            (
+                "[telemetry]\nlisten = \"localhost\"",
+                "telemetry.listen: line 2: invalid socket address syntax",
+            ),
+            ("[infer\nmodel = 1", "line 1: unclosed table, expected `]`"),
+        ];
+        for (text, expected) in cases {
+            let error = Config::parse(text).expect_err(text).to_string();
+            assert_eq!(error, expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_named_by_its_table_and_key() {
+        let err = Invalid::check(false, "smooth.alpha", "in (0, 1]", 1.5).unwrap_err();
+        assert_eq!(err.to_string(), "smooth.alpha must be in (0, 1], got 1.5");
+        assert!(Invalid::check(true, "smooth.alpha", "in (0, 1]", 0.3).is_ok());
+        assert_eq!(
+            Invalid::positive_seconds("stop.stall_seconds", 0.25),
+            Ok(Duration::from_millis(250))
+        );
+        for seconds in [0.0, -1.0, f64::NAN] {
+            let err = Invalid::positive_seconds("stop.stall_seconds", seconds).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("stop.stall_seconds must be more than 0, got {seconds}")
+            );
+        }
+    }
+}

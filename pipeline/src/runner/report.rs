@@ -1,0 +1,350 @@
+//! What a run did, for the final report: each stage's counts, timings and why it stopped
+//! ([`StageReport`]), and the labels' capture-to-label latency, measured once where each label
+//! leaves the pipeline ([`LatencyMeter`]) — the one value the report, the histogram, the
+//! deadline count, the output lines, `/status` and `scened bench` all read.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use ::metrics::{counter, histogram, Counter, Histogram as MetricHistogram};
+use hdrhistogram::Histogram;
+
+use super::{Probe, StageHandle};
+use crate::frame::Stamp;
+use crate::metrics::{DEADLINE_MISSES_TOTAL, FRAME_LATENCY_SECONDS};
+use crate::queue::EdgeStats;
+
+/// Report histograms hold 1 µs to 10 min at 3 significant figures.
+const HISTOGRAM_MAX_MICROS: u64 = 600_000_000;
+
+/// Why a stage's thread ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The source reached the end of its stream.
+    EndOfStream,
+    /// The source saw the shutdown request.
+    Shutdown,
+    /// The input edge closed and everything queued on it was processed.
+    InputClosed,
+    /// The next stage is gone, so there was no one to send to.
+    OutputClosed,
+    /// `process()` returned a fatal error.
+    Failed(String),
+    /// `process()` panicked.
+    Panicked(String),
+    /// Still in one `process()` call (for this long) when the join gave up on it.
+    Stalled(Duration),
+    /// Stopped because the run was aborted after another stage stalled.
+    Aborted,
+}
+
+impl StopReason {
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::Failed(_) | Self::Panicked(_) | Self::Stalled(_))
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EndOfStream => f.write_str("end of stream"),
+            Self::Shutdown => f.write_str("shutdown"),
+            Self::InputClosed => f.write_str("input closed"),
+            Self::OutputClosed => f.write_str("output closed"),
+            Self::Failed(error) => write!(f, "failed: {error}"),
+            Self::Panicked(message) => write!(f, "panicked: {message}"),
+            Self::Stalled(busy) => write!(f, "stalled: one item for {:.1} s", busy.as_secs_f64()),
+            Self::Aborted => f.write_str("aborted"),
+        }
+    }
+}
+
+/// What one stage did, for the final report. `frames_in = frames_out + errors`.
+#[derive(Clone, Debug)]
+pub struct StageReport {
+    pub name: &'static str,
+    /// Items taken: received from the input edge, or read from the source.
+    pub frames_in: u64,
+    /// Items processed and handed to the output edge (whose policy may still drop them).
+    pub frames_out: u64,
+    /// Items that failed or panicked.
+    pub errors: u64,
+    /// The input edge when the stage was joined: what was dropped before reaching this
+    /// stage. `None` for a source.
+    pub input: Option<EdgeStats>,
+    pub elapsed: Duration,
+    /// Time per `process()` call, in microseconds.
+    pub process_micros: Histogram<u64>,
+    pub probe: Probe,
+    /// Frame age per the probe, in microseconds; empty for `Probe::None`.
+    pub probe_micros: Histogram<u64>,
+    pub stop: StopReason,
+}
+
+impl StageReport {
+    pub(super) fn new(name: &'static str, probe: Probe, stop: StopReason) -> Self {
+        Self {
+            name,
+            frames_in: 0,
+            frames_out: 0,
+            errors: 0,
+            input: None,
+            elapsed: Duration::ZERO,
+            process_micros: micros_histogram(),
+            probe,
+            probe_micros: micros_histogram(),
+            stop,
+        }
+    }
+
+    /// Items out per second over the stage's run time.
+    pub fn fps(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 {
+            self.frames_out as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// `quantile` (0 to 1) of the `process()` time.
+    pub fn process_quantile(&self, quantile: f64) -> Duration {
+        Duration::from_micros(self.process_micros.value_at_quantile(quantile))
+    }
+
+    /// `quantile` (0 to 1) of the probe's measure.
+    pub fn probe_quantile(&self, quantile: f64) -> Duration {
+        Duration::from_micros(self.probe_micros.value_at_quantile(quantile))
+    }
+}
+
+pub(super) fn micros_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_MICROS, 3)
+        .expect("constant histogram bounds are valid")
+}
+
+pub(super) fn record_micros(histogram: &mut Histogram<u64>, duration: Duration) {
+    histogram.saturating_record(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX));
+}
+
+/// Capture-to-label latency of every label that left the pipeline.
+#[derive(Clone, Debug)]
+pub struct LatencyReport {
+    /// In microseconds.
+    pub micros: Histogram<u64>,
+    /// The source's frame period: a later label is a deadline miss. `None` without a pace.
+    pub deadline: Option<Duration>,
+    pub deadline_misses: u64,
+}
+
+impl LatencyReport {
+    /// Labels measured.
+    pub fn labels(&self) -> u64 {
+        self.micros.len()
+    }
+
+    /// `quantile` (0 to 1) of the latency.
+    pub fn quantile(&self, quantile: f64) -> Duration {
+        Duration::from_micros(self.micros.value_at_quantile(quantile))
+    }
+}
+
+/// Measures each label's latency as it leaves the pipeline, into the report and the metrics.
+pub struct LatencyMeter {
+    report: LatencyReport,
+    histogram: MetricHistogram,
+    deadline_misses: Counter,
+}
+
+impl LatencyMeter {
+    /// Register on the thread where the recorder is installed.
+    pub fn new(deadline: Option<Duration>) -> Self {
+        Self {
+            report: LatencyReport {
+                micros: micros_histogram(),
+                deadline,
+                deadline_misses: 0,
+            },
+            histogram: histogram!(FRAME_LATENCY_SECONDS),
+            deadline_misses: match deadline {
+                Some(_) => counter!(DEADLINE_MISSES_TOTAL),
+                None => Counter::noop(),
+            },
+        }
+    }
+
+    /// The latency of the label of the frame stamped `stamp`, leaving at `now`; recorded.
+    pub fn record(&mut self, stamp: Stamp, now: Instant) -> Duration {
+        let latency = stamp.age_at(now);
+        record_micros(&mut self.report.micros, latency);
+        self.histogram.record(latency);
+        if self
+            .report
+            .deadline
+            .is_some_and(|deadline| latency > deadline)
+        {
+            self.report.deadline_misses += 1;
+            self.deadline_misses.increment(1);
+        }
+        latency
+    }
+
+    pub fn finish(self) -> LatencyReport {
+        self.report
+    }
+}
+
+/// Every stage's report, in pipeline order, and what left the pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineReport {
+    pub stages: Vec<StageReport>,
+    /// Where the labels left, when whoever consumed the last stage's output was not a stage.
+    pub sink: Option<SinkReport>,
+}
+
+/// The pipeline's end: the edge into the sink and the latency of what came out of it.
+#[derive(Clone, Debug)]
+pub struct SinkReport {
+    pub edge: EdgeStats,
+    pub latency: LatencyReport,
+}
+
+impl PipelineReport {
+    /// Joins every stage, in order.
+    pub fn join(handles: impl IntoIterator<Item = StageHandle>) -> Self {
+        Self {
+            stages: handles.into_iter().map(StageHandle::join).collect(),
+            sink: None,
+        }
+    }
+
+    /// The first stage that failed, panicked or stalled, if any.
+    pub fn failure(&self) -> Option<&StageReport> {
+        self.stages.iter().find(|stage| stage.stop.is_failure())
+    }
+
+    /// Whether no stage failed, panicked or stalled.
+    pub fn is_clean(&self) -> bool {
+        self.failure().is_none()
+    }
+}
+
+impl fmt::Display for PipelineReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = |d: Duration| d.as_secs_f64() * 1e3;
+        writeln!(
+            f,
+            "{:<10} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}  {:<32} stop",
+            "stage",
+            "in",
+            "out",
+            "errors",
+            "fps",
+            "p50 ms",
+            "p99 ms",
+            "dropped before (full/evicted/gone)"
+        )?;
+        for stage in &self.stages {
+            let dropped = stage.input.as_ref().map_or_else(
+                || "-".to_owned(),
+                |edge| {
+                    let d = edge.dropped;
+                    format!("{}/{}/{}", d.queue_full, d.evicted, d.disconnected)
+                },
+            );
+            writeln!(
+                f,
+                "{:<10} {:>8} {:>8} {:>6} {:>7.1} {:>8.2} {:>8.2}  {:<32} {}",
+                stage.name,
+                stage.frames_in,
+                stage.frames_out,
+                stage.errors,
+                stage.fps(),
+                millis(stage.process_quantile(0.5)),
+                millis(stage.process_quantile(0.99)),
+                dropped,
+                stage.stop
+            )?;
+        }
+        if let Some(SinkReport { edge, .. }) = &self.sink {
+            let d = edge.dropped;
+            let dropped = format!("{}/{}/{}", d.queue_full, d.evicted, d.disconnected);
+            writeln!(
+                f,
+                "{:<10} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}  {dropped:<32} -",
+                edge.name, edge.received, edge.received, 0, "-", "-", "-"
+            )?;
+        }
+        for stage in &self.stages {
+            if stage.probe == Probe::FrameAge {
+                writeln!(
+                    f,
+                    "frame age at {}: p50 {:.2} ms, p99 {:.2} ms",
+                    stage.name,
+                    millis(stage.probe_quantile(0.5)),
+                    millis(stage.probe_quantile(0.99))
+                )?;
+            }
+        }
+        if let Some(SinkReport { latency, .. }) = &self.sink {
+            write!(
+                f,
+                "capture-to-label latency: p50 {:.2} ms, p99 {:.2} ms",
+                millis(latency.quantile(0.5)),
+                millis(latency.quantile(0.99))
+            )?;
+            if let Some(deadline) = latency.deadline {
+                write!(
+                    f,
+                    ", {} over the {:.2} ms deadline",
+                    latency.deadline_misses,
+                    millis(deadline)
+                )?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::testing::record;
+
+    #[test]
+    fn the_latency_meter_records_each_label_once_in_report_and_metrics() {
+        let (recorded, report) = record(|| {
+            let mut meter = LatencyMeter::new(Some(Duration::from_millis(10)));
+            let captured_at = Instant::now();
+            for (seq, ms) in [(0, 4), (1, 12), (2, 30)] {
+                let stamp = Stamp { seq, captured_at };
+                let latency = meter.record(stamp, captured_at + Duration::from_millis(ms));
+                assert_eq!(latency, Duration::from_millis(ms));
+            }
+            meter.finish()
+        });
+        assert_eq!(report.labels(), 3);
+        assert_eq!(report.deadline_misses, 2);
+        // The median is the 12 ms label, to the histogram's three significant figures.
+        let median = report.quantile(0.5).as_micros();
+        assert!(median.abs_diff(12_000) < 12, "{median}");
+        assert_eq!(recorded.histogram_len(FRAME_LATENCY_SECONDS, &[]), Some(3));
+        assert_eq!(recorded.counter(DEADLINE_MISSES_TOTAL, &[]), Some(2));
+        // Without a pace nothing is late, and no miss counter is registered.
+        let (recorded, report) = record(|| {
+            let mut meter = LatencyMeter::new(None);
+            let now = Instant::now();
+            meter.record(
+                Stamp {
+                    seq: 0,
+                    captured_at: now,
+                },
+                now + Duration::from_secs(5),
+            );
+            meter.finish()
+        });
+        assert_eq!(report.deadline_misses, 0);
+        assert_eq!(recorded.counter(DEADLINE_MISSES_TOTAL, &[]), None);
+    }
+}
