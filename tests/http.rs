@@ -4,6 +4,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -179,6 +180,7 @@ fn idle_connections_past_the_file_limit_leave_the_server_answering() {
                 Ok(())
             });
         }
+        command.stdout(Stdio::null());
         let daemon = Daemon::spawn(command);
         let pid = daemon.child.id();
         let mut most_threads = threads(pid);
@@ -375,7 +377,7 @@ pub(crate) fn exposed_daemon(dir: &std::path::Path, source_toml: &str) -> Daemon
     );
     let listen = format!("{bind}:0");
     let mut command = scened_command(&["run", "--config", &config, "--listen", &listen]);
-    command.env(TOKEN_ENV, TOKEN);
+    command.env(TOKEN_ENV, TOKEN).stdout(Stdio::null());
     let mut daemon = Daemon::spawn(command);
     daemon.addr.set_ip(connect);
     daemon

@@ -42,9 +42,9 @@ fn next_part(stream: &mut Streaming) -> Vec<u8> {
     }
 }
 
-/// The next `event: status` of an `/events` stream, parsed.
-fn next_status(events: &mut Streaming) -> Value {
-    let mut is_status = false;
+/// The next Server-Sent Event of an `/events` stream: its name and its data, parsed.
+fn next_event(events: &mut Streaming) -> (String, Value) {
+    let mut name = String::new();
     loop {
         let mut line = String::new();
         assert!(
@@ -52,14 +52,20 @@ fn next_status(events: &mut Streaming) -> Value {
             "stream ended"
         );
         let line = line.trim_end();
-        if line == "event: status" {
-            is_status = true;
+        if let Some(event) = line.strip_prefix("event: ") {
+            name = event.to_owned();
         } else if let Some(data) = line.strip_prefix("data: ") {
-            if is_status {
-                return serde_json::from_str(data).unwrap();
-            }
-        } else if line.is_empty() {
-            is_status = false;
+            return (name, serde_json::from_str(data).unwrap());
+        }
+    }
+}
+
+/// The next `event: status` of an `/events` stream: the page's figures.
+fn next_status(events: &mut Streaming) -> Value {
+    loop {
+        let (name, figures) = next_event(events);
+        if name == "status" {
+            return figures;
         }
     }
 }
@@ -152,22 +158,40 @@ fn snapshot_stream_and_events_show_the_frames_and_the_label() {
 }
 
 #[test]
-fn events_carry_a_label_change() {
+fn events_carry_the_label_changes_stdout_prints() {
     // The demo clip, paced: a cat for two seconds, then an espresso.
-    let daemon = Daemon::start(&["run"]);
+    let dir = tmp_dir("live-events");
+    let stdout = dir.join("stdout.jsonl");
+    let mut command = scened_command(&["run"]);
+    command.stdout(std::fs::File::create(&stdout).unwrap());
+    let daemon = Daemon::spawn(command);
     let mut events = Streaming::open(daemon.addr, "/events", &[]);
-    let mut labels: Vec<String> = Vec::new();
-    eventually("the label to change to espresso", || {
-        let figures = next_status(&mut events);
-        let label = figures["label"].as_str()?.to_owned();
-        if labels.last() != Some(&label) {
-            labels.push(label);
+    let mut labels: Vec<Value> = Vec::new();
+    eventually("a label event for the espresso", || {
+        let (name, event) = next_event(&mut events);
+        if name != "status" {
+            assert_eq!(event["event"], name.as_str(), "{event}");
         }
-        labels.iter().any(|l| l == "espresso").then_some(())
+        if name == "label" {
+            labels.push(event);
+        }
+        labels
+            .iter()
+            .any(|l| l["label"] == "espresso")
+            .then_some(())
     });
-    assert!(labels.len() >= 2, "{labels:?}");
     drop(events);
     daemon.stop();
+    // The same objects, field for field, as the lines on stdout.
+    let printed: Vec<Value> = std::fs::read_to_string(&stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    for label in &labels {
+        assert!(printed.contains(label), "{label} not on stdout");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A browser and its WebDriver, found by `SCENED_CHROME` and `SCENED_CHROMEDRIVER`, else on the

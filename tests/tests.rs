@@ -9,5 +9,7 @@ mod eval;
 mod faults;
 mod http;
 mod live_view;
+mod memory;
 mod run;
+mod setup;
 mod telemetry;

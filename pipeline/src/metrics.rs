@@ -64,6 +64,8 @@ pub const HTTP_ACCEPT_ERRORS_TOTAL: &str = "scened_http_accept_errors_total";
 pub const HTTP_REQUESTS_TOTAL: &str = "scened_http_requests_total";
 /// Gauge, `{stream}`: open live-view streams, `mjpeg` (`/stream.mjpeg`) or `events` (`/events`).
 pub const HTTP_VIEWERS: &str = "scened_http_viewers";
+/// Counter: events an `/events` viewer did not take in time, dropped oldest first.
+pub const HTTP_EVENTS_DROPPED_TOTAL: &str = "scened_http_events_dropped_total";
 /// Histogram: time to encode one frame of the live view as JPEG (only while someone watches).
 pub const PREVIEW_ENCODE_SECONDS: &str = "scened_preview_encode_seconds";
 
@@ -101,6 +103,7 @@ pub const ALL: &[&str] = &[
     HTTP_ACCEPT_ERRORS_TOTAL,
     HTTP_REQUESTS_TOTAL,
     HTTP_VIEWERS,
+    HTTP_EVENTS_DROPPED_TOTAL,
     PREVIEW_ENCODE_SECONDS,
     PROCESS_RESIDENT_MEMORY_BYTES,
     PROCESS_CPU_SECONDS_TOTAL,
@@ -217,6 +220,11 @@ pub fn describe() {
         "HTTP requests answered, by status code"
     );
     describe_gauge!(HTTP_VIEWERS, Unit::Count, "Open live-view streams, by kind");
+    describe_counter!(
+        HTTP_EVENTS_DROPPED_TOTAL,
+        Unit::Count,
+        "Events an /events viewer did not take in time"
+    );
     describe_histogram!(
         PREVIEW_ENCODE_SECONDS,
         Unit::Seconds,

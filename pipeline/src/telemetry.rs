@@ -10,7 +10,7 @@
 //! | `/` | the live view: one self-contained page (picture, label, top-5, figures) |
 //! | `/snapshot.jpg` | the next captured frame, JPEG |
 //! | `/stream.mjpeg` | the frames as `multipart/x-mixed-replace` JPEG parts, at most `preview_fps` |
-//! | `/events` | Server-Sent Events: the page's figures (`event: status`) |
+//! | `/events` | Server-Sent Events: the run's [`Event`](crate::events::Event)s as stdout prints them, and the page's figures (`event: status`) |
 //!
 //! Nothing served changes state: GET and HEAD only, and the address is loopback unless the
 //! config says otherwise; off loopback the picture asks for a token ([`auth`]). The server
@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::config::Invalid;
+use crate::events::Events;
 use crate::metrics;
 use crate::queue::EdgeWatch;
 use crate::stats;
@@ -136,7 +137,15 @@ struct Limits {
     preview_period: Duration,
 }
 
+/// The camera name when `camera` is unset.
+pub const DEFAULT_CAMERA: &str = "default";
+
 impl TelemetryConfig {
+    /// The camera's name, as events and MQTT topics say it.
+    pub fn camera_name(&self) -> &str {
+        self.camera.as_deref().unwrap_or(DEFAULT_CAMERA)
+    }
+
     /// Checks the settings that can be checked without binding or reading the environment.
     pub fn check(&self) -> Result<(), Invalid> {
         self.limits().map(|_| ())
@@ -183,9 +192,10 @@ impl TelemetryConfig {
     }
 
     /// Checks the settings, reads the token, binds the address, installs the process-wide
-    /// recorder and starts the HTTP thread; `None` when telemetry is disabled. Call before
-    /// building the pipeline, whose stages register their metrics as they are built.
-    pub fn start(&self) -> Result<Option<Telemetry>, TelemetryError> {
+    /// recorder and starts the HTTP thread, whose `/events` carries `events`; `None` when
+    /// telemetry is disabled. Call before building the pipeline, whose stages register their
+    /// metrics as they are built.
+    pub fn start(&self, events: &Events) -> Result<Option<Telemetry>, TelemetryError> {
         if !self.enabled {
             return Ok(None);
         }
@@ -238,6 +248,7 @@ impl TelemetryConfig {
             process,
             status: status.clone(),
             view: view.clone(),
+            events: events.clone(),
             access,
             protect_metrics: self.protect_metrics,
             limits,
@@ -586,7 +597,7 @@ mod tests {
             camera: Some("porch".into()),
             ..TelemetryConfig::default()
         };
-        let telemetry = config.start().unwrap().expect("enabled");
+        let telemetry = config.start(&Events::new()).unwrap().expect("enabled");
         ::metrics::counter!(metrics::FRAMES_TOTAL, metrics::STAGE => "infer").increment(3);
         let scrape = request(telemetry.local_addr(), "GET", "/metrics");
         assert!(scrape.starts_with("HTTP/1.0 200"), "{scrape}");
@@ -620,7 +631,7 @@ mod tests {
             ..TelemetryConfig::default()
         };
         assert!(matches!(
-            again.start(),
+            again.start(&Events::new()),
             Err(TelemetryError::RecorderInstalled)
         ));
     }
@@ -630,7 +641,11 @@ mod tests {
         let bad = |change: fn(&mut TelemetryConfig)| {
             let mut config = TelemetryConfig::default();
             change(&mut config);
-            config.start().err().expect("refused").to_string()
+            config
+                .start(&Events::new())
+                .err()
+                .expect("refused")
+                .to_string()
         };
         for (change, message) in [
             (

@@ -13,7 +13,8 @@
 //! - Size: a request head (request line and headers) over [`MAX_HEAD_BYTES`] is answered 431
 //!   by hyper and the connection closed; no more of it is read. Request bodies are never read.
 //! - Methods and paths: GET and HEAD only (405), the paths in [`Endpoint`] only (404).
-//! - Viewers: at most `max_viewers` open streams of each kind (503 beyond).
+//! - Viewers: at most `max_viewers` open streams of each kind (503 beyond); an `/events` viewer
+//!   that falls behind loses its oldest events, counted.
 //!
 //! One OS thread serves every connection: an idle one costs a socket and a few KiB.
 
@@ -37,13 +38,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, Sleep};
 use tracing::{debug, warn};
 
 use super::auth::Access;
 use super::view::{View, Watching};
 use super::{Limits, LiveStatus};
+use crate::events::{Events, NoEvent, Subscriber};
 use crate::metrics;
 
 /// Request line and headers together, at most: far more than any browser or scraper sends.
@@ -57,6 +59,8 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_millis(640));
 /// A snapshot waits this long for a frame; then the pipeline is taken to be stopped.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
+/// Events queued for one `/events` viewer; a viewer further behind loses the oldest.
+const EVENTS_QUEUE: usize = 64;
 /// The separator of `/stream.mjpeg`'s parts.
 const BOUNDARY: &str = "scened-frame";
 /// What a connection over the limit gets before it is closed.
@@ -79,6 +83,7 @@ pub(super) struct App {
     pub(super) process: metrics_process::Collector,
     pub(super) status: Arc<LiveStatus>,
     pub(super) view: Arc<View>,
+    pub(super) events: Events,
     pub(super) access: Access,
     pub(super) protect_metrics: bool,
     pub(super) limits: Limits,
@@ -192,6 +197,7 @@ struct Counters {
     too_large: ::metrics::Counter,
     stalled: ::metrics::Counter,
     bad_request: ::metrics::Counter,
+    events_dropped: ::metrics::Counter,
 }
 
 impl Counters {
@@ -205,6 +211,7 @@ impl Counters {
             too_large: cut("too_large"),
             stalled: cut("stalled"),
             bad_request: cut("bad_request"),
+            events_dropped: ::metrics::counter!(metrics::HTTP_EVENTS_DROPPED_TOTAL),
         };
         // A counter shows in a scrape once it is touched.
         for counter in [
@@ -214,6 +221,7 @@ impl Counters {
             &counters.too_large,
             &counters.stalled,
             &counters.bad_request,
+            &counters.events_dropped,
         ] {
             counter.increment(0);
         }
@@ -295,10 +303,14 @@ impl Connection {
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
         let timeout = self.app.limits.client_timeout;
         let io = TokioIo::new(Stalling::new(stream, timeout));
-        let (app, streams) = (self.app.clone(), self.streams.clone());
+        let (app, streams, counters) = (
+            self.app.clone(),
+            self.streams.clone(),
+            self.counters.clone(),
+        );
         let service = service_fn(move |request| {
-            let (app, streams) = (app.clone(), streams.clone());
-            async move { Ok::<_, Infallible>(answer(&app, &streams, request).await) }
+            let (app, streams, counters) = (app.clone(), streams.clone(), counters.clone());
+            async move { Ok::<_, Infallible>(answer(&app, &streams, &counters, request).await) }
         });
         let served = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -335,14 +347,24 @@ impl Connection {
     }
 }
 
-async fn answer(app: &App, streams: &Streams, request: Request<Incoming>) -> Response<Body> {
-    let response = route(app, streams, &request).await;
+async fn answer(
+    app: &App,
+    streams: &Streams,
+    counters: &Counters,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let response = route(app, streams, counters, &request).await;
     let code = response.status().as_u16().to_string();
     ::metrics::counter!(metrics::HTTP_REQUESTS_TOTAL, metrics::CODE => code).increment(1);
     response
 }
 
-async fn route(app: &App, streams: &Streams, request: &Request<Incoming>) -> Response<Body> {
+async fn route(
+    app: &App,
+    streams: &Streams,
+    counters: &Counters,
+    request: &Request<Incoming>,
+) -> Response<Body> {
     let method = request.method();
     let path = request.uri().path();
     debug!(%method, path, "telemetry request");
@@ -409,7 +431,7 @@ async fn route(app: &App, streams: &Streams, request: &Request<Incoming>) -> Res
             None => too_many_viewers(),
         },
         Endpoint::Events => match streams.figures.take() {
-            Some(seat) => stream_figures(app, seat, head),
+            Some(seat) => stream_events(app, seat, head, &counters.events_dropped),
             None => too_many_viewers(),
         },
     }
@@ -470,40 +492,74 @@ fn stream_pictures(app: &App, seat: Seat, head: bool) -> Response<Body> {
     streaming(&content_type, Body::Stream(body))
 }
 
-/// `/events`: Server-Sent Events; `status` events carry the page's figures.
-fn stream_figures(app: &App, seat: Seat, head: bool) -> Response<Body> {
+/// `/events`: Server-Sent Events. Each of the run's events goes out as stdout prints it, named
+/// by its kind (`event: label`, `data: {"event":"label",…}`); between them, at most
+/// `preview_fps` times a second, `event: status` carries the page's figures.
+fn stream_events(
+    app: &App,
+    seat: Seat,
+    head: bool,
+    dropped: &::metrics::Counter,
+) -> Response<Body> {
     let content_type = "text/event-stream";
     if head {
         return streaming(content_type, Body::Full(None));
     }
+    // The publisher (a pipeline thread) only queues and wakes: a viewer behind loses the
+    // oldest events, counted, and never holds the pipeline back.
+    let queued = Arc::new(Notify::new());
+    let subscriber = Subscriber::dropping_oldest(EVENTS_QUEUE, dropped.clone()).waking({
+        let queued = queued.clone();
+        move || queued.notify_one()
+    });
+    let subscription = app.events.subscribe(subscriber);
     let mut figures = app.view.figures();
     let viewer = app.view.watch(Watching::Figures);
-    let (events, body) = mpsc::channel(2);
+    let (out, body) = mpsc::channel(2);
     tokio::spawn(async move {
         let _held = (seat, viewer);
         // A browser reconnects after a second when the stream breaks.
-        if events
-            .send(Bytes::from_static(b"retry: 1000\n\n"))
-            .await
-            .is_err()
-        {
-            return;
-        }
+        let mut next = Some(Bytes::from_static(b"retry: 1000\n\n"));
+        // The run's stream closes after `stopped`; the figures go on till the daemon exits.
+        let mut open = true;
         loop {
-            tokio::select! {
-                () = events.closed() => return,
-                changed = figures.changed() => if changed.is_err() { return },
+            if let Some(bytes) = next.take() {
+                if out.send(bytes).await.is_err() {
+                    return;
+                }
             }
-            let Some(json) = figures.borrow_and_update().clone() else {
-                continue;
-            };
-            let event = [b"event: status\ndata: ".as_slice(), &json, b"\n\n"].concat();
-            if events.send(Bytes::from(event)).await.is_err() {
-                return;
+            match open.then(|| subscription.try_recv()) {
+                Some(Ok(event)) => {
+                    next = Some(sse(event.kind(), event.to_json().as_bytes()));
+                    continue;
+                }
+                Some(Err(NoEvent::Closed)) => open = false,
+                Some(Err(NoEvent::Empty)) | None => {}
+            }
+            tokio::select! {
+                () = out.closed() => return,
+                () = queued.notified(), if open => {}
+                changed = figures.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    next = figures.borrow_and_update().as_deref().map(|json| sse("status", json));
+                }
             }
         }
     });
     streaming(content_type, Body::Stream(body))
+}
+
+/// One Server-Sent Event: its name and its data, a line of JSON.
+fn sse(name: &str, json: &[u8]) -> Bytes {
+    let mut event = Vec::with_capacity(json.len() + name.len() + 16);
+    event.extend_from_slice(b"event: ");
+    event.extend_from_slice(name.as_bytes());
+    event.extend_from_slice(b"\ndata: ");
+    event.extend_from_slice(json);
+    event.extend_from_slice(b"\n\n");
+    Bytes::from(event)
 }
 
 fn too_many_viewers() -> Response<Body> {
