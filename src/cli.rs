@@ -205,4 +205,8 @@ pub struct ModelsBenchArgs {
     /// Also time one run node by node and print where the time goes, by op, on stderr.
     #[arg(long)]
     pub profile: bool,
+    /// Run an int8 model through the whole-graph float lowering (the reference path) instead
+    /// of the int8 kernels, to compare the two.
+    #[arg(long)]
+    pub lowered: bool,
 }

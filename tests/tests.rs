@@ -7,5 +7,6 @@ mod classify;
 mod engine;
 mod eval;
 mod faults;
+mod int8_ops;
 mod run;
 mod telemetry;

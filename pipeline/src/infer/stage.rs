@@ -51,6 +51,7 @@ impl InferConfig {
             &EngineOptions {
                 threads: self.threads,
                 labels: self.labels.clone(),
+                ..Default::default()
             },
         )
     }
