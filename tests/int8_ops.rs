@@ -1,10 +1,10 @@
 //! Each int8 kernel against LiteRT on the single-op models `models/recipe/int8_ops.py` made
-//! (`tests/data/ops/`): bit-exact with LiteRT's builtin optimized kernels, on every GEMM kernel
+//! (`tests/data/ops/`): bit-exact with LiteRT's builtin optimized kernels, in every version
 //! this CPU runs.
 
 use std::path::Path;
 
-use scened_pipeline::infer::int8::{self, gemm, Path as OpPath};
+use scened_pipeline::infer::int8::{self, Isa, Path as OpPath};
 use scened_pipeline::infer::values;
 use scened_pipeline::npy;
 use tract_tflite::prelude::*;
@@ -58,10 +58,10 @@ fn op_models() -> Vec<String> {
 #[test]
 fn every_int8_kernel_matches_litert_builtin_bit_for_bit() {
     let mut failures = vec![];
-    for kernel in gemm::Kernel::available() {
+    for isa in Isa::available() {
         for name in op_models() {
             let bytes = std::fs::read(data(&format!("ops/{name}.tflite"))).unwrap();
-            let built = int8::build(&bytes, kernel).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let built = int8::build(&bytes, isa).unwrap_or_else(|e| panic!("{name}: {e}"));
             for p in &built.paths {
                 assert!(matches!(p.path, OpPath::Int8(_)), "{name}: {p}");
             }
@@ -104,13 +104,13 @@ fn every_int8_kernel_matches_litert_builtin_bit_for_bit() {
                 let vs = |t: &Tensor| steps(got, values::<i8>(t).unwrap());
                 eprintln!(
                     "{:11} {name} #{s}: vs builtin {:?}, xnnpack {:?}, reference {:?} (max steps, values differing)",
-                    kernel.name(),
+                    isa.name(),
                     vs(&b),
                     vs(&x),
                     vs(&r)
                 );
                 if vs(&b).0 != 0 {
-                    failures.push(format!("{} {name} sample {s}: {:?}", kernel.name(), vs(&b)));
+                    failures.push(format!("{} {name} sample {s}: {:?}", isa.name(), vs(&b)));
                 }
             }
         }

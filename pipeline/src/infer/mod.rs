@@ -250,7 +250,7 @@ impl Engine {
         let (plan, lowered, changes, paths) = if inspection.precision() == ElemType::I8
             && !options.lowered
         {
-            let built = contain::catch(|| int8::build(&bytes, int8::gemm::Kernel::native()))
+            let built = contain::catch(|| int8::build(&bytes, int8::Isa::native()))
                 .map_err(|panic| err(ModelErrorKind::Panic(panic)))?
                 .map_err(|e| {
                     err(match e {

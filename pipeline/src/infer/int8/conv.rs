@@ -13,7 +13,6 @@ pub struct Conv {
     pub input_zero_point: i8,
     /// `[out channels][kh][kw][in channels]` as a GEMM over patches.
     pub gemm: Gemm,
-    pub out_channels: usize,
 }
 
 impl Conv {
@@ -57,7 +56,7 @@ impl Conv {
 pub(super) mod tests {
     use tract_tflite::tflite::Padding;
 
-    use super::super::gemm::Kernel;
+    use super::super::isa::Isa;
     use super::super::quant::Multiplier;
     use super::super::requant::Requant;
     use super::*;
@@ -124,7 +123,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn every_gemm_kernel_matches_the_scalar_reference() {
+    fn every_gemm_version_matches_the_scalar_reference() {
         let mut rng = Rng(0x9e3779b97f4a7c15);
         // Shapes that leave partial row tiles, channel blocks and k groups.
         let cases = [
@@ -144,18 +143,17 @@ pub(super) mod tests {
             let zp = rng.next() as i8 as i32;
             let rq = Requant::new(&multipliers(&mut rng, cout), -3, (-128, 100));
             let want = reference(&w, &x, zp, &weights, &bias, &rq);
-            for kernel in Kernel::available() {
+            for isa in Isa::available() {
                 let conv = Conv {
                     window: w,
                     input_zero_point: zp as i8,
-                    gemm: Gemm::new(&weights, cout, k, &bias, zp, rq.clone(), kernel),
-                    out_channels: cout,
+                    gemm: Gemm::new(&weights, cout, k, &bias, zp, rq.clone(), isa),
                 };
                 let mut got = vec![0; want.len()];
                 conv.run(&x, &mut got).unwrap();
                 assert_eq!(
                     got, want,
-                    "{kernel:?} {input:?} {filter:?}/{stride:?} → {cout}"
+                    "{isa:?} {input:?} {filter:?}/{stride:?} → {cout}"
                 );
             }
         }

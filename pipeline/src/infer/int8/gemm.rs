@@ -5,11 +5,11 @@
 //!
 //! The weights are packed once at load, in int8, for the kernel this CPU runs, and the input's
 //! zero point is folded into the bias then. Two kernels:
-//! - [`Kernel::Plain`]: portable Rust, a small tile of dot products along `k`, which LLVM turns
-//!   into `sdot` on arm64 (Apple M1 and later) and vectorizes on x86-64-v3. Weights stay in the
-//!   file's `[c][k]` order.
-//! - [`Kernel::Avx512Vnni`]: `vpdpbusd` intrinsics, chosen at run time where the CPU has
-//!   AVX-512 VNNI. It was measured to pay: Lite0's 33 pointwise convolutions ran at 150–220
+//! - portable Rust: a small tile of dot products along `k`, which LLVM turns into `sdot` on
+//!   arm64 (Apple M1 and later) and vectorizes on x86-64-v3. Weights stay in the file's
+//!   `[c][k]` order.
+//! - [`Isa::Avx512Vnni`]: `vpdpbusd` intrinsics, where the CPU has AVX-512 VNNI. It was
+//!   measured to pay: Lite0's 33 pointwise convolutions ran at 150–220
 //!   GMAC/s per layer against 12 for the plain kernel and 55 for tract-linalg's own VNNI kernel
 //!   (which also packs the activations per call and cannot requantize per channel in its
 //!   epilogue). `vpdpbusd` multiplies unsigned by signed bytes, so activations are shifted by
@@ -18,42 +18,8 @@
 use tract_linalg::multithread::par_chunks_mut;
 use tract_tflite::internal::TractResult;
 
+use super::isa::Isa;
 use super::requant::{Requant, Rounding};
-
-/// Which kernel a [`Gemm`] was packed for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kernel {
-    Plain,
-    #[cfg(target_arch = "x86_64")]
-    Avx512Vnni,
-}
-
-impl Kernel {
-    /// Every kernel this CPU runs, the fastest last.
-    pub fn available() -> Vec<Kernel> {
-        let mut kernels = vec![Kernel::Plain];
-        #[cfg(target_arch = "x86_64")]
-        if avx512::available() {
-            kernels.push(Kernel::Avx512Vnni);
-        }
-        kernels
-    }
-
-    /// The fastest kernel this CPU runs.
-    pub fn native() -> Kernel {
-        *Self::available()
-            .last()
-            .expect("the plain kernel runs anywhere")
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kernel::Plain => "plain",
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => "avx512-vnni",
-        }
-    }
-}
 
 /// Rows staged per tile; the VNNI kernel keeps ROWS × 2 zmm accumulators in registers.
 const ROWS: usize = 12;
@@ -66,7 +32,8 @@ pub struct Gemm {
     /// Reduction length (kh · kw · input channels), and it rounded up to a multiple of 4.
     k: usize,
     kp: usize,
-    kernel: Kernel,
+    /// [`Isa::Avx512Vnni`] or [`Isa::Portable`].
+    isa: Isa,
     weights: Vec<i8>,
     bias: Vec<i32>,
     requant: Requant,
@@ -84,36 +51,37 @@ impl Gemm {
         bias: &[i32],
         input_zero_point: i32,
         requant: Requant,
-        kernel: Kernel,
+        isa: Isa,
     ) -> Gemm {
+        #[cfg(target_arch = "x86_64")]
+        let vnni = isa >= Isa::Avx512Vnni;
+        #[cfg(not(target_arch = "x86_64"))]
+        let vnni = false;
+        let isa = if vnni { isa } else { Isa::Portable };
         assert_eq!(weights.len(), m * k);
         let sums = weights
             .chunks_exact(k)
             .map(|w| w.iter().map(|&v| v as i32).sum::<i32>());
-        let offset = match kernel {
-            Kernel::Plain => input_zero_point,
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => input_zero_point + 128,
-        };
+        let offset = input_zero_point + if vnni { 128 } else { 0 };
         let bias = bias
             .iter()
             .zip(sums)
             .map(|(&b, s)| b - offset * s)
             .collect();
         let kp = k.div_ceil(4) * 4;
-        let (weights, epilogue) = match kernel {
-            Kernel::Plain => (weights.to_vec(), vec![]),
+        let (weights, epilogue) = match isa {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => (
+            Isa::Avx512Vnni => (
                 avx512::pack(weights, m, k, kp),
                 avx512::epilogue(&requant, m),
             ),
+            _ => (weights.to_vec(), vec![]),
         };
         Gemm {
             m,
             k,
             kp,
-            kernel,
+            isa,
             weights,
             bias,
             requant,
@@ -121,8 +89,9 @@ impl Gemm {
         }
     }
 
-    pub fn kernel(&self) -> Kernel {
-        self.kernel
+    /// The instruction set the kernel was packed for.
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     /// Computes `out` (`rows × m`, row-major): `fill(r, dst)` writes input row `r` (`k` values)
@@ -144,20 +113,20 @@ impl Gemm {
                     fill(first + r0 + r, &mut staged[r * self.kp..][..self.k]);
                 }
                 let out = &mut chunk[r0 * self.m..][..n * self.m];
-                match self.kernel {
-                    Kernel::Plain => self.plain_tile(&staged, n, &mut acc, out),
+                match self.isa {
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: this kernel is only chosen where `avx512::available()`.
-                    Kernel::Avx512Vnni => unsafe {
+                    // SAFETY: this level is only chosen where the CPU has AVX-512 VNNI.
+                    Isa::Avx512Vnni => unsafe {
                         avx512::tile(self, &mut staged[..n * self.kp], n, out)
                     },
+                    _ => self.portable_tile(&staged, n, &mut acc, out),
                 }
             }
             Ok(())
         })
     }
 
-    fn plain_tile(&self, staged: &[i8], n: usize, acc: &mut [i32], out: &mut [i8]) {
+    fn portable_tile(&self, staged: &[i8], n: usize, acc: &mut [i32], out: &mut [i8]) {
         let (k, kp, m) = (self.k, self.kp, self.m);
         let row = |r: usize| &staged[r * kp..][..k];
         let filter = |c: usize| &self.weights[c * k..][..k];
@@ -215,13 +184,6 @@ mod avx512 {
 
     /// Output channels per block: two zmm registers of int32.
     const BLOCK: usize = 32;
-
-    pub fn available() -> bool {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vl")
-            && is_x86_feature_detected!("avx512vnni")
-    }
 
     /// `[block][k / 4][32 channels][4 k]`: one 64-byte row per 16 channels and 4 steps of `k`,
     /// as `vpdpbusd` consumes them; padding channels and steps are zero.

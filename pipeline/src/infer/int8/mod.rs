@@ -14,6 +14,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod eltwise;
 pub mod gemm;
+pub mod isa;
 pub mod op;
 pub mod pool;
 pub mod quant;
@@ -34,6 +35,7 @@ use conv::Conv;
 use depthwise::Depthwise;
 use eltwise::Add;
 use gemm::Gemm;
+pub use isa::Isa;
 use op::{Int8Op, Kernel};
 use pool::AvgPool;
 use quant::{Grid, Multiplier};
@@ -150,9 +152,9 @@ pub struct Built {
     pub paths: Vec<OpPath>,
 }
 
-/// Builds the tract graph of the quantized model in `bytes`, its convolutions packed for
-/// `gemm` ([`gemm::Kernel::native`] but in tests).
-pub fn build(bytes: &[u8], gemm: gemm::Kernel) -> Result<Built, BuildError> {
+/// Builds the tract graph of the quantized model in `bytes`, its kernels chosen and their
+/// weights packed for `isa` ([`Isa::native`] but in tests).
+pub fn build(bytes: &[u8], isa: Isa) -> Result<Built, BuildError> {
     let g = Graph::new(bytes)?;
     let mut model = TypedModel::default();
     let mut outlets: Vec<Option<OutletId>> = vec![None; g.tensors.len()];
@@ -178,9 +180,9 @@ pub fn build(bytes: &[u8], gemm: gemm::Kernel) -> Result<Built, BuildError> {
             .map(|t| t as usize)
             .collect();
         let label = format!("#{index} {name}");
-        let (wired, path) = match g.kernel(index, gemm) {
+        let (wired, path) = match g.kernel(index, isa) {
             Ok(Wire::Kernel(kernel, shape)) => {
-                let kernel_name = kernel_label(&kernel);
+                let kernel_name = kernel.describe();
                 let op = Int8Op {
                     kernel,
                     shape: shape.into(),
@@ -222,24 +224,6 @@ pub fn build(bytes: &[u8], gemm: gemm::Kernel) -> Result<Built, BuildError> {
         .collect::<TractResult<_>>()?;
     model.select_output_outlets(&outputs)?;
     Ok(Built { model, paths })
-}
-
-fn kernel_label(kernel: &Kernel) -> String {
-    match kernel {
-        Kernel::Conv(c) => format!(
-            "conv {}×{}/{} as GEMM, {}",
-            c.window.filter[0],
-            c.window.filter[1],
-            c.window.stride[0],
-            c.gemm.kernel().name()
-        ),
-        Kernel::Depthwise(_) => "depthwise".into(),
-        Kernel::Add(_) => "add".into(),
-        Kernel::AvgPool(_) => "average pool".into(),
-        Kernel::Softmax(_) => "softmax".into(),
-        Kernel::Quantize(_) => "quantize".into(),
-        Kernel::Dequantize(_) => "dequantize".into(),
-    }
 }
 
 /// The non-constant inputs of `op`, in order.
@@ -415,9 +399,8 @@ impl<'a> Graph<'a> {
             .map_or_else(|| format!("builtin {}", builtin.0), str::to_string)
     }
 
-    /// The int8 kernel for op `index`, with its weights packed (convolutions for `gemm`), or
-    /// why there is none.
-    fn kernel(&self, index: usize, gemm: gemm::Kernel) -> Result<Wire, Uncovered> {
+    /// The int8 kernel for op `index`, with its weights packed for `isa`, or why there is none.
+    fn kernel(&self, index: usize, isa: Isa) -> Result<Wire, Uncovered> {
         let op = self.ops.get(index);
         let name = self.op_name(&op);
         let ids: Vec<i32> = op.inputs().into_iter().flatten().collect();
@@ -468,8 +451,7 @@ impl<'a> Graph<'a> {
                 Kernel::Conv(Conv {
                     window,
                     input_zero_point: grid.zero_point as i8,
-                    gemm: Gemm::new(weights, cout, k, &bias, grid.zero_point, requant, gemm),
-                    out_channels: cout,
+                    gemm: Gemm::new(weights, cout, k, &bias, grid.zero_point, requant, isa),
                 })
             }
             (
@@ -502,13 +484,7 @@ impl<'a> Graph<'a> {
                     range(act, out_grid)?,
                 );
                 let zero = grid.zero_point as i8;
-                Kernel::Depthwise(Depthwise::new(
-                    window,
-                    zero,
-                    weights.to_vec(),
-                    &bias,
-                    requant,
-                ))
+                Kernel::Depthwise(Depthwise::new(window, zero, weights, &bias, requant, isa))
             }
             ("ADD", Options::Arith { act, .. }) => {
                 let (a, b) = (input(0)?, input(1)?);

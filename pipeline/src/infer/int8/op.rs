@@ -11,6 +11,7 @@ use super::eltwise::Add;
 use super::pool::AvgPool;
 use super::quant::Grid;
 use super::softmax::Softmax;
+use super::window::Window;
 
 #[derive(Debug)]
 pub enum Kernel {
@@ -35,6 +36,24 @@ impl Kernel {
             Kernel::Softmax(_) => "Int8Softmax",
             Kernel::Quantize(_) => "Int8Quantize",
             Kernel::Dequantize(_) => "Int8Dequantize",
+        }
+    }
+
+    /// What runs, for `scened models check`: the kernel, its window, the instruction set.
+    pub fn describe(&self) -> String {
+        let window = |w: &Window| format!("{}×{}/{}", w.filter[0], w.filter[1], w.stride[0]);
+        match self {
+            Kernel::Conv(c) => format!(
+                "conv {} as GEMM, {}",
+                window(&c.window),
+                c.gemm.isa().name()
+            ),
+            Kernel::Depthwise(d) => format!("depthwise {}, {}", window(d.window()), d.isa().name()),
+            Kernel::Add(_) => "add".into(),
+            Kernel::AvgPool(p) => format!("average pool {}", window(&p.window)),
+            Kernel::Softmax(_) => "softmax".into(),
+            Kernel::Quantize(_) => "quantize".into(),
+            Kernel::Dequantize(_) => "dequantize".into(),
         }
     }
 

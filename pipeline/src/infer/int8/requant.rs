@@ -1,5 +1,6 @@
 //! Per-channel requantization of a row of int32 accumulators to int8, in the loop shape the
-//! compiler vectorizes (no branches; the 64-bit products of [`Multiplier`] per lane).
+//! compiler vectorizes (no branches, one 64-bit product per lane), checked against the literal
+//! definitions in [`super::quant`].
 
 use super::quant::Multiplier;
 
@@ -37,8 +38,9 @@ impl Requant {
         }
     }
 
-    pub fn channels(&self) -> usize {
-        self.mult.len()
+    /// The per-channel multipliers, left shifts and right shifts, for vector code.
+    pub fn params(&self) -> [&[i32]; 3] {
+        [&self.mult, &self.left, &self.right]
     }
 
     /// The multiplier of channel `c`, as [`Multiplier`] holds it.
@@ -74,20 +76,13 @@ impl Requant {
     }
 }
 
-/// The high half of the doubled product, rounded half away from zero
-/// (`SaturatingRoundingDoublingHighMul`), branch-free. `mult` is never `i32::MIN` (it is below
-/// 2^31 by construction), so gemmlowp's one saturating case cannot arise.
+/// gemmlowp's `SaturatingRoundingDoublingHighMul`, branch-free: its nudge (`2^30`, or
+/// `1 − 2^30` below zero) and truncating division add up to rounding half upward,
+/// `(x · mult + 2^30) >> 31`, whose low 32 bits are all that is kept. `mult` is below 2^31 by
+/// construction, so the one saturating case cannot arise.
 #[inline(always)]
 fn high(x: i32, mult: i32, left: i32) -> i32 {
-    let ab = (x << left) as i64 * mult as i64;
-    let nudge = if ab >= 0 {
-        1i64 << 30
-    } else {
-        1 - (1i64 << 30)
-    };
-    let q = ab + nudge;
-    // Division by 2^31 truncating toward zero, as the C++ `/` does.
-    ((q + ((q >> 63) & ((1i64 << 31) - 1))) >> 31) as i32
+    (((x << left) as i64 * mult as i64 + (1i64 << 30)) as u64 >> 31) as u32 as i32
 }
 
 /// [`Multiplier::apply_double`] with the shift split in two, branch-free.
@@ -99,10 +94,12 @@ pub(super) fn double(x: i32, mult: i32, left: i32, right: i32) -> i32 {
     (high >> right) + ((high & mask) > threshold) as i32
 }
 
-/// [`Multiplier::apply_double_up`], branch-free.
+/// [`Multiplier::apply_double_up`], branch-free: `(h + 2^(r−1)) >> r` is `h >> r` plus bit
+/// `r − 1` of `h`, which cannot overflow.
 #[inline(always)]
 fn double_up(x: i32, mult: i32, left: i32, right: i32) -> i32 {
-    ((high(x, mult, left) as i64 + ((1i64 << right) >> 1)) >> right) as i32
+    let h = high(x, mult, left);
+    (h >> right) + ((h >> (right - 1).max(0)) & (right > 0) as i32)
 }
 
 #[cfg(test)]
