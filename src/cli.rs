@@ -58,7 +58,7 @@ pub struct BenchArgs {
 #[derive(Debug, clap::Args)]
 pub struct PipelineArgs {
     /// Config file (see config/scened.toml); without one, the built-in defaults, which play
-    /// the demo clip with models/efficientnet_lite0.fp32.tflite.
+    /// the demo clip with models/efficientnet_lite0.int8.tflite.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where frames come from: camera[:INDEX], clip[:PATH] (no path: the demo clip),
