@@ -312,9 +312,17 @@ impl Inspection {
     }
 }
 
+/// Whether tract-tflite has a translation for the builtin op called `name`.
+pub fn tract_implements(name: &str) -> bool {
+    TRACT_OPS.contains(&name)
+}
+
+/// Why tract-tflite cannot run an op it does not implement.
+pub const UNIMPLEMENTED: &str = "not implemented by tract-tflite 0.23.9";
+
 fn op_refusal(op: &OpInfo) -> Option<String> {
-    if !TRACT_OPS.contains(&op.name.as_str()) {
-        return Some("not implemented by tract-tflite 0.23.9".into());
+    if !tract_implements(&op.name) {
+        return Some(UNIMPLEMENTED.into());
     }
     if op.omitted_inputs > 0 {
         return Some("an optional input is left out, which tract-tflite cannot read".into());

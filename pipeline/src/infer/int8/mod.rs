@@ -256,6 +256,13 @@ fn splice_float(
             why,
         }))
     };
+    if !inspect::tract_implements(name) {
+        return Err(BuildError::Refused(Refusal {
+            op: name.to_string(),
+            index,
+            reason: inspect::UNIMPLEMENTED.into(),
+        }));
+    }
     let one = flat::Model::single_op(bytes, index)?.write();
     let prepared = prepare::prepare(&one).map_err(lowering)?;
     let run_bytes = prepared.bytes.unwrap_or(one);
@@ -414,7 +421,13 @@ impl<'a> Graph<'a> {
         };
         let out = self.tensor(usize::try_from(out).map_err(|_| FormatError::TensorIndex(0))?)?;
         let out_shape = out.shape()?;
-        let options = flat::read_options(index, &op)?;
+        // Only the ops with a kernel have their options read: flat.rs models no others'.
+        let options = match name.as_str() {
+            "CONV_2D" | "DEPTHWISE_CONV_2D" | "ADD" | "AVERAGE_POOL_2D" | "SOFTMAX" => {
+                flat::read_options(index, &op)?
+            }
+            _ => Options::None,
+        };
         let kernel = match (name.as_str(), options) {
             (
                 "CONV_2D",
