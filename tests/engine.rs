@@ -2,8 +2,9 @@
 
 use scened_pipeline::infer::{int8, Engine, EngineOptions, ModelErrorKind};
 use scened_pipeline::resize::{Fit, Preprocessor};
+use scened_pipeline::source::DEFAULT_MAX_PIXELS;
 use scened_pipeline::{decode, infer, npy};
-use tract_tflite::prelude::Tensor;
+use tract_tflite::prelude::{DatumType, QParams, Tensor};
 
 use crate::util::{data, model, photos, stem};
 
@@ -42,7 +43,9 @@ fn check_against_litert(model_stem: &str, size: u32, threads: usize, tol: f32) -
     let mut worst = 0f32;
     for photo in photos(size) {
         let name = stem(&photo);
-        let input = pre.process(&decode::load_rgb(&photo).unwrap()).unwrap();
+        let input = pre
+            .process(&decode::load_rgb(&photo, DEFAULT_MAX_PIXELS).unwrap())
+            .unwrap();
         assert_eq!(
             input,
             golden(model_stem, &name, "input"),
@@ -96,7 +99,7 @@ fn full_size_photos_are_resized_and_still_recognised() {
             .map(|e| e.unwrap().path())
             .find(|p| stem(p) == photo)
             .unwrap();
-        let image = decode::load_rgb(&full).unwrap();
+        let image = decode::load_rgb(&full, DEFAULT_MAX_PIXELS).unwrap();
         assert_ne!(image.width(), 224, "the full-size photo must need resizing");
         let probs = session.run(pre.process(&image).unwrap()).unwrap().probs;
         assert_eq!(engine.label(argmax(&probs)), label, "{photo}");
@@ -181,7 +184,9 @@ fn check_int8_envelope(model_stem: &str, size: u32, lowered: bool) -> Vec<(Strin
     for photo in photos(size) {
         let name = stem(&photo);
         let what = format!("{model_stem}/{name} (lowered: {lowered})");
-        let input = pre.process(&decode::load_rgb(&photo).unwrap()).unwrap();
+        let input = pre
+            .process(&decode::load_rgb(&photo, DEFAULT_MAX_PIXELS).unwrap())
+            .unwrap();
         assert_same_values(&input, &golden(model_stem, &name, "input"), &what);
         let got = session.run(input).unwrap().raw;
         let sets = KERNEL_SETS.map(|k| golden(model_stem, &name, k));
@@ -306,5 +311,58 @@ fn a_model_that_is_not_an_image_classifier_is_refused() {
             assert!(why.to_string().contains("[1, 16]"), "{why}")
         }
         other => panic!("expected NotClassifier, got {other}"),
+    }
+}
+
+/// A user's int8 model with ops scened has no int8 kernel for (MEAN, FULLY_CONNECTED) runs:
+/// those two are lowered to float one by one, the rest stays int8, and the output matches
+/// LiteRT's builtin kernels within 2 steps on the committed input.
+#[test]
+fn an_int8_model_with_uncovered_ops_runs_them_lowered_one_by_one() {
+    let engine = Engine::load(
+        &data("models/mean_fc.int8.tflite"),
+        &EngineOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let paths: Vec<(&str, bool)> = engine
+        .op_paths()
+        .iter()
+        .map(|p| (p.op.as_str(), matches!(p.path, int8::Path::Int8(_))))
+        .collect();
+    for (op, int8) in [
+        ("CONV_2D", true),
+        ("DEPTHWISE_CONV_2D", true),
+        ("MEAN", false),
+        ("FULLY_CONNECTED", false),
+        ("SOFTMAX", true),
+    ] {
+        assert!(paths.contains(&(op, int8)), "{op} int8={int8} in {paths:?}");
+    }
+    let read = |which: &str| -> Tensor {
+        let path = data(&format!("models/mean_fc.int8.{which}.npy"));
+        npy::from_npy(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let q = engine.inspection().inputs[0].quant.unwrap();
+    let mut input = read("input");
+    // SAFETY: the same i8 values, typed with the input's declared grid as a session expects.
+    unsafe {
+        input.set_datum_type(DatumType::QI8(QParams::ZpScale {
+            zero_point: q.zero_point,
+            scale: q.scale,
+        }))
+    };
+    let got = engine.session().unwrap().run(input).unwrap().raw;
+    let want = read("output");
+    assert!(steps(&got, &want) <= 2, "{got:?} vs LiteRT {want:?}");
+}
+
+#[test]
+fn an_int8_model_with_an_op_tract_cannot_run_is_refused_naming_it() {
+    match refusal(&data("models/cumsum.int8.tflite")) {
+        ModelErrorKind::Refused(r) => {
+            assert_eq!(r.op, "CUMSUM");
+            assert!(r.reason.contains("not implemented"), "{}", r.reason);
+        }
+        other => panic!("expected a refusal, got {other}"),
     }
 }

@@ -8,5 +8,7 @@ mod engine;
 mod eval;
 mod faults;
 mod int8_ops;
+mod memory;
 mod run;
+mod setup;
 mod telemetry;

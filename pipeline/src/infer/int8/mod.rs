@@ -263,9 +263,9 @@ fn splice_float(
             reason: inspect::UNIMPLEMENTED.into(),
         }));
     }
-    let one = flat::Model::single_op(bytes, index)?.write();
-    let prepared = prepare::prepare(&one).map_err(lowering)?;
-    let run_bytes = prepared.bytes.unwrap_or(one);
+    let one = flat::Model::single_op(bytes, index)?.into_bytes();
+    let prepared = prepare::prepare(one).map_err(lowering)?;
+    let run_bytes = prepared.bytes;
     let inspection = inspect::inspect(&run_bytes)?;
     if let Some(refusal) = inspection.refusal() {
         return Err(BuildError::Refused(Refusal { index, ..refusal }));
