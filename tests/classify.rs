@@ -199,7 +199,10 @@ fn models_check_reports_ops_and_refusals() {
         text.contains("62 of 62 ops on int8 kernels, 0 lowered to float"),
         "{text}"
     );
-    assert!(text.contains("#0 CONV_2D: int8 (conv 3×3/2 as GEMM"), "{text}");
+    assert!(
+        text.contains("#0 CONV_2D: int8 (conv 3×3/2 as GEMM"),
+        "{text}"
+    );
     // Each op's path is named, and an uncovered op's reason.
     let mixed = data("models/mean_fc.int8.tflite");
     let out = scened(&["models", "check", arg(&mixed)]);
@@ -243,7 +246,22 @@ fn models_bench_prints_timings_and_a_profile() {
     assert!(line["median_ms"].as_f64().unwrap() > 0.0);
     let profile = stderr(&out);
     assert!(
-        profile.contains("FakeQuant") && profile.contains("total"),
+        profile.contains("Int8Conv") && profile.contains("total"),
         "{profile}"
     );
+    // The whole-graph float lowering, the reference, on request.
+    let out = scened(&[
+        "models",
+        "bench",
+        arg(&int8),
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--profile",
+        "--lowered",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let profile = stderr(&out);
+    assert!(profile.contains("FakeQuant"), "{profile}");
 }

@@ -154,12 +154,7 @@ impl Model {
     /// inputs as the graph's inputs and its outputs as the graph's outputs. Only that op's data
     /// is copied.
     pub fn single_op(bytes: &[u8], index: usize) -> Result<Model, FormatError> {
-        let m = fb::root_as_model(bytes).map_err(|e| FormatError::not_flatbuffer(&e))?;
-        let g = m
-            .subgraphs()
-            .filter(|g| !g.is_empty())
-            .ok_or(FormatError::Missing("subgraph"))?
-            .get(0);
+        let (m, g) = first_subgraph(bytes)?;
         let all_ops = g.operators().unwrap_or_default();
         if index >= all_ops.len() {
             return Err(FormatError::OpIndex(index));
@@ -426,6 +421,20 @@ impl Op {
             options: read_options(index, op)?,
         })
     }
+}
+
+/// The model in `bytes` (verified, so a corrupt file is an error, not undefined behaviour) and
+/// its first subgraph, the one a classifier runs.
+pub(crate) fn first_subgraph(
+    bytes: &[u8],
+) -> Result<(fb::Model<'_>, fb::SubGraph<'_>), FormatError> {
+    let m = fb::root_as_model(bytes).map_err(|e| FormatError::not_flatbuffer(&e))?;
+    let g = m
+        .subgraphs()
+        .filter(|g| !g.is_empty())
+        .ok_or(FormatError::Missing("subgraph"))?
+        .get(0);
+    Ok((m, g))
 }
 
 /// The options of operator #`index`.

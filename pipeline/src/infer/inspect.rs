@@ -183,12 +183,7 @@ const TRACT_OPS: &[&str] = &[
 
 /// Parses the flatbuffer (verified, so a corrupt file is an error, not undefined behaviour).
 pub fn inspect(bytes: &[u8]) -> Result<Inspection, FormatError> {
-    let model = tflite::root_as_model(bytes).map_err(|e| FormatError::not_flatbuffer(&e))?;
-    let graph = model
-        .subgraphs()
-        .filter(|g| !g.is_empty())
-        .ok_or(FormatError::Missing("subgraph"))?
-        .get(0);
+    let (model, graph) = super::flat::first_subgraph(bytes)?;
     let tensors = graph.tensors().ok_or(FormatError::Missing("tensors"))?;
     let codes = model
         .operator_codes()

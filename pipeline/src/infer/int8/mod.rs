@@ -357,12 +357,7 @@ struct TensorRef<'a> {
 
 impl<'a> Graph<'a> {
     fn new(bytes: &'a [u8]) -> Result<Graph<'a>, FormatError> {
-        let m = fb::root_as_model(bytes).map_err(|e| FormatError::not_flatbuffer(&e))?;
-        let g = m
-            .subgraphs()
-            .filter(|g| !g.is_empty())
-            .ok_or(FormatError::Missing("subgraph"))?
-            .get(0);
+        let (m, g) = flat::first_subgraph(bytes)?;
         let ids = |v: Option<Vector<'a, i32>>| -> Vec<usize> {
             v.into_iter()
                 .flatten()
@@ -455,11 +450,7 @@ impl<'a> Graph<'a> {
                 let window = window([h, wd, cin], [kh, kw], stride, padding, &out_shape, cout)?;
                 let (weights, scales) = w.per_channel_weights(cout, 0)?;
                 let bias = bias(ids.get(2).copied(), self, cout)?;
-                let requant = Requant::new(
-                    &multipliers(grid, &scales, out_grid)?,
-                    out_grid.zero_point,
-                    range(act, out_grid)?,
-                );
+                let requant = requant(grid, &scales, out_grid, act)?;
                 let k = kh * kw * cin;
                 Kernel::Conv(Conv {
                     window,
@@ -491,11 +482,7 @@ impl<'a> Graph<'a> {
                 let window = window([h, wd, c], [kh, kw], stride, padding, &out_shape, c)?;
                 let (weights, scales) = w.per_channel_weights(c, 3)?;
                 let bias = bias(ids.get(2).copied(), self, c)?;
-                let requant = Requant::new(
-                    &multipliers(grid, &scales, out_grid)?,
-                    out_grid.zero_point,
-                    range(act, out_grid)?,
-                );
+                let requant = requant(grid, &scales, out_grid, act)?;
                 let zero = grid.zero_point as i8;
                 Kernel::Depthwise(Depthwise::new(window, zero, weights, &bias, requant, isa))
             }
@@ -693,16 +680,23 @@ fn bias(id: Option<i32>, g: &Graph<'_>, channels: usize) -> Result<Vec<i32>, Unc
     }
 }
 
-/// Per output channel, `input_scale · weight_scale / output_scale` in f64 as TFLite's
+/// A convolution's requantization onto `out`, clamped by `act`: per output channel,
+/// `input_scale · weight_scale / output_scale` in f64 as TFLite's
 /// `PopulateConvolutionQuantizationParams` computes it.
-fn multipliers(x: Grid, weight_scales: &[f32], out: Grid) -> Result<Vec<Multiplier>, Uncovered> {
-    weight_scales
+fn requant(
+    x: Grid,
+    weight_scales: &[f32],
+    out: Grid,
+    act: ActivationFunctionType,
+) -> Result<Requant, Uncovered> {
+    let multipliers = weight_scales
         .iter()
         .map(|&s| {
             let real = x.scale as f64 * s as f64 / out.scale as f64;
             Multiplier::new(real).ok_or(Uncovered::Multiplier(real))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Requant::new(&multipliers, out.zero_point, range(act, out)?))
 }
 
 fn range(act: ActivationFunctionType, out: Grid) -> Result<(i32, i32), Uncovered> {
