@@ -7,5 +7,6 @@ mod classify;
 mod engine;
 mod eval;
 mod faults;
+mod labels;
 mod run;
 mod telemetry;
