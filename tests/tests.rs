@@ -9,4 +9,5 @@ mod eval;
 mod faults;
 mod labels;
 mod run;
+mod setup;
 mod telemetry;
