@@ -8,6 +8,7 @@ mod engine;
 mod eval;
 mod faults;
 mod labels;
+mod memory;
 mod run;
 mod setup;
 mod telemetry;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Deserialize;
 
 use crate::config::{Config, Invalid};
+use crate::events::{Event, Events, Label};
 use crate::frame::{Frame, ModelInput, Scores};
 use crate::infer::stage::InferStage;
 use crate::infer::{Engine, InferError, ModelError};
@@ -22,6 +23,7 @@ use crate::labels::{LabelsError, Names};
 use crate::metrics;
 use crate::queue::{EdgeConfig, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
 use crate::resize::ResizeStage;
+use crate::rss;
 use crate::runner::{
     spawn_source, spawn_stage, LatencyMeter, PipelineReport, Probe, SinkReport, Watchdog,
 };
@@ -164,6 +166,10 @@ pub struct Pipeline {
     stall_after: Duration,
     every_frame: bool,
     status: Option<Arc<LiveStatus>>,
+    events: Events,
+    /// What the `started` event names.
+    source_name: String,
+    camera: String,
 }
 
 /// A smoothed label as the sink gets it.
@@ -208,7 +214,9 @@ impl Pipeline {
         let resize = config.resize.build(&engine)?;
         // Last, so a camera does not stream into its buffers while the model loads.
         let source = config.source.build()?;
-        let source = Limited::new(source, config.stop.after_frames, run_for);
+        let mut source = Limited::new(source, config.stop.after_frames, run_for);
+        let events = Events::new();
+        source.publish_to(&events);
         Ok(Self {
             engine,
             source,
@@ -221,6 +229,9 @@ impl Pipeline {
             stall_after,
             every_frame: config.output.every_frame,
             status: None,
+            events,
+            source_name: config.source.describe(),
+            camera: config.telemetry.camera_name().to_owned(),
         })
     }
 
@@ -232,6 +243,19 @@ impl Pipeline {
     pub fn report_to(mut self, status: Arc<LiveStatus>) -> Self {
         self.status = Some(status);
         self
+    }
+
+    /// Publishes the run's events to `events` rather than to a stream of its own; the source
+    /// says there when it is lost and back. The stream is closed after `stopped`.
+    pub fn publish_to(mut self, events: Events) -> Self {
+        self.source.publish_to(&events);
+        self.events = events;
+        self
+    }
+
+    /// The stream the run's events go to: subscribe before [`run`](Self::run).
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     /// Views of the edges' counters, in pipeline order (`resize`, `infer`, `smooth`, `sink`);
@@ -247,7 +271,9 @@ impl Pipeline {
 
     /// Runs until the source ends or `shutdown` is triggered, then drains what is in flight.
     /// `sink` gets each label change (each label with `output.every_frame`) on this thread;
-    /// `Break` stops the run as a shutdown does. `Err` only if a thread could not be started.
+    /// `Break` stops the run as a shutdown does. The events stream gets the same labels, framed
+    /// by `started` and `stopped` (after a `stage_failed` for each failed stage), and is then
+    /// closed. `Err` only if a thread could not be started.
     pub fn run(
         self,
         shutdown: &Shutdown,
@@ -265,6 +291,9 @@ impl Pipeline {
             stall_after,
             every_frame,
             status,
+            events,
+            source_name,
+            camera,
         } = self;
         let (to_resize, resize_in) = edges.resize;
         let (to_infer, infer_in) = edges.infer;
@@ -325,6 +354,7 @@ impl Pipeline {
         if let Some(status) = &status {
             status.started(&model, &dtype, names.clone());
         }
+        events.publish(Event::started(&model, &dtype, source_name, &camera));
         let clock = WallClock::now();
         let mut latencies = LatencyMeter::new(deadline);
         // The label shown, for the metric to unmark when it changes.
@@ -353,7 +383,9 @@ impl Pipeline {
                 latency,
                 changed: smoothed.changed,
             };
-            if sink(&event).is_break() {
+            let stop = sink(&event).is_break();
+            events.publish(Event::Label(Label::from(&event)));
+            if stop {
                 shutdown.trigger();
                 break;
             }
@@ -368,6 +400,10 @@ impl Pipeline {
             edge: sink_watch.stats(),
             latency: latencies.finish(),
         });
+        Event::stage_failures(&report).for_each(|failed| events.publish(failed));
+        let seconds = clock.instant.elapsed().as_secs_f64();
+        events.publish(Event::stopped(&report, seconds, rss::peak_bytes()));
+        events.close();
         Ok(report)
     }
 }
