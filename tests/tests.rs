@@ -8,6 +8,7 @@ mod engine;
 mod eval;
 mod faults;
 mod int8_ops;
+mod labels;
 mod memory;
 mod run;
 mod setup;
