@@ -8,6 +8,8 @@ mod engine;
 mod eval;
 mod faults;
 mod http;
+mod int8_ops;
+mod labels;
 mod live_view;
 mod memory;
 mod run;

@@ -19,6 +19,7 @@ use crate::events::{Event, Events, Label};
 use crate::frame::{Frame, ModelInput, Scores};
 use crate::infer::stage::InferStage;
 use crate::infer::{Engine, InferError, ModelError};
+use crate::labels::{LabelsError, Names};
 use crate::metrics;
 use crate::queue::{EdgeConfig, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
 use crate::resize::ResizeStage;
@@ -126,6 +127,8 @@ pub enum BuildError {
     #[error("infer: {0}")]
     Session(InferError),
     #[error(transparent)]
+    Labels(#[from] LabelsError),
+    #[error(transparent)]
     Source(#[from] SourceError),
 }
 
@@ -157,6 +160,7 @@ pub struct Pipeline {
     resize: ResizeStage,
     infer: InferStage,
     smooth: Smoother,
+    names: Arc<Names>,
     edges: Edges,
     /// A frame later than this (the source's frame period) counts as a deadline miss.
     deadline: Option<Duration>,
@@ -177,8 +181,10 @@ pub struct LabelEvent {
     pub frame: u64,
     /// When the frame was captured, by the wall clock.
     pub captured: SystemTime,
-    /// Class index, in the model's label order.
+    /// The model class behind the label, in the model's label order: with groups, the
+    /// label's member that scored highest in this frame.
     pub class: usize,
+    /// A group's name with groups, else a class's; `unknown` below `labels.min_score`.
     pub label: String,
     /// The smoother's score for `label`.
     pub score: f32,
@@ -199,10 +205,15 @@ impl Pipeline {
             sink: config.edges.sink.build("sink")?,
         };
         let smooth = config.smooth.build()?;
+        config.labels.check()?;
+        config.resize.check()?;
         let (run_for, stall_after) = config.stop.check()?;
         let engine = config.infer.build().map_err(BuildError::Model)?;
         let infer = InferStage::new(&engine).map_err(BuildError::Session)?;
-        let resize = config.resize.build(&engine);
+        let labels = config.labels.build(&engine)?;
+        let names = labels.names();
+        let smooth = smooth.with_labels(labels);
+        let resize = config.resize.build(&engine)?;
         // Last, so a camera does not stream into its buffers while the model loads.
         let source = config.source.build()?;
         let mut source = Limited::new(source, config.stop.after_frames, run_for);
@@ -214,6 +225,7 @@ impl Pipeline {
             resize,
             infer,
             smooth,
+            names,
             edges,
             deadline: config.source.frame_period(),
             stall_after,
@@ -237,11 +249,8 @@ impl Pipeline {
         self
     }
 
-    /// Hands the live view frames (resize's input) and ranked scores (smooth's input) while
-    /// it asks for them.
+    /// Hands the live view frames (resize's input) while it asks for them.
     pub fn show_to(mut self, preview: Arc<Preview>) -> Self {
-        let names = self.engine.labels().map(<[String]>::to_vec);
-        preview.name_classes(names.unwrap_or_default());
         self.preview = Some(preview);
         self
     }
@@ -286,6 +295,7 @@ impl Pipeline {
             resize,
             infer,
             smooth,
+            names,
             edges,
             deadline,
             stall_after,
@@ -327,7 +337,7 @@ impl Pipeline {
             )?);
             handles.push(spawn_stage(
                 "smooth",
-                Watched::new(smooth, preview.clone()),
+                smooth,
                 smooth_in,
                 to_sink,
                 Probe::None,
@@ -353,25 +363,24 @@ impl Pipeline {
         let dtype = engine.inspection().precision().name();
         metrics::record_run(&model, &dtype, deadline);
         if let Some(status) = &status {
-            status.started(&model, &dtype);
+            status.started(&model, &dtype, names.clone());
         }
         events.publish(Event::started(&model, &dtype, source_name, &camera));
         let clock = WallClock::now();
         let mut latencies = LatencyMeter::new(deadline);
-        // The label's name, resolved when it changes rather than per frame.
-        let mut shown: Option<String> = None;
+        // The label shown, for the metric to unmark when it changes.
+        let mut shown: Option<&str> = None;
         while let Ok(Some(smoothed)) = sink_in.recv_unless(shutdown.aborted()) {
             let now = Instant::now();
             let stamp = smoothed.stamp;
             let latency = latencies.record(stamp, now);
+            let label = names.label(smoothed.label);
             if smoothed.changed {
-                let label = engine.label(smoothed.label);
-                metrics::record_label_change(shown.as_deref(), &label);
+                metrics::record_label_change(shown, label);
                 shown = Some(label);
             }
-            let label = shown.as_deref().unwrap_or_default();
             if let Some(status) = &status {
-                status.labelled(label, smoothed.score, latency, now);
+                status.labelled(&smoothed, latency, now);
             }
             if !(every_frame || smoothed.changed) {
                 continue;
@@ -379,7 +388,7 @@ impl Pipeline {
             let event = LabelEvent {
                 frame: stamp.seq,
                 captured: clock.at(stamp.captured_at),
-                class: smoothed.label,
+                class: smoothed.class,
                 label: label.to_owned(),
                 score: smoothed.score,
                 latency,

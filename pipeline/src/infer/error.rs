@@ -38,6 +38,8 @@ pub enum ModelErrorKind {
         found: usize,
         expected: usize,
     },
+    #[error(transparent)]
+    Lowering(Box<super::int8::LoweringError>),
     #[error("tract failed to load it: {0}")]
     Tract(String),
     #[error("tract panicked loading it: {0}")]
@@ -56,6 +58,8 @@ pub enum FormatError {
     Subgraphs(usize),
     #[error("tensor index {0} out of range")]
     TensorIndex(usize),
+    #[error("no operator #{0}")]
+    OpIndex(usize),
     #[error("operator #{op} has opcode index {code} out of range")]
     OpcodeIndex { op: usize, code: usize },
     #[error("custom op {0}")]
@@ -135,7 +139,8 @@ pub enum NotClassifier {
     OutputType(String),
 }
 
-/// A model's sidecar or labels file that cannot be used.
+/// A model's sidecar or labels file, or a file of labels by name (groups, `eval --map`), that
+/// cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     #[error("{}: {error}", path.display())]

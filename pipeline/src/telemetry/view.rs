@@ -1,14 +1,14 @@
-//! The live view's supply: frames and scores handed over by the pipeline only while someone
-//! watches, and the thread that turns them into JPEGs and the page's figures.
+//! The live view's supply: frames handed over by the pipeline only while someone watches, and
+//! the thread that turns them into JPEGs and the page's figures.
 //!
-//! The pipeline side is two [`Slot`]s. A stage wrapped in [`Watched`] loads one atomic flag per
-//! item; only when the view has asked for a value does it copy a frame (resize's input) or rank
-//! the scores (smooth's input) into the slot. It never waits: the view asks again when it wants
-//! the next one, so it takes at most `preview_fps` frames however fast the pipeline runs.
+//! The pipeline side is a [`Slot`]. A stage wrapped in [`Watched`] loads one atomic flag per
+//! item; only when the view has asked for a frame does it copy one (resize's input) into the
+//! slot. It never waits: the view asks again when it wants the next one, so it takes at most
+//! `preview_fps` frames however fast the pipeline runs.
 //!
 //! The view thread (`scened-view`, not a pipeline thread) sleeps while nobody watches. While
 //! someone does, every `1 / preview_fps` it takes the next frame and encodes it (JPEG), and
-//! builds the figures (`/status` plus the top-5 of the latest scores), then publishes both on
+//! takes the figures (`/status`, whose `top` ranks what the label is made of), then publishes both on
 //! watch channels: each viewer reads the newest value when it is ready for one, so a slow
 //! viewer skips frames and holds back nobody.
 
@@ -19,18 +19,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use image::codecs::jpeg::JpegEncoder;
 use image::ExtendedColorType;
-use serde::Serialize;
 use tokio::sync::watch;
 use tracing::debug;
 
-use super::{LiveStatus, Status};
-use crate::frame::{Frame, Scores};
-use crate::infer::top_k;
+use super::LiveStatus;
+use crate::frame::Frame;
 use crate::metrics;
 use crate::stage::{Stage, StageError};
 
-/// Classes in the page's bars.
-const TOP: usize = 5;
 /// Longer than any source's frame period; then the view goes on without a new frame.
 const FRAME_WAIT: Duration = Duration::from_secs(1);
 /// A preview, not an archive: small and quick to encode.
@@ -40,23 +36,6 @@ const JPEG_QUALITY: u8 = 75;
 #[derive(Default)]
 pub struct Preview {
     frames: Slot<Frame>,
-    scores: Slot<Vec<(usize, f32)>>,
-    /// Names of what the scores rank, in order.
-    names: Mutex<Vec<String>>,
-}
-
-impl Preview {
-    /// Names the classes the scores rank, in their order (a model's labels).
-    pub fn name_classes(&self, names: Vec<String>) {
-        *lock(&self.names) = names;
-    }
-
-    fn name(&self, index: usize) -> String {
-        lock(&self.names)
-            .get(index)
-            .cloned()
-            .unwrap_or_else(|| format!("class {index}"))
-    }
 }
 
 /// An item the live view may want a look at.
@@ -69,14 +48,6 @@ impl Shown for Frame {
     fn show(&self, preview: &Preview) {
         if preview.frames.wanted() {
             preview.frames.put(self.clone());
-        }
-    }
-}
-
-impl Shown for Scores {
-    fn show(&self, preview: &Preview) {
-        if preview.scores.wanted() {
-            preview.scores.put(top_k(&self.probs, TOP));
         }
     }
 }
@@ -206,20 +177,6 @@ impl Drop for Viewer {
     }
 }
 
-/// The page's figures: `/status`, and the latest frame's top scores.
-#[derive(Serialize)]
-struct Figures {
-    #[serde(flatten)]
-    status: Status,
-    top: Vec<Ranked>,
-}
-
-#[derive(Serialize)]
-struct Ranked {
-    label: String,
-    score: f32,
-}
-
 impl View {
     pub(super) fn new(preview: Arc<Preview>, status: Arc<LiveStatus>, period: Duration) -> Self {
         Self {
@@ -266,16 +223,8 @@ impl View {
 
     /// The view thread: works while someone watches, until [`View::stop`].
     pub(super) fn run(&self) {
-        let mut top = Vec::new();
         while let Some((pictures, figures)) = self.next_round() {
             let started = Instant::now();
-            if figures {
-                // Ranked since the last round's request; the bars keep the last ones till then.
-                if let Some(latest) = self.preview.scores.take(Duration::ZERO) {
-                    top = latest;
-                }
-                self.preview.scores.request();
-            }
             if pictures {
                 self.preview.frames.request();
                 if let Some(frame) = self.preview.frames.take(FRAME_WAIT) {
@@ -283,7 +232,7 @@ impl View {
                 }
             }
             if figures {
-                self.publish_figures(&top);
+                self.publish_figures();
             }
             self.pause_until(started + self.period);
         }
@@ -330,18 +279,9 @@ impl View {
         }
     }
 
-    fn publish_figures(&self, top: &[(usize, f32)]) {
-        let figures = Figures {
-            status: self.status.snapshot(Instant::now()),
-            top: top
-                .iter()
-                .map(|&(class, score)| Ranked {
-                    label: self.preview.name(class),
-                    score,
-                })
-                .collect(),
-        };
-        let json = serde_json::to_vec(&figures).expect("a struct of plain fields");
+    fn publish_figures(&self) {
+        let status = self.status.snapshot(Instant::now());
+        let json = serde_json::to_vec(&status).expect("a struct of plain fields");
         self.figures.send_replace(Some(Bytes::from(json)));
     }
 }
@@ -353,7 +293,6 @@ mod tests {
     use image::RgbImage;
 
     use super::*;
-    use crate::frame::Stamp;
 
     fn frame(seq: u64) -> Frame {
         Frame {
@@ -398,24 +337,6 @@ mod tests {
     }
 
     #[test]
-    fn scores_are_ranked_and_named_for_the_bars() {
-        let preview = Preview::default();
-        preview.name_classes(vec!["cat".into(), "dog".into(), "fox".into()]);
-        preview.scores.request();
-        let stamp = Stamp {
-            seq: 0,
-            captured_at: Instant::now(),
-        };
-        let probs = vec![0.1, 0.6, 0.05, 0.25];
-        Scores { stamp, probs }.show(&preview);
-        let top = preview.scores.take(Duration::ZERO).unwrap();
-        assert_eq!(top, [(1, 0.6), (3, 0.25), (0, 0.1), (2, 0.05)]);
-        assert_eq!(preview.name(1), "dog");
-        // No name given: the index, as the engine names an unlabelled class.
-        assert_eq!(preview.name(3), "class 3");
-    }
-
-    #[test]
     fn the_view_works_only_while_watched_and_publishes_jpegs_and_figures() {
         let preview = Arc::new(Preview::default());
         let status = Arc::new(LiveStatus::new(Duration::from_secs(2)));
@@ -430,7 +351,7 @@ mod tests {
         };
         // Unwatched, the view asks for nothing.
         thread::sleep(Duration::from_millis(50));
-        assert!(!preview.frames.wanted() && !preview.scores.wanted());
+        assert!(!preview.frames.wanted());
         let mut pictures = view.pictures();
         let mut figures = view.figures();
         let viewer = view.watch(Watching::Pictures);
