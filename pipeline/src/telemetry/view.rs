@@ -83,6 +83,8 @@ where
 /// One value handed from a pipeline thread to the view thread on request.
 struct Slot<T> {
     wanted: AtomicBool,
+    /// Set at the stop: a wait for a value ends at once (the pipeline has stopped too).
+    closed: AtomicBool,
     value: Mutex<Option<T>>,
     filled: Condvar,
 }
@@ -91,6 +93,7 @@ impl<T> Default for Slot<T> {
     fn default() -> Self {
         Self {
             wanted: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             value: Mutex::new(None),
             filled: Condvar::new(),
         }
@@ -110,6 +113,13 @@ impl<T> Slot<T> {
         self.filled.notify_all();
     }
 
+    /// Ends any wait for a value, now and later.
+    fn close(&self) {
+        let _slot = lock(&self.value);
+        self.closed.store(true, Ordering::Relaxed);
+        self.filled.notify_all();
+    }
+
     /// Asks for the next value; the one held, if any, is dropped.
     fn request(&self) {
         let mut slot = lock(&self.value);
@@ -122,7 +132,9 @@ impl<T> Slot<T> {
         let slot = lock(&self.value);
         let (mut slot, _) = self
             .filled
-            .wait_timeout_while(slot, timeout, |value| value.is_none())
+            .wait_timeout_while(slot, timeout, |value| {
+                value.is_none() && !self.closed.load(Ordering::Relaxed)
+            })
             .unwrap_or_else(PoisonError::into_inner);
         slot.take()
     }
@@ -219,6 +231,7 @@ impl View {
     pub(super) fn stop(&self) {
         lock(&self.watchers).stopped = true;
         self.wake.notify_all();
+        self.preview.frames.close();
     }
 
     /// The view thread: works while someone watches, until [`View::stop`].
