@@ -59,7 +59,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 /// A run whose stage failed is an error naming the stage.
 pub fn no_failed_stage(report: &PipelineReport) -> anyhow::Result<()> {
     match report.failure() {
-        Some(failed) => anyhow::bail!("stage {} {}", failed.name, failed.stop),
+        Some(failed) => anyhow::bail!("stage {} {}", failed.title(), failed.stop),
         None => Ok(()),
     }
 }
@@ -105,6 +105,10 @@ impl Started {
             shutdown,
             phase,
         })
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        self.daemon.pipeline()
     }
 
     /// Runs until the source ends, a signal, or `sink` says stop; the report.

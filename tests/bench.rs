@@ -33,11 +33,27 @@ fn summary(out: &std::process::Output) -> Value {
 fn generous_thresholds_pass_and_an_impossible_one_fails() {
     let dir = tmp_dir("bench-verdict");
     let pass = write_config(&dir, "pass.toml", &short_run(GENEROUS));
-    let out = scened(&["bench", "--config", &pass, "--json"]);
+    let out = scened(&["bench", "--config", &pass, "--json", "--workers", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let s = summary(&out);
     assert_eq!(s["pass"], true);
     assert_eq!(s["frames"], 60);
+    // What ran, as configured and as overridden.
+    let setup = &s["setup"];
+    assert_eq!(setup["model"], "efficientnet_lite0.fp32.tflite", "{setup}");
+    assert_eq!(setup["dtype"], "float32", "{setup}");
+    assert_eq!(setup["workers"], 2, "{setup}");
+    assert_eq!(setup["source"]["kind"], "clip", "{setup}");
+    assert_eq!(setup["edges"]["infer"]["when_full"], "block", "{setup}");
+    let infer = &s["stages"][2];
+    let worker_frames: Vec<u64> = infer["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["frames_in"].as_u64().unwrap())
+        .collect();
+    assert_eq!(worker_frames.len(), 2, "{infer}");
+    assert_eq!(worker_frames.iter().sum::<u64>(), 60, "{infer}");
     assert!(s["fps"].as_f64().unwrap() > 0.0);
     let stages: Vec<&str> = s["stages"]
         .as_array()
@@ -78,6 +94,9 @@ fn generous_thresholds_pass_and_an_impossible_one_fails() {
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "stage ",
+        "setup: efficientnet_lite0.fp32.tflite (float32), 1 inference worker(s) × 1 tract \
+         thread(s), source clip as fast as it goes, queues resize 2 block / infer 2 block / \
+         smooth 4 block / sink 16 block",
         "capture-to-label latency: p50 ",
         "throughput ",
         "20 labels",

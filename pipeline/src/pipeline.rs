@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Invalid};
 use crate::frame::{Frame, ModelInput, Scores};
@@ -22,7 +22,8 @@ use crate::metrics;
 use crate::queue::{EdgeConfig, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
 use crate::resize::ResizeStage;
 use crate::runner::{
-    spawn_source, spawn_stage, LatencyMeter, PipelineReport, Probe, SinkReport, Watchdog,
+    spawn_source, spawn_stage, spawn_workers, LatencyMeter, PipelineReport, Probe, SinkReport,
+    StageHandle, Watchdog,
 };
 use crate::smooth::{Smoothed, Smoother};
 use crate::source::{Limited, SourceError};
@@ -30,7 +31,7 @@ use crate::stage::{Shutdown, Source};
 use crate::telemetry::LiveStatus;
 
 /// The edges, each named after the stage it feeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EdgesConfig {
     /// Capture → resize.
@@ -152,7 +153,8 @@ pub struct Pipeline {
     engine: Engine,
     source: Limited<Box<dyn Source>>,
     resize: ResizeStage,
-    infer: InferStage,
+    /// One per worker, each with its own session of `engine`.
+    infer: Vec<InferStage>,
     smooth: Smoother,
     edges: Edges,
     /// A frame later than this (the source's frame period) counts as a deadline miss.
@@ -192,8 +194,12 @@ impl Pipeline {
         };
         let smooth = config.smooth.build()?;
         let (run_for, stall_after) = config.stop.check()?;
+        let workers = config.infer.check()?;
         let engine = config.infer.build().map_err(BuildError::Model)?;
-        let infer = InferStage::new(&engine).map_err(BuildError::Session)?;
+        let infer = (0..workers)
+            .map(|_| InferStage::new(&engine))
+            .collect::<Result<_, _>>()
+            .map_err(BuildError::Session)?;
         let resize = config.resize.build(&engine);
         // Last, so a camera does not stream into its buffers while the model loads.
         let source = config.source.build()?;
@@ -214,6 +220,11 @@ impl Pipeline {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Inference workers it runs.
+    pub fn workers(&self) -> usize {
+        self.infer.len()
     }
 
     /// Keeps `status` up to date while running: started, every label, stopped.
@@ -258,7 +269,7 @@ impl Pipeline {
         let (to_smooth, smooth_in) = edges.smooth;
         let (to_sink, sink_in) = edges.sink;
         let sink_watch = sink_in.watch();
-        let mut handles = Vec::with_capacity(4);
+        let mut handles = Vec::with_capacity(3 + infer.len());
         let started = (|| {
             handles.push(spawn_source(
                 "capture",
@@ -274,14 +285,15 @@ impl Pipeline {
                 Probe::None,
                 shutdown.clone(),
             )?);
-            handles.push(spawn_stage(
+            spawn_workers(
                 "infer",
                 infer,
                 infer_in,
                 to_smooth,
                 Probe::FrameAge,
-                shutdown.clone(),
-            )?);
+                shutdown,
+                &mut handles,
+            )?;
             handles.push(spawn_stage(
                 "smooth",
                 smooth,
@@ -311,6 +323,8 @@ impl Pipeline {
         metrics::record_run(&model, &dtype, deadline);
         if let Some(status) = &status {
             status.started(&model, &dtype);
+            let watches = handles.iter().map(StageHandle::watch);
+            status.workers(watches.filter(|watch| watch.worker.is_some()).collect());
         }
         let clock = WallClock::now();
         let mut latencies = LatencyMeter::new(deadline);

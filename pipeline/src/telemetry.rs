@@ -6,7 +6,7 @@
 //! | `/metrics` | every metric in [`crate::metrics`] and the process's, Prometheus text format |
 //! | `/healthz` | 200 while the process serves requests |
 //! | `/readyz` | 200 once the model is loaded and while labels keep coming; else 503 and why |
-//! | `/status` | JSON: model, current label and score, fps, last latency |
+//! | `/status` | JSON: model, current label and score, fps, last latency, the inference workers |
 //!
 //! Nothing served changes state: GET and HEAD only, and the address is loopback unless the
 //! config says otherwise. The recorder is built here rather than by the exporter's own listener
@@ -27,6 +27,7 @@ use tracing::{debug, warn};
 
 use crate::config::Invalid;
 use crate::metrics;
+use crate::runner::StageWatch;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
 pub const DEFAULT_STALE_AFTER_SECONDS: f64 = 2.0;
@@ -271,6 +272,8 @@ struct Live {
     first_at: Option<Instant>,
     /// When each label of the last [`FPS_WINDOW`] came out.
     recent: VecDeque<Instant>,
+    /// The inference workers, while they run.
+    workers: Vec<StageWatch>,
 }
 
 #[derive(Debug)]
@@ -319,6 +322,20 @@ pub struct Status {
     pub last_latency_ms: Option<f64>,
     /// Since the last label came out.
     pub last_label_age_ms: Option<f64>,
+    /// The inference workers, in worker order.
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// One inference worker in `/status`.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct WorkerStatus {
+    pub worker: usize,
+    /// Frames it has run the model on.
+    pub frames: u64,
+    /// Frames it failed on.
+    pub errors: u64,
+    /// How long it has been on its current frame; `None` while it waits for one.
+    pub busy_ms: Option<f64>,
 }
 
 impl LiveStatus {
@@ -344,6 +361,11 @@ impl LiveStatus {
     /// The pipeline has stopped; no more labels will come.
     pub fn stopped(&self) {
         self.live().stopped = true;
+    }
+
+    /// The inference workers are running: `/status` shows their counts live.
+    pub fn workers(&self, workers: Vec<StageWatch>) {
+        self.live().workers = workers;
     }
 
     /// A frame's smoothed label came out at `at`, `latency` after its capture.
@@ -432,6 +454,16 @@ impl LiveStatus {
                 .last
                 .as_ref()
                 .map(|last| ms(now.saturating_duration_since(last.at))),
+            workers: live
+                .workers
+                .iter()
+                .map(|watch| WorkerStatus {
+                    worker: watch.worker.unwrap_or(0),
+                    frames: watch.frames(),
+                    errors: watch.errors(),
+                    busy_ms: watch.busy_for(now).map(ms),
+                })
+                .collect(),
         }
     }
 }
