@@ -476,7 +476,15 @@ mod tests {
             min_fps: 0.0,
             ..BenchConfig::default()
         };
-        BenchSummary::new(&report, &latencies, rss, 60.0, &config)
+        let setup = BenchSetup {
+            model: "m.tflite".into(),
+            dtype: "float32".into(),
+            workers: 1,
+            threads: 1,
+            source: SourceConfig::default(),
+            edges: EdgesConfig::default(),
+        };
+        BenchSummary::new(setup, &report, &latencies, rss, 60.0, &config)
     }
 
     fn check<'a>(summary: &'a BenchSummary, name: &str) -> &'a Check {
