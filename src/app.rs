@@ -7,51 +7,44 @@
 //! is the second, or if the drain has not finished [`DRAIN_LIMIT`] after it (a stage or the
 //! reader of stdout is stuck): a stop request never takes more than a second.
 
-use std::io::{self, Write};
+use std::io;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use anyhow::Context;
 use scened_pipeline::config::Config;
 use scened_pipeline::daemon::Daemon;
+use scened_pipeline::events::{self, Subscriber};
 use scened_pipeline::pipeline::{LabelEvent, Pipeline};
 use scened_pipeline::rss;
 use scened_pipeline::runner::PipelineReport;
 use scened_pipeline::stage::Shutdown;
-use serde::Serialize;
 use tracing::info;
 
 use crate::cli::{PipelineArgs, RunArgs};
 use crate::config;
 
+/// Events waiting for stdout; past this the pipeline waits for the reader.
+const STDOUT_QUEUE: usize = 64;
 /// How long a stop request may take to drain; then the process exits without the report.
 const DRAIN_LIMIT: Duration = Duration::from_millis(750);
 /// The exit status of a run cut short by a signal, as a shell reports SIGINT.
 const SIGNALLED: i32 = 130;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let started = Started::start(&args.pipeline, |config| {
+    let mut started = Started::start(&args.pipeline, |config| {
         config.output.every_frame |= args.every_frame;
     })?;
-    let mut out = io::stdout().lock();
-    let mut write_error = None;
-    let report = started.run(|event| match writeln!(out, "{}", json_line(event)) {
-        Ok(()) => ControlFlow::Continue(()),
-        Err(error) => {
-            write_error = Some(error);
-            ControlFlow::Break(())
-        }
-    })?;
+    started.print_events()?;
+    let Finished { report, printed } = started.run(|_| ControlFlow::Continue(()))?;
     eprint!("{report}");
     eprintln!("peak RSS {:.1} MiB", rss::mib(rss::peak_bytes()));
-    if let Some(error) = write_error {
-        return Err(error).context("cannot write to stdout");
-    }
+    printed.context("cannot write to stdout")?;
     no_failed_stage(&report)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -78,6 +71,14 @@ pub struct Started {
     daemon: Daemon,
     shutdown: Shutdown,
     phase: Phase,
+    /// The thread printing the event stream, when printing.
+    printer: Option<JoinHandle<io::Result<()>>>,
+}
+
+/// A run that is over: its report, and whether stdout took every event line.
+pub struct Finished {
+    pub report: PipelineReport,
+    pub printed: io::Result<()>,
 }
 
 impl Started {
@@ -104,6 +105,7 @@ impl Started {
             daemon,
             shutdown,
             phase,
+            printer: None,
         })
     }
 
@@ -111,17 +113,44 @@ impl Started {
         self.daemon.pipeline()
     }
 
-    /// Runs until the source ends, a signal, or `sink` says stop; the report.
-    pub fn run(
-        self,
-        sink: impl FnMut(&LabelEvent) -> ControlFlow<()>,
-    ) -> anyhow::Result<PipelineReport> {
+    /// Prints the event stream on stdout, a JSON object a line, until the run is over. A
+    /// reader that stops reading holds the pipeline back rather than lose lines; stdout gone
+    /// stops the run.
+    pub fn print_events(&mut self) -> anyhow::Result<()> {
+        let lines = self
+            .daemon
+            .events()
+            .subscribe(Subscriber::blocking(STDOUT_QUEUE));
+        let shutdown = self.shutdown.clone();
+        let printer = thread::Builder::new()
+            .name("scened-stdout".into())
+            .spawn(move || {
+                let printed = events::write_lines(lines, io::stdout().lock());
+                if printed.is_err() {
+                    shutdown.trigger();
+                }
+                printed
+            })
+            .context("cannot start the stdout thread")?;
+        self.printer = Some(printer);
+        Ok(())
+    }
+
+    /// Runs until the source ends, a signal, or `sink` says stop, and the printing of the
+    /// events is over: a stuck stdout keeps the run from being done.
+    pub fn run(self, sink: impl FnMut(&LabelEvent) -> ControlFlow<()>) -> anyhow::Result<Finished> {
         let report = self
             .daemon
             .run(&self.shutdown, sink)
             .context("cannot start the pipeline's threads")?;
+        let printed = match self.printer {
+            Some(printer) => printer
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the stdout thread panicked"))),
+            None => Ok(()),
+        };
         self.phase.set(PhaseKind::Done);
-        Ok(report)
+        Ok(Finished { report, printed })
     }
 }
 
@@ -193,28 +222,4 @@ fn stop_on_signals(shutdown: Shutdown, phase: Phase) -> anyhow::Result<()> {
 fn exit_signalled(why: &str) -> ! {
     eprintln!("error: {why}");
     std::process::exit(SIGNALLED);
-}
-
-/// One line of output, e.g. `{"frame":812,"ts":"2026-01-01T12:00:00.123Z",
-/// "label":"espresso","score":0.91,"latency_ms":14.2}` (on one line).
-#[derive(Serialize)]
-struct Line<'a> {
-    frame: u64,
-    /// Capture time, RFC 3339, UTC.
-    ts: String,
-    label: &'a str,
-    score: f64,
-    latency_ms: f64,
-}
-
-fn json_line(event: &LabelEvent) -> String {
-    let line = Line {
-        frame: event.frame,
-        ts: humantime::format_rfc3339_millis(event.captured).to_string(),
-        label: &event.label,
-        // f32 printed as f64 shows noise digits; four decimals are all a probability needs.
-        score: (f64::from(event.score) * 1e4).round() / 1e4,
-        latency_ms: (event.latency.as_secs_f64() * 1e4).round() / 10.0,
-    };
-    serde_json::to_string(&line).expect("a struct of numbers and strings serializes")
 }

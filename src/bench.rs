@@ -21,13 +21,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let sampler = RssSampler::start(every).context("cannot start the memory sampler")?;
     let began = Instant::now();
     let mut latencies = LatencyLog::new();
-    let report = started.run(|event| {
-        latencies.push(LatencySample {
-            seconds: began.elapsed().as_secs_f64(),
-            latency: event.latency,
-        });
-        ControlFlow::Continue(())
-    })?;
+    let report = started
+        .run(|event| {
+            latencies.push(LatencySample {
+                seconds: began.elapsed().as_secs_f64(),
+                latency: event.latency,
+            });
+            ControlFlow::Continue(())
+        })?
+        .report;
     let seconds = began.elapsed().as_secs_f64();
     let rss = sampler.finish();
     app::no_failed_stage(&report)?;

@@ -16,7 +16,9 @@ use scened_pipeline::queue::WhenFull;
 use scened_pipeline::source::clip::{ClipConfig, DEMO_CLIP};
 use scened_pipeline::source::SourceConfig;
 
-use crate::run::{changes, demo_clip, every_edge, photo_folder, run, CLIP_FRAMES, LITE0};
+use crate::run::{
+    changes, demo_clip, every_edge, json_lines, photo_folder, run, CLIP_FRAMES, LITE0,
+};
 use crate::util::*;
 
 /// What the issue asks of every stop request, from the signal to the process being gone.
@@ -202,6 +204,18 @@ fn a_source_that_fails_mid_run_ends_it_non_zero_naming_why() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    // The event stream says so too, before the summary.
+    let lines = json_lines(&out.stdout);
+    let kinds: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["started", "stage_failed", "stopped"]);
+    let failed = &lines[1];
+    assert_eq!(
+        (&failed["stage"], &failed["reason"]),
+        (&"capture".into(), &"failed".into())
+    );
+    let error = format!("no readable images left in {}", photos.display());
+    assert_eq!(failed["error"], error.as_str());
+    assert_eq!(lines[2]["reason"], "stage_failed");
     assert_eq!(
         err.trim_end().lines().last(),
         Some(&*format!(

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use scened_pipeline::classify::Classifier;
 use scened_pipeline::config::Config;
+use scened_pipeline::events::{Event, Label, Subscriber};
 use scened_pipeline::infer::stage::{InferConfig, Workers};
 use scened_pipeline::infer::{top_k, EngineOptions};
 use scened_pipeline::pipeline::{EdgesConfig, LabelEvent, OutputConfig, Pipeline};
@@ -130,6 +131,43 @@ fn the_demo_clip_is_labelled_scene_by_scene() {
     assert_eq!(report.stages[0].stop, StopReason::EndOfStream);
 }
 
+/// The event stream carries what the sink gets, framed by `started` and `stopped`.
+#[test]
+fn the_event_stream_is_the_labels_between_started_and_stopped() {
+    let config = demo_clip(every_edge(2, WhenFull::Block));
+    let pipeline = Pipeline::build(&config).unwrap_or_else(|e| panic!("{e}"));
+    // Read after the run: room for every event, or the pipeline would wait for the reader.
+    let stream = pipeline.events().subscribe(Subscriber::blocking(1000));
+    let mut sunk = Vec::new();
+    let report = pipeline
+        .run(&Shutdown::new(), |event| {
+            sunk.push(Event::Label(Label::from(event)));
+            ControlFlow::Continue(())
+        })
+        .expect("threads start");
+    let events: Vec<Event> = std::iter::from_fn(|| stream.recv())
+        .map(|event| (*event).clone())
+        .collect();
+    let Some((Event::Started(started), rest)) = events.split_first() else {
+        panic!("not started first: {events:?}");
+    };
+    assert_eq!(
+        (started.model.as_str(), started.camera.as_str()),
+        (LITE0, "default")
+    );
+    let Some((Event::Stopped(stopped), labels)) = rest.split_last() else {
+        panic!("not stopped last: {events:?}");
+    };
+    assert_eq!(labels, sunk);
+    assert_eq!(labels.len() as u64, CLIP_FRAMES);
+    assert_eq!(
+        (stopped.reason.as_str(), stopped.frames, stopped.drops),
+        ("end_of_stream", CLIP_FRAMES, 0)
+    );
+    assert_eq!(stopped.errors, 0);
+    assert!(report.is_clean());
+}
+
 /// Every photo in `dir` once, as fast as the blocking queues take them, unsmoothed.
 pub(crate) fn photo_folder(dir: PathBuf) -> Config {
     Config {
@@ -246,15 +284,24 @@ fn drop_policies_behave_as_declared_and_every_frame_is_accounted_for() {
     }
 }
 
-fn json_lines(stdout: &[u8]) -> Vec<Value> {
+/// Every line of `stdout` as JSON: the event stream.
+pub(crate) fn json_lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
         .collect()
 }
 
+/// The lines of one kind of event.
+pub(crate) fn of_kind<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["event"] == event).collect()
+}
+
 fn labels(lines: &[Value]) -> Vec<&str> {
-    lines.iter().map(|l| l["label"].as_str().unwrap()).collect()
+    of_kind(lines, "label")
+        .iter()
+        .map(|l| l["label"].as_str().unwrap())
+        .collect()
 }
 
 /// The README's first command: no flags, no config file, from the repository root.
@@ -264,7 +311,29 @@ fn scened_run_with_no_flags_plays_the_demo_clip() {
     assert!(out.status.success(), "{}", stderr(&out));
     let lines = json_lines(&out.stdout);
     assert_eq!(labels(&lines), ["Egyptian cat", "espresso", "tripod"]);
-    for line in &lines {
+    // The stream opens with what runs and closes with the summary.
+    let (started, stopped) = (&lines[0], lines.last().unwrap());
+    assert_eq!(started["event"], "started", "{started}");
+    assert_eq!(started["model"], LITE0);
+    assert_eq!(started["dtype"], "float32");
+    assert_eq!(started["source"], "clip (built-in demo clip)");
+    assert_eq!(started["camera"], "default");
+    assert_eq!(stopped["event"], "stopped", "{stopped}");
+    assert_eq!(stopped["reason"], "end_of_stream");
+    // The live queues drop the oldest frame in front of inference: every frame is labelled
+    // or dropped.
+    let frames = stopped["frames"].as_u64().unwrap();
+    assert_eq!(frames + stopped["drops"].as_u64().unwrap(), CLIP_FRAMES);
+    assert!(frames > 0);
+    assert_eq!(stopped["errors"], 0);
+    assert!(stopped["fps"].as_f64().unwrap() > 0.0, "{stopped}");
+    assert!(
+        stopped["peak_rss_mib"].as_f64().unwrap() > 10.0,
+        "{stopped}"
+    );
+    assert_eq!(lines.len(), 5);
+    for line in of_kind(&lines, "label") {
+        // Today's fields, unchanged, and the tag.
         let keys: Vec<&str> = line
             .as_object()
             .unwrap()
@@ -273,7 +342,7 @@ fn scened_run_with_no_flags_plays_the_demo_clip() {
             .collect();
         assert_eq!(
             keys,
-            ["frame", "label", "latency_ms", "score", "ts"],
+            ["event", "frame", "label", "latency_ms", "score", "ts"],
             "{line}"
         );
         let ts = line["ts"].as_str().unwrap();
@@ -304,11 +373,13 @@ fn every_frame_and_a_frame_limit_print_exactly_those_frames() {
     let config = ["run", "--config", "config/benchmark.toml", "--fps", "0"];
     let out = scened(&[&config[..], &["--frames", "5", "--every-frame"]].concat());
     assert!(out.status.success(), "{}", stderr(&out));
-    let frames: Vec<u64> = json_lines(&out.stdout)
+    let lines = json_lines(&out.stdout);
+    let frames: Vec<u64> = of_kind(&lines, "label")
         .iter()
         .map(|l| l["frame"].as_u64().unwrap())
         .collect();
     assert_eq!(frames, [0, 1, 2, 3, 4]);
+    assert_eq!(lines.last().unwrap()["frames"], 5);
 }
 
 #[test]
@@ -337,7 +408,8 @@ fn replaying_the_clip_gives_identical_labels_with_one_worker_or_two() {
             workers,
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
-        json_lines(&out.stdout)
+        let lines = json_lines(&out.stdout);
+        of_kind(&lines, "label")
             .into_iter()
             .map(|l| (l["frame"].clone(), l["label"].clone(), l["score"].clone()))
             .collect::<Vec<_>>()
@@ -357,20 +429,25 @@ fn sigterm_and_sigint_drain_and_exit_zero_with_the_report() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let (first_line, got_line) = mpsc::channel();
+        let (first_label, got_label) = mpsc::channel();
         let reader = thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = first_line.send(lines.next());
-            lines.count()
+            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            let label = lines.find(|l| l.starts_with(r#"{"event":"label""#));
+            let _ = first_label.send(label);
+            lines.last()
         });
         // Running for real: frames went all the way through the model.
-        let line = got_line.recv_timeout(PATIENCE).expect("a first label");
-        serde_json::from_str::<Value>(&line.unwrap().unwrap()).unwrap();
+        let line = got_label.recv_timeout(PATIENCE).expect("a first label");
+        serde_json::from_str::<Value>(&line.unwrap()).unwrap();
         signal(&child, number);
         let status = wait(&mut child);
         let report = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
-        reader.join().unwrap();
+        let last: Value = serde_json::from_str(&reader.join().unwrap().unwrap()).unwrap();
         assert_eq!(status.code(), Some(0), "SIG{name}: {report}");
+        assert_eq!(
+            (&last["event"], &last["reason"]),
+            (&"stopped".into(), &"shutdown".into())
+        );
         let capture = report
             .lines()
             .find(|l| l.starts_with("capture"))

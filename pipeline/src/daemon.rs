@@ -6,6 +6,7 @@ use std::io;
 use std::ops::ControlFlow;
 
 use crate::config::{Config, Invalid};
+use crate::events::Events;
 use crate::pipeline::{BuildError, LabelEvent, Pipeline};
 use crate::runner::PipelineReport;
 use crate::stage::Shutdown;
@@ -31,9 +32,10 @@ pub struct Daemon {
 impl Daemon {
     pub fn start(config: &Config) -> Result<Self, StartError> {
         config.check()?;
+        let events = Events::new();
         // Before the model loads: a port in use fails fast, and /healthz answers during the load.
         let telemetry = config.telemetry.start()?;
-        let mut pipeline = Pipeline::build(config)?;
+        let mut pipeline = Pipeline::build(config)?.publish_to(events);
         if let Some(telemetry) = &telemetry {
             pipeline = pipeline.report_to(telemetry.status());
         }
@@ -45,6 +47,11 @@ impl Daemon {
 
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
+    }
+
+    /// The run's event stream: subscribe before [`run`](Self::run).
+    pub fn events(&self) -> &Events {
+        self.pipeline.events()
     }
 
     pub fn telemetry(&self) -> Option<&Telemetry> {

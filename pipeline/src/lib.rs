@@ -21,7 +21,7 @@
 //! |---|---|
 //! | the stages, in data-flow order | [`source`] (camera, clip, images, synthetic), [`resize`], [`infer`] (the tract engine and its stage), [`smooth`] |
 //! | the framework | [`frame`], [`stage`], [`queue`], [`runner`], [`pipeline`], [`config`], [`daemon`] |
-//! | observability | [`metrics`] (every name, once), [`telemetry`] (HTTP), [`rss`] |
+//! | observability | [`events`] (the event stream: stdout, MQTT), [`metrics`] (every name, once), [`telemetry`] (HTTP), [`rss`] |
 //! | tools on top | [`classify`] (still images), [`eval`] (the study's table), [`bench`] (verdicts), [`npy`] |
 //! | shared helpers | [`decode`] and [`jpeg`] (still images, JPEG framing), [`contain`] (panics), [`stats`] |
 
@@ -32,6 +32,7 @@ pub mod contain;
 pub mod daemon;
 pub mod decode;
 pub mod eval;
+pub mod events;
 pub mod frame;
 pub mod infer;
 pub mod jpeg;

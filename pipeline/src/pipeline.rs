@@ -15,12 +15,14 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Invalid};
+use crate::events::{Event, Events, Label};
 use crate::frame::{Frame, ModelInput, Scores};
 use crate::infer::stage::InferStage;
 use crate::infer::{Engine, InferError, ModelError};
 use crate::metrics;
 use crate::queue::{EdgeConfig, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
 use crate::resize::ResizeStage;
+use crate::rss;
 use crate::runner::{
     spawn_source, spawn_stage, spawn_workers, LatencyMeter, PipelineReport, Probe, SinkReport,
     StageHandle, Watchdog,
@@ -162,6 +164,10 @@ pub struct Pipeline {
     stall_after: Duration,
     every_frame: bool,
     status: Option<Arc<LiveStatus>>,
+    events: Events,
+    /// What the `started` event names.
+    source_name: String,
+    camera: String,
 }
 
 /// A smoothed label as the sink gets it.
@@ -203,7 +209,9 @@ impl Pipeline {
         let resize = config.resize.build(&engine);
         // Last, so a camera does not stream into its buffers while the model loads.
         let source = config.source.build()?;
-        let source = Limited::new(source, config.stop.after_frames, run_for);
+        let mut source = Limited::new(source, config.stop.after_frames, run_for);
+        let events = Events::new();
+        source.publish_to(&events);
         Ok(Self {
             engine,
             source,
@@ -215,6 +223,9 @@ impl Pipeline {
             stall_after,
             every_frame: config.output.every_frame,
             status: None,
+            events,
+            source_name: config.source.describe(),
+            camera: config.telemetry.camera_name().to_owned(),
         })
     }
 
@@ -233,6 +244,19 @@ impl Pipeline {
         self
     }
 
+    /// Publishes the run's events to `events` rather than to a stream of its own; the source
+    /// says there when it is lost and back. The stream is closed after `stopped`.
+    pub fn publish_to(mut self, events: Events) -> Self {
+        self.source.publish_to(&events);
+        self.events = events;
+        self
+    }
+
+    /// The stream the run's events go to: subscribe before [`run`](Self::run).
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
     /// Views of the edges' counters, in pipeline order (`resize`, `infer`, `smooth`, `sink`);
     /// they stay readable while the pipeline runs and after.
     pub fn edges(&self) -> Vec<EdgeWatch> {
@@ -246,7 +270,9 @@ impl Pipeline {
 
     /// Runs until the source ends or `shutdown` is triggered, then drains what is in flight.
     /// `sink` gets each label change (each label with `output.every_frame`) on this thread;
-    /// `Break` stops the run as a shutdown does. `Err` only if a thread could not be started.
+    /// `Break` stops the run as a shutdown does. The events stream gets the same labels, framed
+    /// by `started` and `stopped` (after a `stage_failed` for each failed stage), and is then
+    /// closed. `Err` only if a thread could not be started.
     pub fn run(
         self,
         shutdown: &Shutdown,
@@ -263,6 +289,9 @@ impl Pipeline {
             stall_after,
             every_frame,
             status,
+            events,
+            source_name,
+            camera,
         } = self;
         let (to_resize, resize_in) = edges.resize;
         let (to_infer, infer_in) = edges.infer;
@@ -326,6 +355,7 @@ impl Pipeline {
             let watches = handles.iter().map(StageHandle::watch);
             status.workers(watches.filter(|watch| watch.worker.is_some()).collect());
         }
+        events.publish(Event::started(&model, &dtype, source_name, &camera));
         let clock = WallClock::now();
         let mut latencies = LatencyMeter::new(deadline);
         // The label's name, resolved when it changes rather than per frame.
@@ -355,7 +385,9 @@ impl Pipeline {
                 latency,
                 changed: smoothed.changed,
             };
-            if sink(&event).is_break() {
+            let stop = sink(&event).is_break();
+            events.publish(Event::Label(Label::from(&event)));
+            if stop {
                 shutdown.trigger();
                 break;
             }
@@ -370,6 +402,10 @@ impl Pipeline {
             edge: sink_watch.stats(),
             latency: latencies.finish(),
         });
+        Event::stage_failures(&report).for_each(|failed| events.publish(failed));
+        let seconds = clock.instant.elapsed().as_secs_f64();
+        events.publish(Event::stopped(&report, seconds, rss::peak_bytes()));
+        events.close();
         Ok(report)
     }
 }

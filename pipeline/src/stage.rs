@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
+use crate::events::Events;
 use crate::frame::Frame;
 
 /// Why an item could not be processed.
@@ -46,11 +47,19 @@ pub trait Source: Send + 'static {
     /// The next frame, or `Ok(None)` at the end of the stream. May block until the frame is
     /// due or arrives; waits should use `shutdown.sleep` so a stop request cuts them short.
     fn next_frame(&mut self, shutdown: &Shutdown) -> Result<Option<Frame>, StageError>;
+
+    /// Where to say that the source was lost or is back, for a source that can be; given
+    /// once, before the first frame. A wrapper passes it on.
+    fn publish_to(&mut self, _events: &Events) {}
 }
 
 impl<S: Source + ?Sized> Source for Box<S> {
     fn next_frame(&mut self, shutdown: &Shutdown) -> Result<Option<Frame>, StageError> {
         (**self).next_frame(shutdown)
+    }
+
+    fn publish_to(&mut self, events: &Events) {
+        (**self).publish_to(events);
     }
 }
 

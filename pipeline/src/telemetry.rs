@@ -80,7 +80,15 @@ pub enum TelemetryError {
     Thread(std::io::Error),
 }
 
+/// The camera name when `camera` is unset.
+pub const DEFAULT_CAMERA: &str = "default";
+
 impl TelemetryConfig {
+    /// The camera's name, as events and MQTT topics say it.
+    pub fn camera_name(&self) -> &str {
+        self.camera.as_deref().unwrap_or(DEFAULT_CAMERA)
+    }
+
     /// Checks the settings that can be checked without binding; gives the staleness limit.
     pub fn check(&self) -> Result<Duration, Invalid> {
         let key = "telemetry.stale_after_seconds";

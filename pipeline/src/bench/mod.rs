@@ -245,14 +245,9 @@ impl BenchSummary {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let stages = report.stages.iter().map(StageSummary::new).collect();
         let latency = report.sink.as_ref().map(|sink| &sink.latency);
-        let edges = report
-            .stages
-            .iter()
-            .filter_map(|s| s.input.as_ref())
-            .chain(report.sink.as_ref().map(|sink| &sink.edge));
-        let drops = edges.fold(DropCounts::default(), |sum, edge| sum + edge.dropped);
+        let drops = report.dropped();
         let made = report.stages.first().map_or(0, |s| s.frames_out);
-        let frames = latency.map_or(0, |l| l.labels());
+        let frames = report.labels();
         let deadline_miss_ratio = latency
             .filter(|l| l.deadline.is_some() && l.labels() > 0)
             .map(|l| l.deadline_misses as f64 / l.labels() as f64);

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use super::{Probe, StageHandle};
 use crate::frame::Stamp;
 use crate::metrics::{DEADLINE_MISSES_TOTAL, FRAME_LATENCY_SECONDS};
-use crate::queue::EdgeStats;
+use crate::queue::{DropCounts, EdgeStats};
 
 /// Report histograms hold 1 µs to 10 min at 3 significant figures.
 const HISTOGRAM_MAX_MICROS: u64 = 600_000_000;
@@ -298,6 +298,18 @@ impl PipelineReport {
     /// Whether no stage failed, panicked or stalled.
     pub fn is_clean(&self) -> bool {
         self.failure().is_none()
+    }
+
+    /// Every edge's drops, summed.
+    pub fn dropped(&self) -> DropCounts {
+        let inputs = self.stages.iter().filter_map(|stage| stage.input.as_ref());
+        let edges = inputs.chain(self.sink.as_ref().map(|sink| &sink.edge));
+        edges.fold(DropCounts::default(), |sum, edge| sum + edge.dropped)
+    }
+
+    /// Labels that came out of the pipeline, printed or not.
+    pub fn labels(&self) -> u64 {
+        self.sink.as_ref().map_or(0, |sink| sink.latency.labels())
     }
 }
 

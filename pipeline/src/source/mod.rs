@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use self::reconnect::Reopen;
 use crate::config::Invalid;
 use crate::contain;
+use crate::events::Events;
 use crate::frame::Frame;
 use crate::jpeg;
 use crate::stage::{Shutdown, Source, StageError};
@@ -71,6 +72,16 @@ impl SourceConfig {
             Self::Clip(config) => paced(config.clone(), config.fps)?,
             Self::Camera(config) => Box::new(config.build()?),
         })
+    }
+
+    /// What events call the source, e.g. `camera 0`, `clip (built-in demo clip)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Synthetic(config) => format!("synthetic {}x{}", config.width, config.height),
+            Self::Images(config) => format!("images {}", config.dir.display()),
+            Self::Clip(config) => format!("clip {}", config.name().display()),
+            Self::Camera(config) => config.selector().to_string(),
+        }
     }
 
     /// Time between frames the source aims for; `None` when it runs as fast as it can.
@@ -139,6 +150,10 @@ impl<S: Source> Source for Limited<S> {
             *left -= 1;
         }
         Ok(frame)
+    }
+
+    fn publish_to(&mut self, events: &Events) {
+        self.source.publish_to(events);
     }
 }
 

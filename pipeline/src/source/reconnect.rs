@@ -7,16 +7,18 @@
 //! source is closed, then reopened after a wait that doubles from [`Backoff::first`] up to
 //! [`Backoff::max`] while attempts fail. Each failed attempt is an item error, so the runner
 //! counts and logs it and the run goes on; a reopen that works counts in
-//! `scened_source_reconnects_total`. Other fatal errors end the run as from any source. Waits
-//! end early on shutdown. Frames keep one sequence across reopens.
+//! `scened_source_reconnects_total`. The loss and the return are also `source_lost` and
+//! `source_back` events ([`crate::events`]). Other fatal errors end the run as from any source.
+//! Waits end early on shutdown. Frames keep one sequence across reopens.
 
 use std::error::Error;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::metrics::{counter, Counter};
 use tracing::{info, warn};
 
 use super::SourceError;
+use crate::events::{Event, Events};
 use crate::frame::Frame;
 use crate::metrics::SOURCE_RECONNECTS_TOTAL;
 use crate::runner::Chain;
@@ -55,6 +57,11 @@ pub struct Reconnecting<R: Reopen> {
     retry_in: Duration,
     next_seq: u64,
     reconnects: Counter,
+    /// Reopened so far, for the events.
+    reconnected: u64,
+    /// While lost: since when, and the reopen attempts so far.
+    lost: Option<(Instant, u64)>,
+    events: Events,
 }
 
 impl<R: Reopen> Reconnecting<R> {
@@ -69,6 +76,9 @@ impl<R: Reopen> Reconnecting<R> {
             retry_in: backoff.first,
             next_seq: 0,
             reconnects: counter!(SOURCE_RECONNECTS_TOTAL),
+            reconnected: 0,
+            lost: None,
+            events: Events::default(),
         }
     }
 
@@ -78,12 +88,20 @@ impl<R: Reopen> Reconnecting<R> {
             if shutdown.sleep(self.retry_in) {
                 return Ok(None);
             }
+            let (lost_at, attempts) = self.lost.get_or_insert((Instant::now(), 0));
+            *attempts += 1;
+            let (lost_at, attempts) = (*lost_at, *attempts);
             match self.reopen.reopen() {
                 Ok(source) => {
                     self.source = Some(source);
                     self.retry_in = self.backoff.first;
                     self.reconnects.increment(1);
-                    info!(source = %self.reopen.describe(), "source reopened");
+                    self.reconnected += 1;
+                    self.lost = None;
+                    let what = self.reopen.describe();
+                    info!(source = %what, "source reopened");
+                    let back = Event::source_back(what, self.reconnected, attempts, lost_at);
+                    self.events.publish(back);
                 }
                 Err(error) => {
                     self.retry_in = (self.retry_in * 2).min(self.backoff.max);
@@ -112,17 +130,26 @@ impl<R: Reopen> Source for Reconnecting<R> {
                     return Ok(Some(frame));
                 }
                 Err(StageError::Fatal(cause)) if self.reopen.is_loss(&*cause) => {
+                    let what = self.reopen.describe();
+                    let reason = Chain(&*cause).to_string();
                     warn!(
-                        source = %self.reopen.describe(),
+                        source = %what,
                         retry_in_ms = self.retry_in.as_millis() as u64,
-                        error = %Chain(&*cause),
+                        error = %reason,
                         "source_lost"
                     );
                     self.source = None;
+                    self.lost = Some((Instant::now(), 0));
+                    let lost = Event::source_lost(what, reason, self.reconnected, self.retry_in);
+                    self.events.publish(lost);
                 }
                 other => return other,
             }
         }
+    }
+
+    fn publish_to(&mut self, events: &Events) {
+        self.events = events.clone();
     }
 }
 
@@ -134,6 +161,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::events::Subscriber;
     use crate::metrics::testing::record;
     use crate::source::clip::{ClipConfig, DEMO_CLIP};
 
@@ -187,6 +215,9 @@ mod tests {
             let first = device.reopen().expect("builds");
             Reconnecting::new(device.clone(), first, backoff)
         });
+        let events = Events::new();
+        let said = events.subscribe(Subscriber::blocking(8));
+        source.publish_to(&events);
         let shutdown = Shutdown::new();
         let mut next = || source.next_frame(&shutdown);
         for seq in 0..5 {
@@ -221,6 +252,14 @@ mod tests {
             assert!(played < 200, "never lost");
         };
         assert_eq!(first_retry, empty(20));
+        let Ok(Event::SourceLost(lost)) = said.try_recv().as_deref().cloned() else {
+            panic!("no source_lost event");
+        };
+        let reason = format!("clip {} has no decodable frames", path.display());
+        assert_eq!(
+            (lost.source, lost.reason, lost.reconnects, lost.retry_in_ms),
+            (name.clone(), reason, 0, 10)
+        );
         // Empty, then gone: each attempt fails naming why, and the wait doubles to its cap.
         assert_eq!(item_error(next()), empty(40));
         fs::remove_file(&path).expect("remove");
@@ -238,6 +277,13 @@ mod tests {
             assert_eq!(next().expect("ok").expect("a frame").seq, seq);
         }
         assert_eq!(recorded.counter(SOURCE_RECONNECTS_TOTAL, &[]), Some(1));
+        // Found on the fourth attempt, after the four waits.
+        let Ok(Event::SourceBack(back)) = said.try_recv().as_deref().cloned() else {
+            panic!("no source_back event");
+        };
+        assert_eq!((back.source, back.reconnects, back.attempts), (name, 1, 4));
+        assert!(back.down_ms >= 10 + 20 + 40 + 40, "{}", back.down_ms);
+        assert!(said.try_recv().is_err(), "one loss, one return");
     }
 
     #[test]
