@@ -10,6 +10,11 @@ the other stages' (capture with decode, resize, smooth; one worker, as fast as p
 N workers on C cores take at most min(N, C·i/(i+o)) frames per inference time, i.e. a ratio of
 2i/(i+o) for 2 workers on 2 cores.
 
+That ceiling assumes the cores are there to be had. On a shared machine they may not be, so
+each round also times `scened models bench` (inference alone) once on its own and as two
+copies at once: N copies at once over one alone, N × t(one) / t(N at once), is how many
+inferences the machine ran side by side in that sitting, the ceiling it actually offered.
+
     cargo build --release && scripts/workers_bench.py [--rounds 3] [--seconds 20] [--workers 1 2]
 """
 import argparse
@@ -41,6 +46,15 @@ def bench(model: str, workers: int, fps: str, seconds: float) -> dict:
     }
 
 
+def side_by_side(model: str, copies: int) -> float:
+    """Median inference ms of `copies` `models bench` runs started together, averaged."""
+    args = [BIN, "models", "bench", model, "--runs", "60",
+            "--image", "tests/data/photos/full/coffee.jpg"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for _ in range(copies)]
+    return statistics.mean(json.loads(p.communicate()[0])["median_ms"] for p in procs)
+
+
 def loadavg() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -55,8 +69,12 @@ def main():
     a = ap.parse_args()
     print(f"{os.cpu_count()} cores; load average (1, 5, 15 min) at start {loadavg()}")
     runs = {}
+    offered = {}
     for _ in range(a.rounds):
         for model in a.models:
+            for workers in a.workers[1:]:
+                alone, together = side_by_side(model, 1), side_by_side(model, workers)
+                offered.setdefault((model, workers), []).append(workers * alone / together)
             for pace in ["0", "30"]:
                 for workers in a.workers:
                     run = bench(model, workers, pace, a.seconds)
@@ -82,7 +100,9 @@ def main():
             ceiling = min(workers, cores * i / (i + o))
             print(f"{os.path.basename(model)}: {workers} workers / {a.workers[0]} = {ratio:.2f}x "
                   f"as fast as possible (ceiling min(N, C*i/(i+o)) = {ceiling:.2f}, "
-                  f"i = {i:.2f} ms, o = {o:.2f} ms); capture-to-label p50 at 30 fps "
+                  f"i = {i:.2f} ms, o = {o:.2f} ms; {workers} inferences side by side "
+                  f"ran {statistics.median(offered[(model, workers)]):.2f}x one alone); "
+                  f"capture-to-label p50 at 30 fps "
                   f"{med(model, '30', a.workers[0], 'e2e'):.2f} -> "
                   f"{med(model, '30', workers, 'e2e'):.2f} ms")
 

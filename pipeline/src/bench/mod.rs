@@ -158,6 +158,9 @@ impl fmt::Display for BenchSetup {
 #[derive(Debug, Clone, Serialize)]
 pub struct StageSummary {
     pub name: &'static str,
+    /// Which worker, on a worker's line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<usize>,
     pub frames_in: u64,
     pub frames_out: u64,
     pub errors: u64,
@@ -176,6 +179,7 @@ impl StageSummary {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         Self {
             name: stage.name,
+            worker: stage.worker,
             frames_in: stage.frames_in,
             frames_out: stage.frames_out,
             errors: stage.errors,
