@@ -19,6 +19,7 @@ use crate::events::{Event, Events, Label};
 use crate::frame::{Frame, ModelInput, Scores};
 use crate::infer::stage::InferStage;
 use crate::infer::{Engine, InferError, ModelError};
+use crate::labels::{LabelsError, Names};
 use crate::metrics;
 use crate::queue::{EdgeConfig, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
 use crate::resize::ResizeStage;
@@ -126,6 +127,8 @@ pub enum BuildError {
     #[error("infer: {0}")]
     Session(InferError),
     #[error(transparent)]
+    Labels(#[from] LabelsError),
+    #[error(transparent)]
     Source(#[from] SourceError),
 }
 
@@ -158,6 +161,7 @@ pub struct Pipeline {
     /// One per worker, each with its own session of `engine`.
     infer: Vec<InferStage>,
     smooth: Smoother,
+    names: Arc<Names>,
     edges: Edges,
     /// A frame later than this (the source's frame period) counts as a deadline miss.
     deadline: Option<Duration>,
@@ -177,8 +181,10 @@ pub struct LabelEvent {
     pub frame: u64,
     /// When the frame was captured, by the wall clock.
     pub captured: SystemTime,
-    /// Class index, in the model's label order.
+    /// The model class behind the label, in the model's label order: with groups, the
+    /// label's member that scored highest in this frame.
     pub class: usize,
+    /// A group's name with groups, else a class's; `unknown` below `labels.min_score`.
     pub label: String,
     /// The smoother's score for `label`.
     pub score: f32,
@@ -199,6 +205,8 @@ impl Pipeline {
             sink: config.edges.sink.build("sink")?,
         };
         let smooth = config.smooth.build()?;
+        config.labels.check()?;
+        config.resize.check()?;
         let (run_for, stall_after) = config.stop.check()?;
         let workers = config.infer.check()?;
         let engine = config.infer.build().map_err(BuildError::Model)?;
@@ -206,7 +214,10 @@ impl Pipeline {
             .map(|_| InferStage::new(&engine))
             .collect::<Result<_, _>>()
             .map_err(BuildError::Session)?;
-        let resize = config.resize.build(&engine);
+        let labels = config.labels.build(&engine)?;
+        let names = labels.names();
+        let smooth = smooth.with_labels(labels);
+        let resize = config.resize.build(&engine)?;
         // Last, so a camera does not stream into its buffers while the model loads.
         let source = config.source.build()?;
         let mut source = Limited::new(source, config.stop.after_frames, run_for);
@@ -218,6 +229,7 @@ impl Pipeline {
             resize,
             infer,
             smooth,
+            names,
             edges,
             deadline: config.source.frame_period(),
             stall_after,
@@ -284,6 +296,7 @@ impl Pipeline {
             resize,
             infer,
             smooth,
+            names,
             edges,
             deadline,
             stall_after,
@@ -351,27 +364,26 @@ impl Pipeline {
         let dtype = engine.inspection().precision().name();
         metrics::record_run(&model, &dtype, deadline);
         if let Some(status) = &status {
-            status.started(&model, &dtype);
+            status.started(&model, &dtype, names.clone());
             let watches = handles.iter().map(StageHandle::watch);
             status.workers(watches.filter(|watch| watch.worker.is_some()).collect());
         }
         events.publish(Event::started(&model, &dtype, source_name, &camera));
         let clock = WallClock::now();
         let mut latencies = LatencyMeter::new(deadline);
-        // The label's name, resolved when it changes rather than per frame.
-        let mut shown: Option<String> = None;
+        // The label shown, for the metric to unmark when it changes.
+        let mut shown: Option<&str> = None;
         while let Ok(Some(smoothed)) = sink_in.recv_unless(shutdown.aborted()) {
             let now = Instant::now();
             let stamp = smoothed.stamp;
             let latency = latencies.record(stamp, now);
+            let label = names.label(smoothed.label);
             if smoothed.changed {
-                let label = engine.label(smoothed.label);
-                metrics::record_label_change(shown.as_deref(), &label);
+                metrics::record_label_change(shown, label);
                 shown = Some(label);
             }
-            let label = shown.as_deref().unwrap_or_default();
             if let Some(status) = &status {
-                status.labelled(label, smoothed.score, latency, now);
+                status.labelled(&smoothed, latency, now);
             }
             if !(every_frame || smoothed.changed) {
                 continue;
@@ -379,7 +391,7 @@ impl Pipeline {
             let event = LabelEvent {
                 frame: stamp.seq,
                 captured: clock.at(stamp.captured_at),
-                class: smoothed.label,
+                class: smoothed.class,
                 label: label.to_owned(),
                 score: smoothed.score,
                 latency,
