@@ -287,6 +287,14 @@ impl Pipeline {
         let (to_smooth, smooth_in) = edges.smooth;
         let (to_sink, sink_in) = edges.sink;
         let sink_watch = sink_in.watch();
+        let model = engine
+            .path()
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let dtype = engine.inspection().precision().name();
+        // Before the source starts, so that every frame's label comes after it.
+        events.publish(Event::started(&model, &dtype, source_name, &camera));
         let mut handles = Vec::with_capacity(4);
         let started = (|| {
             handles.push(spawn_source(
@@ -328,20 +336,14 @@ impl Pipeline {
                 shutdown.trigger();
                 drop(sink_in);
                 PipelineReport::join(handles);
+                events.close();
                 return Err(error);
             }
         };
-        let model = engine
-            .path()
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy();
-        let dtype = engine.inspection().precision().name();
         metrics::record_run(&model, &dtype, deadline);
         if let Some(status) = &status {
             status.started(&model, &dtype);
         }
-        events.publish(Event::started(&model, &dtype, source_name, &camera));
         let clock = WallClock::now();
         let mut latencies = LatencyMeter::new(deadline);
         // The label's name, resolved when it changes rather than per frame.
