@@ -1,4 +1,4 @@
-//! `scened cameras`: every camera the OS reports, with the modes it offers.
+//! `scened cameras`: every camera the OS reports, with its id and the modes it offers.
 
 use std::process::ExitCode;
 
@@ -9,9 +9,14 @@ pub fn list() -> anyhow::Result<ExitCode> {
     if cameras.is_empty() {
         eprintln!("no camera found");
     }
-    for camera in cameras {
-        println!("{}: {} ({})", camera.index, camera.name, camera.description);
-        match camera.modes {
+    for listing in cameras {
+        let camera = listing.camera;
+        print!("{}: {} ({})", camera.index, camera.name, camera.description);
+        match camera.id {
+            Some(id) => println!(" id {id}"),
+            None => println!(),
+        }
+        match listing.modes {
             Ok(modes) => modes.iter().for_each(|mode| println!("    {mode}")),
             Err(error) => println!("    cannot list its modes: {error}"),
         }

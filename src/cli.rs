@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use scened_pipeline::source::camera::choice::Selector;
 
 /// scened: label camera scenes in real time with a TFLite classifier run by tract.
 #[derive(Debug, Parser)]
@@ -61,8 +62,8 @@ pub struct PipelineArgs {
     /// the demo clip with models/efficientnet_lite0.fp32.tflite.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Where frames come from: camera[:INDEX], clip[:PATH] (no path: the demo clip),
-    /// images:DIR or synthetic.
+    /// Where frames come from: camera[:INDEX|:ID] (`scened cameras` lists both), clip[:PATH]
+    /// (no path: the demo clip), images:DIR or synthetic.
     #[arg(long, value_parser = parse_source)]
     pub source: Option<SourceArg>,
     /// The source's frame rate; 0 reads a clip, images or the pattern as fast as possible.
@@ -109,7 +110,7 @@ pub struct EvalArgs {
 /// `--source`, parsed.
 #[derive(Debug, Clone)]
 pub enum SourceArg {
-    Camera(Option<u32>),
+    Camera(Option<Selector>),
     Clip(Option<PathBuf>),
     Images(PathBuf),
     Synthetic,
@@ -122,15 +123,16 @@ fn parse_source(arg: &str) -> Result<SourceArg, String> {
     };
     match (kind, rest) {
         ("camera", None) => Ok(SourceArg::Camera(None)),
-        ("camera", Some(index)) => index
-            .parse()
-            .map(|index| SourceArg::Camera(Some(index)))
-            .map_err(|_| format!("camera index {index:?} is not a number")),
+        ("camera", Some(which)) if !which.is_empty() => Ok(SourceArg::Camera(Some(
+            which
+                .parse()
+                .map_or_else(|_| Selector::Id(which.to_owned()), Selector::Index),
+        ))),
         ("clip", None) => Ok(SourceArg::Clip(None)),
         ("clip", Some(path)) if !path.is_empty() => Ok(SourceArg::Clip(Some(path.into()))),
         ("images", Some(dir)) if !dir.is_empty() => Ok(SourceArg::Images(dir.into())),
         ("synthetic", None) => Ok(SourceArg::Synthetic),
-        _ => Err("expected camera[:INDEX], clip[:PATH], images:DIR or synthetic".into()),
+        _ => Err("expected camera[:INDEX|:ID], clip[:PATH], images:DIR or synthetic".into()),
     }
 }
 

@@ -4,7 +4,8 @@
 //! relative to the file: [`Config::load`]).
 
 use scened_pipeline::config::Config;
-use scened_pipeline::source::camera::{self, CameraConfig};
+use scened_pipeline::source::camera::choice::Selector;
+use scened_pipeline::source::camera::CameraConfig;
 use scened_pipeline::source::clip::ClipConfig;
 use scened_pipeline::source::images::ImagesConfig;
 use scened_pipeline::source::SourceConfig;
@@ -61,16 +62,26 @@ fn with_source(current: SourceConfig, arg: &SourceArg) -> SourceConfig {
             dir: dir.clone(),
             ..ImagesConfig::default()
         }),
-        (SourceConfig::Camera(camera), SourceArg::Camera(index)) => {
-            SourceConfig::Camera(CameraConfig {
-                index: index.unwrap_or(camera.index),
-                ..camera
+        (current, SourceArg::Camera(selector)) => {
+            let camera = match current {
+                SourceConfig::Camera(camera) => camera,
+                _ => CameraConfig::default(),
+            };
+            // A camera named on the command line replaces the config's choice, index or id.
+            SourceConfig::Camera(match selector.clone() {
+                None => camera,
+                Some(Selector::Index(index)) => CameraConfig {
+                    index: Some(index),
+                    id: None,
+                    ..camera
+                },
+                Some(Selector::Id(id)) => CameraConfig {
+                    index: None,
+                    id: Some(id),
+                    ..camera
+                },
             })
         }
-        (_, SourceArg::Camera(index)) => SourceConfig::Camera(CameraConfig {
-            index: index.unwrap_or(camera::DEFAULT_INDEX),
-            ..CameraConfig::default()
-        }),
         (current @ SourceConfig::Synthetic(_), SourceArg::Synthetic) => current,
         (_, SourceArg::Synthetic) => SourceConfig::Synthetic(Default::default()),
     }
@@ -148,7 +159,15 @@ mod tests {
         assert_eq!(
             config.source,
             SourceConfig::Camera(CameraConfig {
-                index: 2,
+                index: Some(2),
+                ..CameraConfig::default()
+            })
+        );
+        let config = for_args(&run_args(&["--source", "camera:47B4B64B-7067"]).pipeline).unwrap();
+        assert_eq!(
+            config.source,
+            SourceConfig::Camera(CameraConfig {
+                id: Some("47B4B64B-7067".into()),
                 ..CameraConfig::default()
             })
         );

@@ -14,6 +14,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// macOS reads camera permission's prompt text and the Continuity Camera opt-in from the
+// executable's __TEXT,__info_plist section when it is not in an app bundle (docs/macos.md).
+#[cfg(target_os = "macos")]
+embed_plist::embed_info_plist!("../macos/Info.plist");
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()

@@ -8,6 +8,7 @@ use anyhow::Context;
 use scened_pipeline::classify::Classifier;
 use scened_pipeline::infer::{inspect::TensorInfo, Engine, EngineOptions};
 use scened_pipeline::resize::Fit;
+use scened_pipeline::source::DEFAULT_MAX_PIXELS;
 use scened_pipeline::{decode, stats};
 use serde::Serialize;
 
@@ -84,7 +85,7 @@ struct BenchLine<'a> {
 pub fn bench(args: &ModelsBenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let image = match &args.image {
-        Some(path) => decode::load_rgb(path)?,
+        Some(path) => decode::load_rgb(path, DEFAULT_MAX_PIXELS)?,
         None => image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128])),
     };
     for path in &args.models {

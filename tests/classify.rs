@@ -67,6 +67,27 @@ fn an_unreadable_image_is_reported_and_the_rest_still_classified() {
     assert_eq!(json_lines(&out).len(), 1);
 }
 
+/// An image whose header claims 65535x65535 is refused from its header (`source.max_pixels`'
+/// default bound), not decoded into gigabytes; the rest are classified.
+#[test]
+fn a_header_bomb_is_refused_and_the_rest_still_classified() {
+    let dir = tmp_dir("bomb");
+    let bomb = write_file(&dir, "bomb.jpg", jpeg_bomb());
+    let good = data("photos/224/coffee.png");
+    let out = scened(&[
+        "classify",
+        "--model",
+        model(LITE0).to_str().unwrap(),
+        arg(&bomb),
+        arg(&good),
+    ]);
+    assert_one_line_error(
+        &out,
+        "bomb.jpg: cannot decode image: it claims 65535x65535 pixels",
+    );
+    assert_eq!(json_lines(&out).len(), 1);
+}
+
 fn classify_with(model: &std::path::Path) -> std::process::Output {
     let photo = data("photos/224/chelsea.png");
     scened(&[

@@ -2,6 +2,7 @@
 
 use scened_pipeline::infer::{Engine, EngineOptions, ModelErrorKind};
 use scened_pipeline::resize::{Fit, Preprocessor};
+use scened_pipeline::source::DEFAULT_MAX_PIXELS;
 use scened_pipeline::{decode, infer, npy};
 use tract_tflite::prelude::Tensor;
 
@@ -41,7 +42,9 @@ fn check_against_litert(model_stem: &str, size: u32, threads: usize, tol: f32) -
     let mut worst = 0f32;
     for photo in photos(size) {
         let name = stem(&photo);
-        let input = pre.process(&decode::load_rgb(&photo).unwrap()).unwrap();
+        let input = pre
+            .process(&decode::load_rgb(&photo, DEFAULT_MAX_PIXELS).unwrap())
+            .unwrap();
         assert_eq!(
             input,
             golden(model_stem, &name, "input"),
@@ -95,7 +98,7 @@ fn full_size_photos_are_resized_and_still_recognised() {
             .map(|e| e.unwrap().path())
             .find(|p| stem(p) == photo)
             .unwrap();
-        let image = decode::load_rgb(&full).unwrap();
+        let image = decode::load_rgb(&full, DEFAULT_MAX_PIXELS).unwrap();
         assert_ne!(image.width(), 224, "the full-size photo must need resizing");
         let probs = session.run(pre.process(&image).unwrap()).unwrap().probs;
         assert_eq!(engine.label(argmax(&probs)), label, "{photo}");
@@ -161,7 +164,9 @@ fn int8_models_track_litert_within_its_own_kernel_spread() {
         let mut pre = Preprocessor::new(engine.input().clone(), Fit::CenterCrop);
         for photo in photos(size) {
             let name = stem(&photo);
-            let input = pre.process(&decode::load_rgb(&photo).unwrap()).unwrap();
+            let input = pre
+                .process(&decode::load_rgb(&photo, DEFAULT_MAX_PIXELS).unwrap())
+                .unwrap();
             let want = golden(model_stem, &name, "input");
             assert_same_values(&input, &want, &format!("{model_stem}/{name}: input"));
             let got = session.run(input).unwrap();

@@ -107,6 +107,7 @@ fn a_mapping_renames_folders_and_unreadable_images_are_counted_not_fatal() {
         .unwrap();
     }
     fs::write(set.join("kitty/broken.jpg"), b"\xFF\xD8 not a jpeg").unwrap();
+    fs::write(set.join("drink/bomb.jpg"), jpeg_bomb()).unwrap();
     let map = dir.join("map.toml");
     fs::write(
         &map,
@@ -129,12 +130,17 @@ fn a_mapping_renames_folders_and_unreadable_images_are_counted_not_fatal() {
     };
     let out = args(&["--json"]);
     let rows = rows(&out);
-    // The person folder is left out, the broken file skipped: two images scored, both right.
+    // The person folder is left out, the broken file and the header bomb skipped: two images
+    // scored, both right.
     assert_eq!(rows[0]["images"], 2);
     assert_eq!(f(&rows[0], "top1"), 100.0);
     let err = stderr(&out);
     assert!(err.contains("broken.jpg: cannot decode image"), "{err}");
-    assert!(err.contains("1 unreadable image(s) skipped"), "{err}");
+    assert!(
+        err.contains("bomb.jpg: cannot decode image: it claims 65535x65535 pixels"),
+        "{err}"
+    );
+    assert!(err.contains("2 unreadable image(s) skipped"), "{err}");
 
     // The markdown table: the study's layout, one row per model.
     let out = args(&[]);

@@ -134,10 +134,9 @@ fn a_folder_with_corrupt_images_skips_and_counts_them() {
     assert_every_frame_accounted_for(&report, events.len());
 }
 
-/// The demo clip with frame 40 cut in half, mid-scan, as a camera glitch or a bad copy
-/// leaves it.
-fn clip_with_a_cut_frame() -> Vec<u8> {
-    let starts: Vec<usize> = DEMO_CLIP
+/// The demo clip's frames, each a whole JPEG.
+fn demo_frames() -> Vec<&'static [u8]> {
+    let mut starts: Vec<usize> = DEMO_CLIP
         .windows(2)
         .enumerate()
         .filter(|(_, pair)| *pair == [0xFF, 0xD8])
@@ -145,8 +144,21 @@ fn clip_with_a_cut_frame() -> Vec<u8> {
         .collect();
     // Entropy-coded data cannot hold FF D8, so these are exactly the frames.
     assert_eq!(starts.len() as u64, CLIP_FRAMES);
-    let (start, end) = (starts[40], starts[41]);
-    [&DEMO_CLIP[..start + (end - start) / 2], &DEMO_CLIP[end..]].concat()
+    starts.push(DEMO_CLIP.len());
+    starts.windows(2).map(|w| &DEMO_CLIP[w[0]..w[1]]).collect()
+}
+
+/// The demo clip with frame 40 cut in half, mid-scan, as a camera glitch or a bad copy
+/// leaves it.
+fn clip_with_a_cut_frame() -> Vec<u8> {
+    let frames = demo_frames();
+    let cut = frames[40];
+    [
+        &frames[..40].concat(),
+        &cut[..cut.len() / 2],
+        &frames[41..].concat(),
+    ]
+    .concat()
 }
 
 #[test]
@@ -295,19 +307,34 @@ fn blocking_run(dir: &Path) -> Child {
         .unwrap()
 }
 
-/// Shrinks the child's stdout pipe to one page and waits until it is full and the child
-/// blocked on it: a reader of the labels that stopped reading.
+/// Waits until the child's stdout pipe is full and the child blocked on it: a reader of the
+/// labels that stopped reading. On Linux the pipe is shrunk to one page first, so it fills at
+/// once and "full" is exact; macOS has no F_SETPIPE_SZ: its pipe grows to 64 KiB, and it is
+/// full when it has stopped growing for a second.
 fn stop_reading(stdout: &ChildStdout) {
     let fd = stdout.as_raw_fd();
-    // SAFETY: plain fcntl/ioctl on a pipe we own; FIONREAD writes one c_int we provide.
-    let size = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, 4096) };
-    assert!(size >= 4096, "F_SETPIPE_SZ failed");
+    #[cfg(target_os = "linux")]
+    let full = {
+        // SAFETY: plain fcntl on a pipe we own.
+        let size = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, 4096) };
+        assert!(size >= 4096, "F_SETPIPE_SZ failed");
+        // No room left for another label line (under 200 bytes).
+        move |queued: usize, _unchanged: Duration| queued > size as usize - 200
+    };
+    #[cfg(not(target_os = "linux"))]
+    let full =
+        |queued: usize, unchanged: Duration| queued > 0 && unchanged > Duration::from_secs(1);
     let started = Instant::now();
+    let mut last = (0, Instant::now());
     loop {
         let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int we provide.
         assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) }, 0);
-        // No room left for another label line (under 200 bytes).
-        if queued as usize > size as usize - 200 {
+        let queued = queued as usize;
+        if queued != last.0 {
+            last = (queued, Instant::now());
+        }
+        if full(queued, last.1.elapsed()) {
             break;
         }
         assert!(started.elapsed() < PATIENCE, "stdout never filled");
@@ -377,4 +404,60 @@ fn a_signal_while_stdout_is_stuck_exits_within_the_drain_limit() {
 fn a_second_signal_during_the_drain_exits_at_once() {
     let err = signal_stuck_run("second-signal", &[libc::SIGTERM, libc::SIGINT]);
     assert_eq!(err, "error: signalled again, exiting without draining");
+}
+
+/// A live feed that pauses: a FIFO clip whose writer stops for longer than the read deadline
+/// (2 s at 30 fps), then goes on, as an encoder feeding scened might. The run neither stalls
+/// nor fails: the source is logged lost and reopened, the frames after the pause are read,
+/// and the run ends normally when the writer closes. The default queues drop the oldest frame
+/// in front of inference, so the capture reads at the feed's pace however slow the model is.
+#[cfg(unix)]
+#[test]
+fn a_live_feed_that_pauses_is_reopened_and_the_run_goes_on() {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+
+    let dir = tmp_dir("fifo-feed");
+    let fifo = dir.join("feed.mjpeg");
+    let _ = std::fs::remove_file(&fifo);
+    let path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let config = write_file(
+        &dir,
+        "feed.toml",
+        "[source]\nkind = \"clip\"\npath = \"feed.mjpeg\"\nfps = 30\n",
+    );
+    let child = scened_command(&["run", "--config", arg(&config), "--no-telemetry"])
+        .env("SCENED_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    const EACH: usize = 20;
+    let writer = thread::spawn(move || {
+        // Blocks until scened opens the FIFO to read.
+        let mut feed = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+        let frames = demo_frames();
+        let mut burst = |frames: &[&[u8]]| {
+            for frame in frames {
+                feed.write_all(frame).unwrap();
+                thread::sleep(Duration::from_millis(33));
+            }
+        };
+        burst(&frames[..EACH]);
+        thread::sleep(Duration::from_secs(3));
+        burst(&frames[EACH..2 * EACH]);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("source_lost"), "{err}");
+    assert!(err.contains("source reopened"), "{err}");
+    let capture = err.lines().find(|l| l.starts_with("capture")).unwrap();
+    assert!(capture.ends_with("end of stream"), "{capture}");
+    // Every frame before the pause, and all but what the given-up reader took after it.
+    let read: usize = capture.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(read >= 2 * EACH - 2, "{read} frames read\n{err}");
 }

@@ -173,9 +173,8 @@ pub(crate) fn photo_folder(dir: PathBuf) -> Config {
     Config {
         source: SourceConfig::Images(ImagesConfig {
             dir,
-            looping: false,
             fps: 0.0,
-            recursive: false,
+            ..ImagesConfig::default()
         }),
         // alpha 1 is no smoothing: each photo is a different scene, shown for one frame.
         smooth: SmoothConfig::Ema(EmaConfig { alpha: 1.0 }),

@@ -93,10 +93,15 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit status, which must be a clean 0.
-    fn stop(mut self) {
+    fn stop(self) {
+        self.stop_with(0);
+    }
+
+    /// SIGTERM, then the exit status, which must be `code`.
+    fn stop_with(mut self, code: i32) {
         signal(&self.child, libc::SIGTERM);
         let status = wait(&mut self.child);
-        assert_eq!(status.code(), Some(0), "scened after SIGTERM: {status}");
+        assert_eq!(status.code(), Some(code), "scened after SIGTERM: {status}");
     }
 }
 
@@ -509,5 +514,7 @@ fn metrics_stay_live_during_a_bench() {
     eventually("the count growing", || {
         labelled(daemon.addr).filter(|&n| n > first)
     });
-    daemon.stop();
+    // Stopped within seconds, before the memory warm-up is over: the bench could not measure
+    // memory growth, so its verdict fails (bench::thresholds_judge_what_was_measured_…).
+    daemon.stop_with(1);
 }

@@ -8,4 +8,5 @@ mod engine;
 mod eval;
 mod faults;
 mod run;
+mod setup;
 mod telemetry;

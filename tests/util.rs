@@ -152,3 +152,16 @@ pub fn signal(child: &Child, signal: libc::c_int) {
     let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     assert_eq!(sent, 0, "kill failed");
 }
+
+/// A header bomb: a committed photo whose frame header is made to claim 65535x65535 pixels
+/// (a decoder believing it allocates 12 GiB).
+pub fn jpeg_bomb() -> Vec<u8> {
+    let mut bytes = std::fs::read(data("photos/full/coffee.jpg")).unwrap();
+    let sof = bytes
+        .windows(2)
+        .position(|pair| pair[0] == 0xFF && matches!(pair[1], 0xC0..=0xC2))
+        .expect("a frame header");
+    // Marker (2), length (2), precision (1), then height and width.
+    bytes[sof + 5..sof + 9].fill(0xFF);
+    bytes
+}

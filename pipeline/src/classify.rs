@@ -11,6 +11,7 @@ use tract_tflite::prelude::Tensor;
 use crate::decode::{self, ImageError};
 use crate::infer::{Engine, EngineOptions, InferError, Inference, ModelError, Session};
 use crate::resize::{Fit, Preprocessor, ResizeError};
+use crate::source::DEFAULT_MAX_PIXELS;
 
 /// A model that could not be loaded, or an image that could not be classified; each names the
 /// file.
@@ -85,7 +86,7 @@ impl Classifier {
 
     /// Decodes, fits and classifies the image at `path`.
     pub fn classify_file(&mut self, path: &Path) -> Result<Classified, ClassifyError> {
-        let image = decode::load_rgb(path)?;
+        let image = decode::load_rgb(path, DEFAULT_MAX_PIXELS)?;
         let started = Instant::now();
         let input = self.input(&image).map_err(|error| ClassifyError::Resize {
             path: path.to_owned(),

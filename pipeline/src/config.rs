@@ -207,7 +207,7 @@ mod tests {
     use super::*;
     use crate::infer::stage::DEFAULT_MODEL;
     use crate::source::camera::CameraConfig;
-    use crate::source::images::{self, ImagesConfig};
+    use crate::source::images::ImagesConfig;
 
     fn repo() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -285,9 +285,7 @@ mod tests {
             source(&blocks[1]),
             SourceConfig::Images(ImagesConfig {
                 dir: "../tests/data/photos/full".into(),
-                looping: images::DEFAULT_LOOP,
-                fps: images::DEFAULT_FPS,
-                recursive: images::DEFAULT_RECURSIVE,
+                ..ImagesConfig::default()
             })
         );
         assert_eq!(

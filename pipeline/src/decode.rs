@@ -3,7 +3,7 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use image::{ImageFormat, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, RgbImage};
 
 use crate::jpeg;
 
@@ -16,8 +16,10 @@ pub struct ImageError {
 
 /// Reads and decodes an image of any format the `image` crate was built with; grayscale and
 /// alpha are converted to RGB. A JPEG cut short is refused: the decoder would fill the
-/// missing part with gray and call it a success.
-pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
+/// missing part with gray and call it a success. So is an image whose header claims more than
+/// `max_pixels` (`source::DEFAULT_MAX_PIXELS` for `classify` and `eval`), before the decoder
+/// allocates for it.
+pub fn load_rgb(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
     let fail = |reason: String| ImageError {
         path: path.to_owned(),
         reason,
@@ -29,8 +31,17 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
     let reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| fail(format!("cannot read image: {e}")))?;
-    let image = reader
-        .decode()
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| fail(format!("cannot decode image: {e}")))?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(fail(format!(
+            "cannot decode image: it claims {width}x{height} pixels, over source.max_pixels \
+             ({max_pixels})"
+        )));
+    }
+    let image = DynamicImage::from_decoder(decoder)
         .map_err(|e| fail(format!("cannot decode image: {e}")))?;
     Ok(image.into_rgb8())
 }
@@ -38,6 +49,7 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::DEFAULT_MAX_PIXELS;
 
     #[test]
     fn a_jpeg_cut_short_is_refused_and_the_whole_one_decodes() {
@@ -48,7 +60,7 @@ mod tests {
         let cut = dir.path().join("cut.jpg");
         for len in [bytes.len() / 2, bytes.len() - 2, 600] {
             std::fs::write(&cut, &bytes[..len]).expect("write");
-            let err = load_rgb(&cut).expect_err("cut short");
+            let err = load_rgb(&cut, DEFAULT_MAX_PIXELS).expect_err("cut short");
             assert_eq!(
                 err.to_string(),
                 format!("{}: cannot decode image: JPEG cut short", cut.display())
@@ -58,8 +70,8 @@ mod tests {
         let trailed = dir.path().join("trailed.jpg");
         std::fs::write(&trailed, [&bytes[..], b"trailer"].concat()).expect("write");
         assert_eq!(
-            load_rgb(&trailed).expect("decodes"),
-            load_rgb(&photo).expect("decodes")
+            load_rgb(&trailed, DEFAULT_MAX_PIXELS).expect("decodes"),
+            load_rgb(&photo, DEFAULT_MAX_PIXELS).expect("decodes")
         );
     }
 }

@@ -26,51 +26,62 @@ pub enum Parse {
 
 /// Walks the JPEG at the start of `data` (which starts with [`SOI`]) to its end marker.
 pub fn parse(data: &[u8]) -> Parse {
+    walk(data).0
+}
+
+/// The size (width, height) the JPEG's frame header claims, whether or not the rest is whole:
+/// what a decoder would allocate for, read before it does.
+pub fn claimed_size(data: &[u8]) -> Option<(u32, u32)> {
+    walk(data).1
+}
+
+/// [`parse`], and the frame header's size if the walk got that far.
+fn walk(data: &[u8]) -> (Parse, Option<(u32, u32)>) {
     let mut size = None;
     let mut at = SOI.len();
-    loop {
+    let parse = loop {
         // A marker: 0xFF, any number of 0xFF fill bytes, then the marker code.
         match data.get(at) {
-            None => return Parse::Incomplete,
+            None => break Parse::Incomplete,
             Some(0xFF) => {}
-            Some(_) => return Parse::Bad("expected a marker"),
+            Some(_) => break Parse::Bad("expected a marker"),
         }
         let Some(fill) = data[at..].iter().position(|&byte| byte != 0xFF) else {
-            return Parse::Incomplete;
+            break Parse::Incomplete;
         };
         let code = data[at + fill];
         at += fill + 1;
         match code {
             0xD9 => {
-                return match size {
+                break match size {
                     Some(size) => Parse::Frame { len: at, size },
                     None => Parse::Bad("frame without a frame header"),
                 }
             }
-            0xD8 => return Parse::Bad("frame cut short by the next frame"),
-            0x00 => return Parse::Bad("expected a marker"),
+            0xD8 => break Parse::Bad("frame cut short by the next frame"),
+            0x00 => break Parse::Bad("expected a marker"),
             // Markers without a length: TEM and restarts.
             0x01 | 0xD0..=0xD7 => continue,
             _ => {}
         }
         let Some(&[high, low]) = data.get(at..at + 2) else {
-            return Parse::Incomplete;
+            break Parse::Incomplete;
         };
         let length = usize::from(u16::from_be_bytes([high, low]));
         if length < 2 {
-            return Parse::Bad("segment length below 2");
+            break Parse::Bad("segment length below 2");
         }
         let Some(segment) = data.get(at..at + length) else {
-            return Parse::Incomplete;
+            break Parse::Incomplete;
         };
         if is_start_of_frame(code) {
             // Length (2), precision (1), height (2), width (2).
             let Some(&[_, _, _, h1, h0, w1, w0]) = segment.get(..7) else {
-                return Parse::Bad("frame header too short");
+                break Parse::Bad("frame header too short");
             };
             let (height, width) = (u16::from_be_bytes([h1, h0]), u16::from_be_bytes([w1, w0]));
             if height == 0 || width == 0 {
-                return Parse::Bad("frame header gives no size");
+                break Parse::Bad("frame header gives no size");
             }
             size = Some((u32::from(width), u32::from(height)));
         }
@@ -78,10 +89,11 @@ pub fn parse(data: &[u8]) -> Parse {
         if code == 0xDA {
             match end_of_scan(data, at) {
                 Some(end) => at = end,
-                None => return Parse::Incomplete,
+                None => break Parse::Incomplete,
             }
         }
-    }
+    };
+    (parse, size)
 }
 
 /// SOF0–SOF15, less DHT (C4), JPG (C8) and DAC (CC) which share the range.

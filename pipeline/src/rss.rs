@@ -1,8 +1,9 @@
 //! Resident memory of this process: now (for sampling over a soak) and at its peak.
 
-/// Bytes resident now; `None` where the OS does not say (only Linux's `/proc` is read).
+/// Bytes resident now, from `metrics-process` (`/proc/self/stat` on Linux, `proc_pidinfo` on
+/// macOS, the Windows and BSD equivalents); `None` where it cannot tell.
 pub fn current_bytes() -> Option<u64> {
-    proc_status("VmRSS:")
+    metrics_process::collector::collect().resident_memory_bytes
 }
 
 /// The most memory the process has held, in bytes. On Linux from the same counters as
@@ -51,10 +52,10 @@ pub fn mib(bytes: u64) -> f64 {
 mod tests {
     use super::*;
 
+    /// Linux and macOS, where scened runs, both report it.
     #[test]
-    #[cfg(target_os = "linux")]
     fn touching_memory_raises_resident_memory_and_the_peak() {
-        let before = current_bytes().expect("Linux reports VmRSS");
+        let before = current_bytes().expect("resident memory is reported");
         // 64 MiB written page by page is resident until dropped.
         let block = vec![1u8; 64 << 20];
         let during = current_bytes().unwrap();

@@ -101,14 +101,18 @@ pub struct StageSummary {
     pub dropped_before: Option<DropCounts>,
 }
 
-/// One threshold against what the run measured; `value` is `None` when the run cannot tell
-/// (no pace, too short), and then the check passes.
+/// One threshold against what the run measured. A value the run could not measure (memory
+/// on an OS that does not report it, a run too short for a slope or a drift) fails the check,
+/// saying why: a verdict must not pass what it did not see. The one threshold that does not
+/// apply, the deadline of a source without a pace, passes, saying so.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub name: &'static str,
     pub limit: f64,
     pub value: Option<f64>,
     pub pass: bool,
+    /// Why there is no value.
+    pub note: Option<&'static str>,
 }
 
 /// Everything `scened bench` reports, and the verdict.
@@ -220,32 +224,49 @@ impl BenchSummary {
             limit,
             value: Some(value),
             pass: value >= limit,
+            note: None,
         };
-        let at_most = |name, limit: f64, value: Option<f64>| Check {
+        let at_most = |name, limit: f64, value: Result<f64, &'static str>| Check {
             name,
             limit,
-            value,
-            pass: value.is_none_or(|v| v <= limit),
+            value: value.ok(),
+            pass: value.is_ok_and(|v| v <= limit),
+            note: value.err(),
         };
-        self.checks = vec![
-            at_least("min_fps", config.min_fps, self.fps),
-            at_most("max_p99_ms", config.max_p99_ms, Some(self.e2e_p99_ms)),
-            at_most(
+        let deadline = match self.deadline_miss_ratio {
+            Some(ratio) => at_most(
                 "max_deadline_miss_ratio",
                 config.max_deadline_miss_ratio,
-                self.deadline_miss_ratio,
+                Ok(ratio),
             ),
-            at_most(
-                "max_drop_ratio",
-                config.max_drop_ratio,
-                Some(self.drop_ratio),
-            ),
+            None => Check {
+                name: "max_deadline_miss_ratio",
+                limit: config.max_deadline_miss_ratio,
+                value: None,
+                pass: true,
+                note: Some("not judged: the source has no pace, so no deadline"),
+            },
+        };
+        let rss_slope = self.rss_slope_mb_per_h.ok_or(if self.rss_samples == 0 {
+            "not measured: this OS does not report resident memory"
+        } else {
+            "not measured: fewer than 2 memory samples after the warm-up (the first tenth of \
+             the run, at least 10 s); run longer"
+        });
+        let drift = self
+            .p99_drift
+            .ok_or("not measured: fewer than 2 labels in the first or the last tenth of the run");
+        self.checks = vec![
+            at_least("min_fps", config.min_fps, self.fps),
+            at_most("max_p99_ms", config.max_p99_ms, Ok(self.e2e_p99_ms)),
+            deadline,
+            at_most("max_drop_ratio", config.max_drop_ratio, Ok(self.drop_ratio)),
             at_most(
                 "max_rss_slope_mb_per_h",
                 config.max_rss_slope_mb_per_h,
-                self.rss_slope_mb_per_h,
+                rss_slope,
             ),
-            at_most("max_p99_drift", config.max_p99_drift, self.p99_drift),
+            at_most("max_p99_drift", config.max_p99_drift, drift),
         ];
         self.pass = self.checks.iter().all(|c| c.pass);
     }
@@ -306,12 +327,16 @@ impl fmt::Display for BenchSummary {
             } else {
                 "≤"
             };
+            let value = match (check.value, check.note) {
+                (Some(value), _) => format!("{value:.2}"),
+                (None, Some(note)) => format!("n/a ({note})"),
+                (None, None) => "n/a".to_owned(),
+            };
             writeln!(
                 f,
-                "  {} {:<24} {} {op} {}",
+                "  {} {:<24} {value} {op} {}",
                 if check.pass { "ok  " } else { "FAIL" },
                 check.name,
-                opt(check.value, ""),
                 check.limit
             )?;
         }
@@ -350,5 +375,66 @@ mod tests {
             err.to_string(),
             "bench.rss_sample_seconds must be more than 0, got 0"
         );
+    }
+
+    /// A minute of labels at 10 a second; memory sampled as `rss` gives.
+    fn judged(rss: &[RssSample]) -> BenchSummary {
+        let latencies: Vec<LatencySample> = (0..600)
+            .map(|i| LatencySample {
+                seconds: f64::from(i) / 10.0,
+                latency: Duration::from_millis(20),
+            })
+            .collect();
+        let report = PipelineReport {
+            stages: Vec::new(),
+            sink: None,
+        };
+        let config = BenchConfig {
+            min_fps: 0.0,
+            ..BenchConfig::default()
+        };
+        BenchSummary::new(&report, &latencies, rss, 60.0, &config)
+    }
+
+    fn check<'a>(summary: &'a BenchSummary, name: &str) -> &'a Check {
+        summary.checks.iter().find(|c| c.name == name).unwrap()
+    }
+
+    /// Memory that was not measured fails its threshold, saying why; measured and flat, it
+    /// passes. A source without a pace has no deadline to judge, and says so.
+    #[test]
+    fn a_threshold_without_a_value_fails_with_the_reason() {
+        let flat = |seconds: std::ops::Range<u32>| -> Vec<RssSample> {
+            seconds
+                .map(|s| RssSample {
+                    seconds: f64::from(s),
+                    bytes: 80 << 20,
+                })
+                .collect()
+        };
+        let measured = judged(&flat(0..61));
+        assert!(measured.pass, "{measured}");
+        assert_eq!(check(&measured, "max_rss_slope_mb_per_h").value, Some(0.0));
+        let deadline = check(&measured, "max_deadline_miss_ratio");
+        assert!(deadline.pass && deadline.note.unwrap().starts_with("not judged"));
+
+        // An OS that does not report resident memory: no samples at all.
+        let unmeasured = judged(&[]);
+        assert!(!unmeasured.pass);
+        assert_eq!(unmeasured.failed(), ["max_rss_slope_mb_per_h"]);
+        let text = unmeasured.to_string();
+        assert!(
+            text.contains(
+                "FAIL max_rss_slope_mb_per_h   n/a (not measured: this OS does not report \
+                 resident memory) ≤ 50"
+            ),
+            "{text}"
+        );
+        // Samples only during the warm-up: too short to tell growth from start-up.
+        let short = judged(&flat(0..5));
+        assert_eq!(short.failed(), ["max_rss_slope_mb_per_h"]);
+        let note = check(&short, "max_rss_slope_mb_per_h").note.unwrap();
+        assert!(note.ends_with("run longer"), "{note}");
+        assert!(short.to_string().ends_with("verdict: FAIL\n"));
     }
 }

@@ -170,6 +170,7 @@ fn end_to_end(
             looping: false,
             fps: 1.0 / pace,
             recursive: true,
+            ..ImagesConfig::default()
         }),
         infer: InferConfig {
             model: Some(model.to_owned()),

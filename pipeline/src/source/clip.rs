@@ -6,6 +6,7 @@
 //! breaks off (another frame starts, or the file ends) is an error, counted and skipped;
 //! reading resumes at the next frame start.
 
+use std::error::Error;
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek};
 use std::path::{Path, PathBuf};
@@ -15,7 +16,11 @@ use nokhwa::utils::Resolution;
 use nokhwa::Buffer;
 use serde::{Deserialize, Serialize};
 
-use super::{check_fps, check_size, decode, FrameError, Pacer, PixelFormat, Sequence, SourceError};
+use super::reconnect::Reopen;
+use super::{
+    check_fps, check_max_pixels, check_size, decode, FrameError, Pacer, PixelFormat, Sequence,
+    SourceError, DEFAULT_MAX_PIXELS,
+};
 use crate::config::Invalid;
 use crate::frame::Frame;
 use crate::jpeg::{self, Parse, SOI};
@@ -51,6 +56,9 @@ pub struct ClipConfig {
     /// Start again from the beginning at the end of the file.
     #[serde(rename = "loop")]
     pub looping: bool,
+    /// Most pixels a frame may have: a frame claiming more is refused from its header, counted
+    /// as a frame error, and the clip plays on.
+    pub max_pixels: u64,
 }
 
 impl Default for ClipConfig {
@@ -62,6 +70,7 @@ impl Default for ClipConfig {
             height: None,
             fps: DEFAULT_FPS,
             looping: DEFAULT_LOOP,
+            max_pixels: DEFAULT_MAX_PIXELS,
         }
     }
 }
@@ -70,6 +79,7 @@ impl ClipConfig {
     /// Checks the settings; gives how frames are laid out in the file.
     pub(super) fn check(&self) -> Result<Layout, Invalid> {
         check_fps(self.fps)?;
+        check_max_pixels(self.max_pixels)?;
         Ok(match self.format {
             PixelFormat::Mjpeg => {
                 for (key, value) in [("source.width", self.width), ("source.height", self.height)] {
@@ -88,17 +98,15 @@ impl ClipConfig {
                 check_size(width, height)?;
                 // YUYV packs two pixels in four bytes.
                 Invalid::check(width % 2 == 0, "source.width", "even for yuyv", width)?;
+                let pixels = u64::from(width) * u64::from(height);
+                let expected = "width x height within source.max_pixels";
+                Invalid::check(pixels <= self.max_pixels, "source.width", expected, pixels)?;
                 Layout::Yuyv {
                     size: (width, height),
                     frame_len: width as usize * height as usize * 2,
                 }
             }
         })
-    }
-
-    /// The file, or what errors call the demo clip.
-    pub fn name(&self) -> &Path {
-        self.path.as_deref().unwrap_or(Path::new(DEMO_NAME))
     }
 
     pub fn build(&self) -> Result<ClipSource, SourceError> {
@@ -109,8 +117,10 @@ impl ClipConfig {
                     path: path.clone(),
                     source,
                 };
+                // A FIFO (a live feed from another program) has no length to check.
                 let file = File::open(path).map_err(io_error)?;
-                if file.metadata().map_err(io_error)?.len() == 0 {
+                let metadata = file.metadata().map_err(io_error)?;
+                if metadata.is_file() && metadata.len() == 0 {
                     return Err(SourceError::EmptyClip { path: path.clone() });
                 }
                 (path.clone(), Box::new(file))
@@ -124,9 +134,29 @@ impl ClipConfig {
             input: Input::new(reader),
             looping: self.looping,
             frames_this_pass: 0,
+            max_pixels: self.max_pixels,
             pacer: Pacer::new(self.fps),
             sequence: Sequence::default(),
         })
+    }
+}
+
+/// A clip paced at fps > 0 is live: a read that outlasts its deadline (a FIFO whose writer
+/// paused) reopens it. Any other fatal error is the file's, and ends the run.
+impl Reopen for ClipConfig {
+    type Source = ClipSource;
+
+    fn reopen(&self) -> Result<ClipSource, SourceError> {
+        self.build()
+    }
+
+    fn describe(&self) -> String {
+        let path = self.path.as_deref().unwrap_or(Path::new(DEMO_NAME));
+        format!("clip {}", path.display())
+    }
+
+    fn is_loss(&self, _error: &(dyn Error + 'static)) -> bool {
+        false
     }
 }
 
@@ -140,6 +170,7 @@ pub struct ClipSource {
     /// Frames decoded since the file was last (re)started: a loop over a clip with none
     /// would spin on errors forever.
     frames_this_pass: u64,
+    max_pixels: u64,
     pacer: Pacer,
     sequence: Sequence,
 }
@@ -204,7 +235,7 @@ impl Source for ClipSource {
                         self.format.frame_format(),
                     );
                     self.input.consume(len);
-                    let image = decode(&buffer).map_err(bad)?;
+                    let image = decode(&buffer, self.max_pixels).map_err(bad)?;
                     self.frames_this_pass += 1;
                     return Ok(Some(self.sequence.frame(captured_at, image)));
                 }
@@ -363,7 +394,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::source::testing::{is_about, jpeg};
+    use crate::source::testing::{is_about, jpeg, jpeg_bomb};
 
     const RED: [u8; 3] = [200, 30, 30];
     const GREEN: [u8; 3] = [30, 200, 30];
@@ -437,6 +468,43 @@ mod tests {
         out.extend(payload);
         out.extend(&jpeg[2..]);
         out
+    }
+
+    /// A frame whose header claims 65535x65535 between two good ones: refused from its header
+    /// (no gigabytes allocated, no wait), one error, and the clip plays on.
+    #[test]
+    fn a_header_bomb_is_refused_and_the_clip_plays_on() {
+        let bytes = [jpeg(8, 8, RED), jpeg_bomb(), jpeg(8, 8, BLUE)].concat();
+        let (_dir, path) = clip_file(&bytes);
+        let played = play(&mjpeg(&path), 10);
+        assert_eq!(played.len(), 3, "{played:?}");
+        assert_eq!(frame(&played[0]), ((8, 8), Some(RED)));
+        assert!(
+            error(&played[1]).ends_with(
+                "the frame claims 65535x65535 pixels, over source.max_pixels (67108864)"
+            ),
+            "{played:?}"
+        );
+        assert_eq!(frame(&played[2]), ((8, 8), Some(BLUE)));
+        // A smaller bound refuses smaller frames alike; a yuyv clip's size is checked up front.
+        let strict = ClipConfig {
+            max_pixels: 63,
+            ..mjpeg(&path)
+        };
+        assert!(play(&strict, 10)
+            .iter()
+            .all(|p| matches!(p, Played::Error(_))));
+        let yuyv = ClipConfig {
+            format: PixelFormat::Yuyv,
+            width: Some(8),
+            height: Some(8),
+            max_pixels: 63,
+            ..mjpeg(&path)
+        };
+        assert_eq!(
+            yuyv.build().err().unwrap().to_string(),
+            "source.width must be width x height within source.max_pixels, got 64"
+        );
     }
 
     #[test]

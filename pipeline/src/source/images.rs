@@ -1,5 +1,6 @@
 //! A folder of still images, played in file-name order.
 
+use std::error::Error;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,8 @@ use std::time::Instant;
 use image::ImageFormat;
 use serde::{Deserialize, Serialize};
 
-use super::{check_fps, Pacer, Sequence, SourceError};
+use super::reconnect::Reopen;
+use super::{check_fps, check_max_pixels, Pacer, Sequence, SourceError, DEFAULT_MAX_PIXELS};
 use crate::config::Invalid;
 use crate::decode;
 use crate::frame::Frame;
@@ -33,6 +35,9 @@ pub struct ImagesConfig {
     pub fps: f64,
     /// Also read the subfolders, all of them, sorted by path (a labelled set's class folders).
     pub recursive: bool,
+    /// Most pixels an image may have: one claiming more is refused from its header, counted
+    /// as a frame error, and skipped.
+    pub max_pixels: u64,
 }
 
 /// No folder: a config must name one, which [`ImagesConfig::check`] says.
@@ -43,6 +48,7 @@ impl Default for ImagesConfig {
             looping: DEFAULT_LOOP,
             fps: DEFAULT_FPS,
             recursive: DEFAULT_RECURSIVE,
+            max_pixels: DEFAULT_MAX_PIXELS,
         }
     }
 }
@@ -51,6 +57,7 @@ impl ImagesConfig {
     pub(super) fn check(&self) -> Result<(), Invalid> {
         let named = !self.dir.as_os_str().is_empty();
         Invalid::check(named, "source.dir", "a folder of images", "nothing")?;
+        check_max_pixels(self.max_pixels)?;
         check_fps(self.fps)
     }
 
@@ -70,9 +77,28 @@ impl ImagesConfig {
             files,
             next: 0,
             looping: self.looping,
+            max_pixels: self.max_pixels,
             pacer: Pacer::new(self.fps),
             sequence: Sequence::default(),
         })
+    }
+}
+
+/// A folder paced at fps > 0 is live: a read that outlasts its deadline (a network share that
+/// hangs) reopens it, from its first image. Any other fatal error ends the run.
+impl Reopen for ImagesConfig {
+    type Source = ImagesSource;
+
+    fn reopen(&self) -> Result<ImagesSource, SourceError> {
+        self.build()
+    }
+
+    fn describe(&self) -> String {
+        format!("images {}", self.dir.display())
+    }
+
+    fn is_loss(&self, _error: &(dyn Error + 'static)) -> bool {
+        false
     }
 }
 
@@ -105,6 +131,7 @@ pub struct ImagesSource {
     files: Vec<PathBuf>,
     next: usize,
     looping: bool,
+    max_pixels: u64,
     pacer: Pacer,
     sequence: Sequence,
 }
@@ -126,7 +153,7 @@ impl Source for ImagesSource {
             return Ok(None);
         }
         let captured_at = Instant::now();
-        match decode::load_rgb(&self.files[self.next]) {
+        match decode::load_rgb(&self.files[self.next], self.max_pixels) {
             Ok(image) => {
                 self.next += 1;
                 Ok(Some(self.sequence.frame(captured_at, image)))
@@ -142,7 +169,7 @@ impl Source for ImagesSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::testing::{encoded, is_about, jpeg, solid};
+    use crate::source::testing::{encoded, is_about, jpeg, jpeg_bomb, solid};
 
     const RED: [u8; 3] = [200, 30, 30];
     const GREEN: [u8; 3] = [30, 200, 30];
@@ -153,7 +180,7 @@ mod tests {
             dir: dir.to_owned(),
             looping,
             fps: 0.0,
-            recursive: false,
+            ..ImagesConfig::default()
         }
     }
 
@@ -193,6 +220,26 @@ mod tests {
         let bad = played[2].as_ref().expect_err("bad.jpg fails");
         assert!(bad.contains("bad.jpg: cannot decode image: "), "{bad}");
         assert_eq!(played[3], Ok((3, 3)));
+    }
+
+    /// An image whose header claims 65535x65535 is refused before it is decoded, counted
+    /// once, and the folder plays on.
+    #[test]
+    fn a_header_bomb_is_skipped_with_the_reason() {
+        let dir = folder();
+        fs::write(dir.path().join("bomb.jpg"), jpeg_bomb()).expect("write");
+        let mut source = config(dir.path(), false).build().expect("builds");
+        let played = play(&mut source, 10);
+        let errors: Vec<&String> = played.iter().filter_map(|p| p.as_ref().err()).collect();
+        assert_eq!(errors.len(), 2, "{played:?}");
+        assert!(
+            errors[1].ends_with(
+                "bomb.jpg: cannot decode image: it claims 65535x65535 pixels, over \
+                 source.max_pixels (67108864)"
+            ),
+            "{errors:?}"
+        );
+        assert_eq!(played.iter().filter(|p| p.is_ok()).count(), 3);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod camera;
 pub mod clip;
+pub mod deadline;
 pub mod images;
 pub mod reconnect;
 pub mod synthetic;
@@ -17,16 +18,21 @@ use nokhwa::utils::FrameFormat;
 use nokhwa::{Buffer, NokhwaError};
 use serde::{Deserialize, Serialize};
 
+use self::reconnect::Reopen;
 use crate::config::Invalid;
 use crate::contain;
 use crate::events::Events;
 use crate::frame::Frame;
+use crate::jpeg;
 use crate::stage::{Shutdown, Source, StageError};
 
 /// Above this a frame rate is a typo, not a camera.
 pub const MAX_FPS: f64 = 1000.0;
 /// Largest frame width or height accepted.
 pub const MAX_SIDE: u32 = 8192;
+/// Most pixels a frame or image may have, `[source] max_pixels` unless set: 8192 × 8192 (a
+/// decoded frame of 192 MiB).
+pub const DEFAULT_MAX_PIXELS: u64 = 8192 * 8192;
 
 /// One source, chosen by `kind`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,7 +58,7 @@ impl SourceConfig {
             Self::Synthetic(config) => config.check(),
             Self::Images(config) => config.check(),
             Self::Clip(config) => config.check().map(|_| ()),
-            Self::Camera(config) => config.check(),
+            Self::Camera(config) => config.check().map(|_| ()),
         }
     }
 
@@ -62,8 +68,8 @@ impl SourceConfig {
         ::metrics::counter!(crate::metrics::SOURCE_RECONNECTS_TOTAL).increment(0);
         Ok(match self {
             Self::Synthetic(config) => Box::new(config.build()?),
-            Self::Images(config) => Box::new(config.build()?),
-            Self::Clip(config) => Box::new(config.build()?),
+            Self::Images(config) => paced(config.clone(), config.fps)?,
+            Self::Clip(config) => paced(config.clone(), config.fps)?,
             Self::Camera(config) => Box::new(config.build()?),
         })
     }
@@ -72,9 +78,12 @@ impl SourceConfig {
     pub fn describe(&self) -> String {
         match self {
             Self::Synthetic(config) => format!("synthetic {}x{}", config.width, config.height),
-            Self::Images(config) => format!("images {}", config.dir.display()),
-            Self::Clip(config) => format!("clip {}", config.name().display()),
-            Self::Camera(config) => format!("camera {}", config.index),
+            Self::Images(config) => config.describe(),
+            Self::Clip(config) => config.describe(),
+            // As settings that do not check are refused before anything is built.
+            Self::Camera(config) => config
+                .check()
+                .map_or_else(|_| "camera".to_owned(), |selector| selector.to_string()),
         }
     }
 
@@ -89,6 +98,26 @@ impl SourceConfig {
         (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps))
     }
 }
+
+/// A file source as it is read: unpaced, directly; paced (live), with its reads under a
+/// deadline and reopened when one is missed.
+fn paced<R: Reopen>(reopen: R, fps: f64) -> Result<Box<dyn Source>, SourceError> {
+    Ok(match deadline::read_deadline(fps) {
+        None => Box::new(reopen.reopen()?),
+        Some(limit) => {
+            let live = deadline::Live::new(reopen, limit);
+            let first = live.reopen()?;
+            Box::new(reconnect::Reconnecting::new(live, first, FILE_RETRY))
+        }
+    })
+}
+
+/// A file that stalled is retried soon; past a few seconds, retrying faster only floods the
+/// log.
+const FILE_RETRY: reconnect::Backoff = reconnect::Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};
 
 /// Ends a source's stream after some frames or some time, whichever comes first.
 pub struct Limited<S> {
@@ -131,7 +160,7 @@ impl<S: Source> Source for Limited<S> {
     }
 }
 
-/// How a camera or a raw clip encodes its frames.
+/// How a raw clip encodes its frames (a camera's format is [`camera::choice::CameraPixelFormat`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PixelFormat {
@@ -181,26 +210,34 @@ pub enum SourceError {
     NoCamera,
     #[error("camera index {index} out of range ({count} cameras)")]
     CameraIndex { index: u32, count: usize },
-    #[error("camera access was not granted")]
+    #[error("no camera with id {id:?} (ids: {ids})")]
+    CameraId { id: String, ids: String },
+    #[error(
+        "camera access was not granted (macOS: System Settings > Privacy & Security > Camera, \
+         for the app scened runs in; `tccutil reset Camera` asks again)"
+    )]
     CameraPermission,
     #[error("cannot list cameras")]
     CameraQuery(#[source] NokhwaError),
-    #[error("camera {index}")]
+    #[error("{what}")]
     Camera {
-        index: u32,
+        what: String,
         #[source]
         source: NokhwaError,
     },
-    #[error("camera {index} has no mode scened can decode")]
-    NoCameraMode { index: u32 },
-    #[error("camera {index}: cannot decode frame: {reason}")]
-    CameraFrame { index: u32, reason: FrameError },
-    #[error("{what} lost, reopening in {} ms", retry_in.as_millis())]
-    Lost {
+    #[error("{what}: cannot read its modes: {reason}")]
+    CameraModes { what: String, reason: String },
+    #[error("{what} has no mode scened can decode")]
+    NoCameraMode { what: String },
+    #[error("{what}: cannot decode frame: {reason}")]
+    CameraFrame { what: String, reason: FrameError },
+    #[error("{what}: no frame within {} ms", after.as_millis())]
+    ReadTimeout { what: String, after: Duration },
+    #[error("{what}: cannot start its reader thread")]
+    Thread {
         what: String,
-        retry_in: Duration,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: io::Error,
     },
     #[error("{what} unavailable, retrying in {} ms", retry_in.as_millis())]
     Unavailable {
@@ -215,6 +252,15 @@ fn check_size(width: u32, height: u32) -> Result<(), Invalid> {
     let side = 1..=MAX_SIDE;
     Invalid::check(side.contains(&width), "source.width", "1 to 8192", width)?;
     Invalid::check(side.contains(&height), "source.height", "1 to 8192", height)
+}
+
+fn check_max_pixels(max_pixels: u64) -> Result<(), Invalid> {
+    Invalid::check(
+        max_pixels >= 1,
+        "source.max_pixels",
+        "at least 1",
+        max_pixels,
+    )
 }
 
 fn check_fps(fps: f64) -> Result<(), Invalid> {
@@ -237,10 +283,32 @@ pub enum FrameError {
     /// mozjpeg reports corrupt JPEG data by unwinding, and nokhwa does not catch it.
     #[error("{0}")]
     Panicked(contain::Panic),
+    /// Refused before decoding: the decoder would allocate for every claimed pixel.
+    #[error("the frame claims {width}x{height} pixels, over source.max_pixels ({max_pixels})")]
+    TooLarge {
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
 }
 
-/// Decodes a frame exactly as nokhwa does for a camera, so files test the camera's path.
-fn decode(buffer: &Buffer) -> Result<RgbImage, FrameError> {
+/// Decodes a frame exactly as nokhwa does for a camera, so files test the camera's path. A
+/// frame claiming more than `max_pixels` is refused from its header (a JPEG's frame header,
+/// or the camera mode's size), before any allocation: neither nokhwa nor mozjpeg bound it.
+fn decode(buffer: &Buffer, max_pixels: u64) -> Result<RgbImage, FrameError> {
+    let (width, height) = match buffer.source_frame_format() {
+        FrameFormat::MJPEG => {
+            jpeg::claimed_size(buffer.buffer()).ok_or(FrameError::Malformed("no frame header"))?
+        }
+        _ => (buffer.resolution().width(), buffer.resolution().height()),
+    };
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(FrameError::TooLarge {
+            width,
+            height,
+            max_pixels,
+        });
+    }
     contain::catch(|| buffer.decode_image::<RgbFormat>())
         .map_err(FrameError::Panicked)?
         .map_err(FrameError::Decode)
@@ -314,6 +382,19 @@ pub(crate) mod testing {
         JpegEncoder::new_with_quality(&mut bytes, 90)
             .encode_image(&solid(width, height, color))
             .expect("encode JPEG");
+        bytes
+    }
+
+    /// A header bomb: a real 16x16 JPEG whose frame header claims 65535x65535 pixels (a
+    /// decoder believing it allocates 12 GiB).
+    pub(crate) fn jpeg_bomb() -> Vec<u8> {
+        let mut bytes = jpeg(16, 16, [90, 90, 90]);
+        let sof = bytes
+            .windows(2)
+            .position(|pair| pair == [0xFF, 0xC0])
+            .expect("a baseline frame header");
+        // Marker (2), length (2), precision (1), then height and width.
+        bytes[sof + 5..sof + 9].fill(0xFF);
         bytes
     }
 
@@ -419,6 +500,36 @@ mod tests {
         assert!(pacer.wait(&shutdown));
         shutdown.trigger();
         assert!(!pacer.wait(&shutdown));
+    }
+
+    /// A camera's buffers go through the same decode as a clip's: a JPEG claiming more than
+    /// `max_pixels` is refused from its header, and so is a raw frame of a larger mode.
+    #[test]
+    fn decode_refuses_frames_over_max_pixels_before_decoding() {
+        use nokhwa::utils::Resolution;
+
+        let bomb = testing::jpeg_bomb();
+        let buffer = Buffer::new(Resolution::new(640, 480), &bomb, FrameFormat::MJPEG);
+        let err = decode(&buffer, DEFAULT_MAX_PIXELS).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the frame claims 65535x65535 pixels, over source.max_pixels (67108864)"
+        );
+        let small = testing::jpeg(32, 16, [200, 30, 30]);
+        let buffer = Buffer::new(Resolution::new(32, 16), &small, FrameFormat::MJPEG);
+        assert_eq!(decode(&buffer, 512).unwrap().dimensions(), (32, 16));
+        assert!(matches!(
+            decode(&buffer, 511),
+            Err(FrameError::TooLarge {
+                width: 32,
+                height: 16,
+                max_pixels: 511
+            })
+        ));
+        let yuyv = vec![128; 64 * 2 * 2];
+        let buffer = Buffer::new(Resolution::new(64, 2), &yuyv, FrameFormat::YUYV);
+        assert!(decode(&buffer, 128).is_ok());
+        assert!(decode(&buffer, 127).is_err());
     }
 
     #[test]

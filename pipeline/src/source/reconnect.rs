@@ -1,18 +1,21 @@
-//! Reopening a source that is lost mid-run: a camera unplugged, or a V4L2 device whose reads
-//! start failing after a while (nokhwa #47).
+//! Reopening a source that is lost mid-run: a camera unplugged, a V4L2 device whose reads
+//! start failing after a while (nokhwa #47), a live source whose read outlasts its deadline
+//! ([`super::deadline`]).
 //!
 //! [`Reconnecting`] wraps any source that can be opened again ([`Reopen`]). A fatal error
-//! from the open source means it is lost: it is closed, then reopened after a wait that
-//! doubles from [`Backoff::first`] up to [`Backoff::max`] while attempts fail. The loss and
-//! each failed attempt are item errors, so the runner counts and logs them and the run goes
-//! on; a reopen that works counts in `scened_source_reconnects_total`. The loss and the
-//! return are also `source_lost` and `source_back` events ([`crate::events`]). Waits end
-//! early on shutdown. Frames keep one sequence across reopens.
+//! from the open source that [`Reopen::is_loss`] calls a loss is logged as `source_lost`; the
+//! source is closed, then reopened after a wait that doubles from [`Backoff::first`] up to
+//! [`Backoff::max`] while attempts fail. Each failed attempt is an item error, so the runner
+//! counts and logs it and the run goes on; a reopen that works counts in
+//! `scened_source_reconnects_total`. The loss and the return are also `source_lost` and
+//! `source_back` events ([`crate::events`]). Other fatal errors end the run as from any
+//! source. Waits end early on shutdown. Frames keep one sequence across reopens.
 
+use std::error::Error;
 use std::time::{Duration, Instant};
 
 use ::metrics::{counter, Counter};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::SourceError;
 use crate::events::{Event, Events};
@@ -29,6 +32,12 @@ pub trait Reopen: Send + 'static {
 
     /// What errors and logs call the source, e.g. `camera 0`.
     fn describe(&self) -> String;
+
+    /// Whether a fatal error of an open source means it is lost (closed and reopened) rather
+    /// than broken (the run ends). For a device, every one.
+    fn is_loss(&self, _error: &(dyn Error + 'static)) -> bool {
+        true
+    }
 }
 
 /// How long to wait before reopening: `first` after a loss, doubling after each failed
@@ -110,29 +119,31 @@ impl<R: Reopen> Reconnecting<R> {
 
 impl<R: Reopen> Source for Reconnecting<R> {
     fn next_frame(&mut self, shutdown: &Shutdown) -> Result<Option<Frame>, StageError> {
-        let Some(source) = self.source(shutdown)? else {
-            return Ok(None);
-        };
-        match source.next_frame(shutdown) {
-            Ok(Some(mut frame)) => {
-                frame.seq = self.next_seq;
-                self.next_seq += 1;
-                Ok(Some(frame))
-            }
-            Ok(None) => Ok(None),
-            Err(StageError::Item(error)) => Err(StageError::Item(error)),
-            Err(StageError::Fatal(cause)) => {
-                self.source = None;
-                self.lost = Some((Instant::now(), 0));
-                let what = self.reopen.describe();
-                let reason = Chain(&*cause).to_string();
-                let lost = Event::source_lost(what, reason, self.reconnected, self.retry_in);
-                self.events.publish(lost);
-                Err(StageError::item(SourceError::Lost {
-                    what: self.reopen.describe(),
-                    retry_in: self.retry_in,
-                    source: cause,
-                }))
+        loop {
+            let Some(source) = self.source(shutdown)? else {
+                return Ok(None);
+            };
+            match source.next_frame(shutdown) {
+                Ok(Some(mut frame)) => {
+                    frame.seq = self.next_seq;
+                    self.next_seq += 1;
+                    return Ok(Some(frame));
+                }
+                Err(StageError::Fatal(cause)) if self.reopen.is_loss(&*cause) => {
+                    let what = self.reopen.describe();
+                    let reason = Chain(&*cause).to_string();
+                    warn!(
+                        source = %what,
+                        retry_in_ms = self.retry_in.as_millis() as u64,
+                        error = %reason,
+                        "source_lost"
+                    );
+                    self.source = None;
+                    self.lost = Some((Instant::now(), 0));
+                    let lost = Event::source_lost(what, reason, self.reconnected, self.retry_in);
+                    self.events.publish(lost);
+                }
+                other => return other,
             }
         }
     }
@@ -152,23 +163,27 @@ mod tests {
     use super::*;
     use crate::events::Subscriber;
     use crate::metrics::testing::record;
-    use crate::source::clip::{ClipConfig, ClipSource, DEMO_CLIP};
+    use crate::source::clip::{ClipConfig, DEMO_CLIP};
 
     /// A real clip file as the lost-and-found device: it plays, is cut to nothing and then
-    /// removed under the open source, and comes back.
-    impl Reopen for ClipConfig {
-        type Source = ClipSource;
+    /// removed under the open source, and comes back. As a device, every fatal error is a
+    /// loss (a clip alone only loses a read to its deadline).
+    #[derive(Clone)]
+    struct Device(ClipConfig);
 
-        fn reopen(&self) -> Result<ClipSource, SourceError> {
-            self.build()
+    impl Reopen for Device {
+        type Source = <ClipConfig as Reopen>::Source;
+
+        fn reopen(&self) -> Result<Self::Source, SourceError> {
+            self.0.reopen()
         }
 
         fn describe(&self) -> String {
-            format!("clip {}", self.path.as_ref().expect("a file").display())
+            self.0.describe()
         }
     }
 
-    fn looping_clip() -> (tempfile::TempDir, PathBuf, ClipConfig) {
+    fn looping_clip() -> (tempfile::TempDir, PathBuf, Device) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("scenes.mjpeg");
         fs::write(&path, DEMO_CLIP).expect("write clip");
@@ -178,7 +193,7 @@ mod tests {
             looping: true,
             ..ClipConfig::default()
         };
-        (dir, path, config)
+        (dir, path, Device(config))
     }
 
     fn item_error(result: Result<Option<Frame>, StageError>) -> String {
@@ -191,14 +206,14 @@ mod tests {
 
     #[test]
     fn a_lost_source_is_retried_with_capped_backoff_and_recovers() {
-        let (_dir, path, config) = looping_clip();
+        let (_dir, path, device) = looping_clip();
         let backoff = Backoff {
             first: Duration::from_millis(10),
             max: Duration::from_millis(40),
         };
         let (recorded, mut source) = record(|| {
-            let first = config.build().expect("builds");
-            Reconnecting::new(config.clone(), first, backoff)
+            let first = device.reopen().expect("builds");
+            Reconnecting::new(device.clone(), first, backoff)
         });
         let events = Events::new();
         let said = events.subscribe(Subscriber::blocking(8));
@@ -209,10 +224,18 @@ mod tests {
             assert_eq!(next().expect("ok").expect("a frame").seq, seq);
         }
 
-        // Cut to nothing: what was already read still plays, then the clip has no frames.
+        // Cut to nothing: what was already read still plays, then the clip has no frames: it
+        // is lost, waits 10 ms and is found empty, so the wait doubles.
         fs::File::create(&path).expect("truncate");
+        let name = format!("clip {}", path.display());
+        let empty = |ms| {
+            format!(
+                "{name} unavailable, retrying in {ms} ms: clip {} is empty",
+                path.display()
+            )
+        };
         let mut played = 5;
-        let lost = loop {
+        let first_retry = loop {
             match next() {
                 Ok(Some(frame)) => {
                     assert_eq!(frame.seq, played);
@@ -220,7 +243,7 @@ mod tests {
                 }
                 Ok(None) => panic!("a looping clip does not end"),
                 Err(StageError::Fatal(error)) => panic!("fatal error {error}"),
-                Err(StageError::Item(error)) if error.to_string().contains("lost") => {
+                Err(StageError::Item(error)) if error.to_string().contains("unavailable") => {
                     break item_error(Err(StageError::Item(error)))
                 }
                 // The frame the cut went through.
@@ -228,15 +251,7 @@ mod tests {
             }
             assert!(played < 200, "never lost");
         };
-        let name = format!("clip {}", path.display());
-        assert_eq!(
-            lost,
-            format!(
-                "{name} lost, reopening in 10 ms: clip {} has no decodable frames",
-                path.display()
-            )
-        );
-
+        assert_eq!(first_retry, empty(20));
         let event = said.try_recv().expect("an event");
         // What docs/events.md shows (`--no-capture`).
         println!("{event}");
@@ -248,15 +263,7 @@ mod tests {
             (lost.source, lost.reason, lost.reconnects, lost.retry_in_ms),
             (name.clone(), reason, 0, 10)
         );
-
         // Empty, then gone: each attempt fails naming why, and the wait doubles to its cap.
-        let empty = |ms| {
-            format!(
-                "{name} unavailable, retrying in {ms} ms: clip {} is empty",
-                path.display()
-            )
-        };
-        assert_eq!(item_error(next()), empty(20));
         assert_eq!(item_error(next()), empty(40));
         fs::remove_file(&path).expect("remove");
         let gone = item_error(next());
@@ -286,31 +293,50 @@ mod tests {
 
     #[test]
     fn a_stop_cuts_the_wait_for_a_reopen_short() {
-        let (_dir, path, config) = looping_clip();
+        let (_dir, path, device) = looping_clip();
         let backoff = Backoff {
             first: Duration::from_secs(600),
             max: Duration::from_secs(600),
         };
-        let mut source =
-            Reconnecting::new(config.clone(), config.build().expect("builds"), backoff);
+        let first = device.reopen().expect("builds");
+        let mut source = Reconnecting::new(device, first, backoff);
         let shutdown = Shutdown::new();
         fs::File::create(&path).expect("truncate");
-        while !item_error_or_frame(source.next_frame(&shutdown)).contains("lost") {}
         let stopper = shutdown.clone();
         let started = Instant::now();
         let handle = thread::spawn(move || {
             thread::sleep(Duration::from_millis(20));
             stopper.trigger();
         });
-        assert!(source.next_frame(&shutdown).expect("ok").is_none());
+        // Frames already read, then the loss, then the 600 s wait, which the stop cuts.
+        while !matches!(source.next_frame(&shutdown), Ok(None)) {}
         assert!(started.elapsed() < Duration::from_secs(60));
         handle.join().expect("stopper");
     }
 
-    fn item_error_or_frame(result: Result<Option<Frame>, StageError>) -> String {
-        match result {
-            Ok(Some(_)) => String::new(),
-            other => item_error(other),
-        }
+    /// A file source, not a device: a fatal error that is not a missed deadline ends it.
+    #[test]
+    fn a_clip_that_breaks_is_not_reopened() {
+        let (_dir, path, Device(config)) = looping_clip();
+        let first = config.reopen().expect("builds");
+        let mut source = Reconnecting::new(config, first, RETRY_NEVER);
+        fs::File::create(&path).expect("truncate");
+        let shutdown = Shutdown::new();
+        let fatal = loop {
+            match source.next_frame(&shutdown) {
+                Err(StageError::Fatal(error)) => break error.to_string(),
+                Ok(None) => panic!("a looping clip does not end"),
+                _ => {}
+            }
+        };
+        assert_eq!(
+            fatal,
+            format!("clip {} has no decodable frames", path.display())
+        );
     }
+
+    const RETRY_NEVER: Backoff = Backoff {
+        first: Duration::from_secs(600),
+        max: Duration::from_secs(600),
+    };
 }
