@@ -20,6 +20,7 @@ use crate::frame::{Frame, ModelInput, Scores};
 use crate::infer::stage::InferStage;
 use crate::infer::{Engine, InferError, ModelError};
 use crate::metrics;
+use crate::mqtt::MqttConfig;
 use crate::queue::{EdgeConfig, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
 use crate::resize::ResizeStage;
 use crate::rss;
@@ -107,12 +108,14 @@ impl Default for StopConfig {
     }
 }
 
-/// Which smoothed labels reach the sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// Which smoothed labels reach the sink, and where the events go besides stdout.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
     /// Every frame's label, not only changes.
     pub every_frame: bool,
+    /// The event stream to an MQTT broker; off without the table.
+    pub mqtt: Option<MqttConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
