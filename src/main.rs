@@ -1,6 +1,7 @@
 //! The `scened` binary: parses flags, sets up logging, runs a command, and turns an error into
 //! one line on stderr and a non-zero exit.
 
+mod alloc;
 mod app;
 mod bench;
 mod cameras;
@@ -14,12 +15,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: alloc::Allocator = alloc::Allocator;
+
 // macOS reads camera permission's prompt text and the Continuity Camera opt-in from the
 // executable's __TEXT,__info_plist section when it is not in an app bundle (docs/macos.md).
 #[cfg(target_os = "macos")]
 embed_plist::embed_info_plist!("../macos/Info.plist");
 
 fn main() -> ExitCode {
+    alloc::tune();
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

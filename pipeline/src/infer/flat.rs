@@ -179,15 +179,15 @@ impl Model {
         })
     }
 
-    pub fn write(&self) -> Vec<u8> {
-        let mut b = FlatBufferBuilder::with_capacity(
-            self.buffers.iter().map(Vec::len).sum::<usize>() + (1 << 16),
-        );
-        let buffers: Vec<_> = self
-            .buffers
-            .iter()
+    /// Serializes the model. Each constant buffer is freed as soon as the builder holds it,
+    /// into a builder sized up front (growing would copy it whole), so writing holds the
+    /// weights about once, not twice.
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        let mut b = FlatBufferBuilder::with_capacity(self.serialized_bound());
+        let buffers: Vec<_> = std::mem::take(&mut self.buffers)
+            .into_iter()
             .map(|data| {
-                let data = (!data.is_empty()).then(|| b.create_vector(data));
+                let data = (!data.is_empty()).then(|| b.create_vector(&data));
                 fb::Buffer::create(&mut b, &fb::BufferArgs { data })
             })
             .collect();
@@ -231,7 +231,36 @@ impl Model {
         };
         let model = fb::Model::create(&mut b, &args);
         fb::finish_model_buffer(&mut b, model);
-        b.finished_data().to_vec()
+        // The builder writes back to front: move the model to the front of the same allocation
+        // rather than copy it out.
+        let (mut bytes, head) = b.collapse();
+        bytes.drain(..head);
+        bytes
+    }
+
+    /// An upper bound on the serialized size: the data plus generous per-item overheads
+    /// (vtables, offsets, alignment padding).
+    fn serialized_bound(&self) -> usize {
+        const TABLE: usize = 128;
+        let buffers: usize = self.buffers.iter().map(|d| d.len() + TABLE).sum();
+        let tensors: usize = self
+            .tensors
+            .iter()
+            .map(|t| {
+                let quant = t
+                    .quant
+                    .as_ref()
+                    .map_or(0, |q| q.scale.len() * 4 + q.zero_point.len() * 8 + TABLE);
+                t.name.len() + t.shape.len() * 4 + quant + TABLE
+            })
+            .sum();
+        let ops: usize = self
+            .ops
+            .iter()
+            .map(|op| (op.inputs.len() + op.outputs.len()) * 4 + 2 * TABLE)
+            .sum();
+        let description = self.description.as_ref().map_or(0, String::len);
+        buffers + tensors + ops + self.opcodes.len() * TABLE + description + (1 << 12)
     }
 
     /// Index of `builtin` in the opcode table, adding it if absent.
@@ -279,6 +308,23 @@ impl Model {
             buffer,
             quant: None,
         })
+    }
+
+    /// Gives tensor `t` new constant data. Its old buffer is freed at once unless another tensor
+    /// shares it.
+    pub fn set_data(&mut self, t: usize, data: Vec<u8>) {
+        let old = self.tensors[t].buffer;
+        let shared = self
+            .tensors
+            .iter()
+            .enumerate()
+            .any(|(i, other)| i != t && other.buffer == old);
+        if old != 0 && !shared {
+            self.buffers[old as usize] = data;
+        } else {
+            self.buffers.push(data);
+            self.tensors[t].buffer = self.buffers.len() as u32 - 1;
+        }
     }
 
     /// The constant data behind tensor `t`, if it is a constant.
@@ -589,4 +635,23 @@ fn write_op<'b>(b: &mut FlatBufferBuilder<'b>, op: &Op) -> WIPOffset<fb::Operato
         ..Default::default()
     };
     fb::Operator::create(b, &args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writing_reads_back_the_same_model_without_growing_the_builder() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../models/efficientnet_lite0.int8.tflite"
+        );
+        let model = Model::read(&std::fs::read(path).unwrap()).unwrap();
+        let bound = model.serialized_bound();
+        let bytes = model.clone().into_bytes();
+        assert_eq!(Model::read(&bytes).unwrap(), model);
+        // A builder that outgrew its first allocation doubled it and copied the weights.
+        assert_eq!(bytes.capacity(), bound, "{} bytes written", bytes.len());
+    }
 }

@@ -13,6 +13,7 @@ pub mod meta;
 pub mod prepare;
 pub mod stage;
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -189,6 +190,7 @@ impl Engine {
             kind,
         };
         let bytes = std::fs::read(path).map_err(|e| err(ModelErrorKind::Read(e)))?;
+        log_memory("read");
         if bytes.is_empty() {
             return Err(err(ModelErrorKind::Empty));
         }
@@ -236,17 +238,20 @@ impl Engine {
             .transpose()?;
 
         // Only graphs that need it are rewritten; a plain float model loads byte for byte.
+        let file_bytes = bytes.len() as u64;
         let prepared = if inspection.needs_preparation() {
-            contain::catch(|| prepare::prepare(&bytes))
+            contain::catch(|| prepare::prepare(bytes))
                 .map_err(|panic| err(ModelErrorKind::Panic(panic)))?
                 .map_err(|e| err(ModelErrorKind::Prepare(e)))?
         } else {
-            prepare::Prepared::default()
+            prepare::Prepared::unchanged(bytes)
         };
-        let run_bytes = prepared.bytes.as_deref().unwrap_or(&bytes);
-        let run_inspection = match &prepared.bytes {
-            Some(b) => &inspect::inspect(b).map_err(|e| err(ModelErrorKind::Prepare(e.into())))?,
-            None => &inspection,
+        log_memory("prepared");
+        let run_inspection = if prepared.changes.is_empty() {
+            &inspection
+        } else {
+            &inspect::inspect(&prepared.bytes)
+                .map_err(|e| err(ModelErrorKind::Prepare(e.into())))?
         };
         // A side declared quantized that tract now sees as float is converted per frame.
         let lowered_side = |declared: &TensorInfo, run: &TensorInfo| {
@@ -264,10 +269,17 @@ impl Engine {
         }
 
         let threads = options.threads;
+        let prepare::Prepared {
+            bytes: run_bytes,
+            changes,
+            fake_quant,
+        } = prepared;
         let plan = contain::catch(|| -> TractResult<_> {
-            let mut model = tract_tflite::tflite().model_for_read(&mut &run_bytes[..])?;
-            fake_quant::insert(&mut model, &prepared.fake_quant)?;
+            let mut model = tract_tflite::tflite().model_for_read(&mut Handover::new(run_bytes))?;
+            log_memory("translated by tract");
+            fake_quant::insert(&mut model, &fake_quant)?;
             let model = model.into_optimized()?;
+            log_memory("optimized");
             let run_options = RunOptions {
                 executor: (threads > 1).then(|| Executor::multithread(threads)),
                 ..Default::default()
@@ -277,6 +289,7 @@ impl Engine {
         .map_err(|panic| err(ModelErrorKind::Panic(panic)))?
         .map_err(|e| err(ModelErrorKind::Tract(first_line(&e))))?;
 
+        log_memory("planned");
         let (mean, std) = sidecar
             .as_ref()
             .map_or((meta::DEFAULT_MEAN, meta::DEFAULT_STD), |(_, m)| {
@@ -288,11 +301,11 @@ impl Engine {
             input: InputSpec::new(in_h, in_w, &inspection.inputs[0], mean, std),
             output,
             lowered,
-            changes: prepared.changes,
+            changes,
             labels,
             meta: sidecar.map(|(_, m)| m),
             inspection,
-            file_bytes: bytes.len() as u64,
+            file_bytes,
         })
     }
 
@@ -341,6 +354,41 @@ impl Engine {
             .as_ref()
             .and_then(|l| l.get(index).cloned())
             .unwrap_or_else(|| format!("class {index}"))
+    }
+}
+
+/// Logs resident memory after a step of [`Engine::load`] (`SCENED_LOG=scened_pipeline=debug`):
+/// where a load's peak comes from (docs/memory.md).
+fn log_memory(step: &str) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let now = crate::rss::current_bytes().map_or(f64::NAN, crate::rss::mib);
+        let peak = crate::rss::mib(crate::rss::peak_bytes());
+        tracing::debug!(step, rss_mib = now, peak_mib = peak, "model load");
+    }
+}
+
+/// A buffer read as a stream, handed over whole, without a copy, to a reader of it all: tract's
+/// TFLite loader reads the model into a vector of its own, and without this the load would hold
+/// the model twice (ours and tract's) while tract builds a third copy, its graph's constants.
+struct Handover(io::Cursor<Vec<u8>>);
+
+impl Handover {
+    fn new(bytes: Vec<u8>) -> Self {
+        Self(io::Cursor::new(bytes))
+    }
+}
+
+impl io::Read for Handover {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+
+    fn read_to_end(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        if !buf.is_empty() || self.0.position() != 0 {
+            return self.0.read_to_end(buf);
+        }
+        *buf = std::mem::take(self.0.get_mut());
+        Ok(buf.len())
     }
 }
 
@@ -489,4 +537,32 @@ pub fn top_k(probs: &[f32], k: usize) -> Vec<(usize, f32)> {
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked.truncate(k);
     ranked
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn a_handover_moves_the_whole_buffer_and_streams_otherwise() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let at = bytes.as_ptr();
+        let mut whole = vec![];
+        Handover::new(bytes.clone())
+            .read_to_end(&mut whole)
+            .unwrap();
+        assert_eq!(whole, bytes);
+        let mut moved = vec![];
+        Handover::new(bytes).read_to_end(&mut moved).unwrap();
+        assert_eq!(moved.as_ptr(), at, "moved, not copied");
+
+        let mut stream = Handover::new((0..=255).collect());
+        let mut head = [0; 16];
+        stream.read_exact(&mut head).unwrap();
+        let mut rest = head.to_vec();
+        stream.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, whole);
+    }
 }

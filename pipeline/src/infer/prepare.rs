@@ -29,19 +29,30 @@ use super::flat::{Model, Op as FlatOp, Options, Tensor};
 use super::{ElemType, Quant};
 
 /// The outcome of preparation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Prepared {
-    /// The rewritten model, or `None` when the original is fine as it is.
-    pub bytes: Option<Vec<u8>>,
+    /// The model to run: the rewritten one, or the original when it is fine as it is.
+    pub bytes: Vec<u8>,
     /// One line per rewrite, for `scened models check` and the logs.
     pub changes: Vec<String>,
     /// Activations of a lowered quantized model to round back onto their int8 grid.
     pub fake_quant: Vec<Point>,
 }
 
-/// Rewrites `bytes` if needed. Errors say why the model cannot be prepared.
-pub fn prepare(bytes: &[u8]) -> Result<Prepared, PrepareError> {
-    let mut model = Model::read(bytes)?;
+impl Prepared {
+    /// A model that runs as it is.
+    pub fn unchanged(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            changes: vec![],
+            fake_quant: vec![],
+        }
+    }
+}
+
+/// Rewrites the model in `bytes` if needed. Errors say why the model cannot be prepared.
+pub fn prepare(bytes: Vec<u8>) -> Result<Prepared, PrepareError> {
+    let mut model = Model::read(&bytes)?;
     let mut changes = vec![];
     let mut fake_quant = vec![];
     if let Some((change, points)) = lower_to_float(&mut model)? {
@@ -51,11 +62,13 @@ pub fn prepare(bytes: &[u8]) -> Result<Prepared, PrepareError> {
     changes.extend(mean_to_average_pool(&mut model)?);
     changes.extend(explicit_zero_bias(&mut model));
     if changes.is_empty() {
-        return Ok(Prepared::default());
+        return Ok(Prepared::unchanged(bytes));
     }
+    // The original goes before the rewrite is written: one copy of the model at a time.
+    drop(bytes);
     drop_unused_buffers(&mut model);
     Ok(Prepared {
-        bytes: Some(model.write()),
+        bytes: model.into_bytes(),
         changes,
         fake_quant,
     })
@@ -84,8 +97,7 @@ fn lower_to_float(model: &mut Model) -> Result<Option<(String, Vec<Point>)>, Pre
         }
         if let Some(data) = model.data(index as i32) {
             let floats = dequantize(&model.tensors[index], data)?;
-            model.buffers.push(floats);
-            model.tensors[index].buffer = model.buffers.len() as u32 - 1;
+            model.set_data(index, floats);
             consts += 1;
         } else {
             activations += 1;
@@ -370,7 +382,8 @@ fn explicit_zero_bias(model: &mut Model) -> Vec<String> {
     changes
 }
 
-/// Drops buffers no tensor refers to any more (the int8 originals of dequantized constants).
+/// Drops buffers no tensor refers to any more (an int8 original that two tensors shared, once
+/// both were dequantized).
 fn drop_unused_buffers(model: &mut Model) {
     let mut remap = vec![None; model.buffers.len()];
     let mut kept = vec![Vec::new()];

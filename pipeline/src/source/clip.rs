@@ -109,6 +109,11 @@ impl ClipConfig {
         })
     }
 
+    /// The file, or what errors call the demo clip.
+    pub fn name(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(DEMO_NAME))
+    }
+
     pub fn build(&self) -> Result<ClipSource, SourceError> {
         let layout = self.check()?;
         let (path, reader): (PathBuf, Box<dyn Reader>) = match &self.path {

@@ -78,12 +78,9 @@ impl SourceConfig {
     pub fn describe(&self) -> String {
         match self {
             Self::Synthetic(config) => format!("synthetic {}x{}", config.width, config.height),
-            Self::Images(config) => config.describe(),
-            Self::Clip(config) => config.describe(),
-            // As settings that do not check are refused before anything is built.
-            Self::Camera(config) => config
-                .check()
-                .map_or_else(|_| "camera".to_owned(), |selector| selector.to_string()),
+            Self::Images(config) => format!("images {}", config.dir.display()),
+            Self::Clip(config) => format!("clip {}", config.name().display()),
+            Self::Camera(config) => config.selector().to_string(),
         }
     }
 

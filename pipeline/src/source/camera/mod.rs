@@ -163,8 +163,15 @@ impl CameraConfig {
                 expected: "a camera id as `scened cameras` prints it",
                 got: "\"\"".into(),
             }),
-            (_, Some(id)) => Ok(Selector::Id(id.clone())),
-            (index, None) => Ok(Selector::Index(index.unwrap_or_default())),
+            _ => Ok(self.selector()),
+        }
+    }
+
+    /// The camera as configured: by id if one is set, else by index (0 when neither is).
+    pub fn selector(&self) -> Selector {
+        match (&self.id, self.index) {
+            (Some(id), _) => Selector::Id(id.clone()),
+            (None, index) => Selector::Index(index.unwrap_or_default()),
         }
     }
 
