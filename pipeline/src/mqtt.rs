@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use ::metrics::{counter, gauge, Counter, Gauge};
 use rumqttc::{
-    Client, Connection, ConnectionError, Event as MqttEvent, Incoming, LastWill,
-    MqttOptions, Outgoing, QoS, RecvTimeoutError, TlsConfiguration, Transport,
+    Client, Connection, ConnectionError, Event as MqttEvent, Incoming, LastWill, MqttOptions,
+    Outgoing, QoS, RecvTimeoutError, TlsConfiguration, Transport,
 };
 use serde::Deserialize;
 use tracing::{info, warn};
