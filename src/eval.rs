@@ -11,14 +11,14 @@ use std::process::{Command, ExitCode, Stdio};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use scened_pipeline::decode::ImageError;
-use scened_pipeline::eval::{evaluate, Dataset, LabelMap, Progress, Row};
+use scened_pipeline::eval::{evaluate, Dataset, EvalError, LabelMap, Progress, Row};
 
 use crate::cli::EvalArgs;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let dataset = Dataset::open(&args.data)?;
     let map = match &args.map {
-        Some(path) => LabelMap::load(path)?,
+        Some(path) => LabelMap::load(path).map_err(EvalError::Mapping)?,
         None => LabelMap::default(),
     };
     let rows = match args.models.as_slice() {

@@ -296,7 +296,7 @@ pub(crate) fn of_kind<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
     lines.iter().filter(|l| l["event"] == event).collect()
 }
 
-fn labels(lines: &[Value]) -> Vec<&str> {
+pub(crate) fn labels(lines: &[Value]) -> Vec<&str> {
     of_kind(lines, "label")
         .iter()
         .map(|l| l["label"].as_str().unwrap())
@@ -565,8 +565,56 @@ fn a_bad_config_is_one_line_naming_the_file_and_the_key() {
             "telemetry.camera must be one topic level (no /, + or #) for MQTT, not empty, \
              got \"front/door\"",
         ),
+        (
+            "min-score.toml",
+            "[labels]\nmin_score = 1.5",
+            "labels.min_score must be in [0, 1], got 1.5",
+        ),
+        (
+            "region.toml",
+            "[resize]\nregion = [0.5, 0.0, 0.6, 1.0]",
+            "resize.region must be [x, y, width, height] inside the frame, in fractions of it: \
+             x, y at least 0, width, height more than 0, x + width and y + height at most 1, \
+             got [0.5, 0.0, 0.6, 1.0]",
+        ),
     ];
+    // Groups files beside the configs that name them, each wrong in one way.
+    let groups = |name: &str, text: &str, what: &str| {
+        let groups = write_file(&dir, &format!("{name}.groups.toml"), text);
+        let config = format!("[labels]\ngroups = \"{name}.groups.toml\"");
+        let what = format!("labels.groups {}: {what}", groups.display());
+        (format!("{name}.toml"), config, what)
+    };
+    let group_cases = [
+        groups(
+            "unknown-member",
+            "Cat = [\"tabby\", \"labradoodle\"]",
+            "\"Cat\" → \"labradoodle\" is not a label of efficientnet_lite0.fp32.tflite",
+        ),
+        groups(
+            "all-empty",
+            "Portrait = []\nKids = []",
+            "every group is empty; a group needs at least one label",
+        ),
+        groups(
+            "two-groups",
+            "Cat = [\"Egyptian cat\"]\nPets = [\"tabby\", \"Egyptian cat\"]",
+            "\"Egyptian cat\" is in two groups, \"Cat\" and \"Pets\"",
+        ),
+        groups("not-a-list", "Cat = 3", "line 1: "),
+    ];
+    let missing = dir.join("missing.groups.toml");
+    let cases = cases
+        .iter()
+        .map(|&(file, text, what)| (file.to_owned(), text.to_owned(), what.to_owned()))
+        .chain(group_cases)
+        .chain([(
+            "missing-groups.toml".to_owned(),
+            "[labels]\ngroups = \"missing.groups.toml\"".to_owned(),
+            format!("labels.groups {}: ", missing.display()),
+        )]);
     for (file, text, what) in cases {
+        let (file, text) = (file.as_str(), text.as_str());
         let path = write_config(&dir, file, text);
         for command in ["run", "validate", "bench"] {
             let out = scened(&[command, "--config", &path]);
@@ -593,7 +641,7 @@ fn a_bad_config_is_one_line_naming_the_file_and_the_key() {
 
 #[test]
 fn the_shipped_configs_validate() {
-    for name in ["scened", "replay", "benchmark", "soak"] {
+    for name in ["scened", "replay", "benchmark", "soak", "scenes"] {
         let path = format!("config/{name}.toml");
         let out = scened(&["validate", "--config", &path]);
         assert!(out.status.success(), "{path}: {}", stderr(&out));

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::bench::BenchConfig;
 use crate::infer::stage::InferConfig;
+use crate::labels::LabelsConfig;
 use crate::pipeline::{EdgesConfig, OutputConfig, StopConfig};
 use crate::resize::ResizeConfig;
 use crate::smooth::SmoothConfig;
@@ -33,6 +34,8 @@ pub struct Config {
     pub infer: InferConfig,
     /// How per-frame scores become a steady label.
     pub smooth: SmoothConfig,
+    /// What a label is: the model's classes or groups of them, and when it is `unknown`.
+    pub labels: LabelsConfig,
     /// The bounded queues between stages.
     pub edges: EdgesConfig,
     /// When to stop, besides the end of the source and a shutdown.
@@ -89,6 +92,7 @@ impl Config {
     pub fn rebase(&mut self, dir: &Path) {
         let mut paths: Vec<&mut PathBuf> = self.infer.model.iter_mut().collect();
         paths.extend(self.infer.labels.as_mut());
+        paths.extend(self.labels.groups.as_mut());
         match &mut self.source {
             SourceConfig::Clip(clip) => paths.extend(clip.path.as_mut()),
             SourceConfig::Images(images) => paths.push(&mut images.dir),
@@ -109,7 +113,9 @@ impl Config {
     /// work. The pipeline's `build()` steps check their own parts again as they build them.
     pub fn check(&self) -> Result<(), Invalid> {
         self.source.check()?;
+        self.resize.check()?;
         self.smooth.check()?;
+        self.labels.check()?;
         self.edges.check()?;
         self.stop.check()?;
         self.telemetry.check()?;
@@ -225,6 +231,10 @@ mod tests {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(repo().join("config")).unwrap() {
             let path = entry.unwrap().path();
+            // config/groups/ holds groups files, which configs name.
+            if path.is_dir() {
+                continue;
+            }
             let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
             config
                 .check()
@@ -239,6 +249,7 @@ mod tests {
                 "live-camera.toml",
                 "replay.toml",
                 "scened.toml",
+                "scenes.toml",
                 "soak.toml"
             ]
         );
@@ -343,11 +354,17 @@ mod tests {
             [output.mqtt]
             broker = "mqtts://broker.lan"
             ca_file = "ca.pem"
+            [labels]
+            groups = "groups/scenes.toml"
         "#;
         let mut config = Config::parse(text).unwrap();
         config.rebase(Path::new("/etc/scened"));
         assert_eq!(config.infer.model(), Path::new("/etc/scened/m.tflite"));
         assert_eq!(config.infer.labels.unwrap(), Path::new("/abs/labels.txt"));
+        assert_eq!(
+            config.labels.groups.unwrap(),
+            Path::new("/etc/scened/groups/scenes.toml")
+        );
         let ca_file = config.output.mqtt.unwrap().ca_file.unwrap();
         assert_eq!(ca_file, Path::new("/etc/scened/ca.pem"));
         let SourceConfig::Images(images) = config.source else {
@@ -381,7 +398,7 @@ mod tests {
             ),
             (
                 "[sauce]\nkind = \"clip\"",
-                "sauce: line 1: unknown field `sauce`, expected one of `source`, `resize`, `infer`, `smooth`, `edges`, `stop`, `output`, `telemetry`, `bench`",
+                "sauce: line 1: unknown field `sauce`, expected one of `source`, `resize`, `infer`, `smooth`, `labels`, `edges`, `stop`, `output`, `telemetry`, `bench`",
             ),
             (
                 "[stop]\nafter_frames = -3",

@@ -19,7 +19,7 @@
 //!
 //! | role | modules |
 //! |---|---|
-//! | the stages, in data-flow order | [`source`] (camera, clip, images, synthetic), [`resize`], [`infer`] (the tract engine and its stage), [`smooth`] |
+//! | the stages, in data-flow order | [`source`] (camera, clip, images, synthetic), [`resize`], [`infer`] (the tract engine and its stage), [`smooth`] (with [`labels`]: groups, `unknown`) |
 //! | the framework | [`frame`], [`stage`], [`queue`], [`runner`], [`pipeline`], [`config`], [`daemon`] |
 //! | observability | [`events`] (the event stream), [`mqtt`] (it, to a broker), [`metrics`] (every name, once), [`telemetry`] (HTTP), [`rss`] |
 //! | tools on top | [`classify`] (still images), [`eval`] (the study's table), [`bench`] (verdicts), [`npy`] |
@@ -36,6 +36,7 @@ pub mod events;
 pub mod frame;
 pub mod infer;
 pub mod jpeg;
+pub mod labels;
 pub mod metrics;
 pub mod mqtt;
 pub mod npy;

@@ -19,6 +19,7 @@ use crate::events::{Event, Events, Label};
 use crate::frame::{Frame, ModelInput, Scores};
 use crate::infer::stage::InferStage;
 use crate::infer::{Engine, InferError, ModelError};
+use crate::labels::{LabelsError, Names};
 use crate::metrics;
 use crate::mqtt::MqttConfig;
 use crate::queue::{EdgeConfig, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
@@ -128,6 +129,8 @@ pub enum BuildError {
     #[error("infer: {0}")]
     Session(InferError),
     #[error(transparent)]
+    Labels(#[from] LabelsError),
+    #[error(transparent)]
     Source(#[from] SourceError),
 }
 
@@ -159,6 +162,7 @@ pub struct Pipeline {
     resize: ResizeStage,
     infer: InferStage,
     smooth: Smoother,
+    names: Arc<Names>,
     edges: Edges,
     /// A frame later than this (the source's frame period) counts as a deadline miss.
     deadline: Option<Duration>,
@@ -178,8 +182,10 @@ pub struct LabelEvent {
     pub frame: u64,
     /// When the frame was captured, by the wall clock.
     pub captured: SystemTime,
-    /// Class index, in the model's label order.
+    /// The model class behind the label, in the model's label order: with groups, the
+    /// label's member that scored highest in this frame.
     pub class: usize,
+    /// A group's name with groups, else a class's; `unknown` below `labels.min_score`.
     pub label: String,
     /// The smoother's score for `label`.
     pub score: f32,
@@ -200,10 +206,15 @@ impl Pipeline {
             sink: config.edges.sink.build("sink")?,
         };
         let smooth = config.smooth.build()?;
+        config.labels.check()?;
+        config.resize.check()?;
         let (run_for, stall_after) = config.stop.check()?;
         let engine = config.infer.build().map_err(BuildError::Model)?;
         let infer = InferStage::new(&engine).map_err(BuildError::Session)?;
-        let resize = config.resize.build(&engine);
+        let labels = config.labels.build(&engine)?;
+        let names = labels.names();
+        let smooth = smooth.with_labels(labels);
+        let resize = config.resize.build(&engine)?;
         // Last, so a camera does not stream into its buffers while the model loads.
         let source = config.source.build()?;
         let mut source = Limited::new(source, config.stop.after_frames, run_for);
@@ -215,6 +226,7 @@ impl Pipeline {
             resize,
             infer,
             smooth,
+            names,
             edges,
             deadline: config.source.frame_period(),
             stall_after,
@@ -276,6 +288,7 @@ impl Pipeline {
             resize,
             infer,
             smooth,
+            names,
             edges,
             deadline,
             stall_after,
@@ -345,24 +358,23 @@ impl Pipeline {
         };
         metrics::record_run(&model, &dtype, deadline);
         if let Some(status) = &status {
-            status.started(&model, &dtype);
+            status.started(&model, &dtype, names.clone());
         }
         let clock = WallClock::now();
         let mut latencies = LatencyMeter::new(deadline);
-        // The label's name, resolved when it changes rather than per frame.
-        let mut shown: Option<String> = None;
+        // The label shown, for the metric to unmark when it changes.
+        let mut shown: Option<&str> = None;
         while let Ok(Some(smoothed)) = sink_in.recv_unless(shutdown.aborted()) {
             let now = Instant::now();
             let stamp = smoothed.stamp;
             let latency = latencies.record(stamp, now);
+            let label = names.label(smoothed.label);
             if smoothed.changed {
-                let label = engine.label(smoothed.label);
-                metrics::record_label_change(shown.as_deref(), &label);
+                metrics::record_label_change(shown, label);
                 shown = Some(label);
             }
-            let label = shown.as_deref().unwrap_or_default();
             if let Some(status) = &status {
-                status.labelled(label, smoothed.score, latency, now);
+                status.labelled(&smoothed, latency, now);
             }
             if !(every_frame || smoothed.changed) {
                 continue;
@@ -370,7 +382,7 @@ impl Pipeline {
             let event = LabelEvent {
                 frame: stamp.seq,
                 captured: clock.at(stamp.captured_at),
-                class: smoothed.label,
+                class: smoothed.class,
                 label: label.to_owned(),
                 score: smoothed.score,
                 latency,

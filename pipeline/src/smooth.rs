@@ -1,12 +1,16 @@
 //! Turns per-frame class scores into a steady label, so one odd frame does not flip it.
+//!
+//! With groups ([`crate::labels`]) the smoother first sums each group's members, once per
+//! frame, and ranks the groups; below `labels.min_score` the label is `unknown`.
 
 use ringbuf::storage::Heap;
-use ringbuf::traits::{Consumer, RingBuffer};
+use ringbuf::traits::{Consumer, Observer, RingBuffer};
 use ringbuf::LocalRb;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Invalid;
 use crate::frame::{Scores, Stamp, Stamped};
+use crate::labels::{Groups, Labels, DEFAULT_MIN_SCORE};
 use crate::stage::{Stage, StageError};
 
 pub const DEFAULT_EMA_ALPHA: f32 = 0.3;
@@ -136,22 +140,72 @@ impl SmoothConfig {
         };
         Ok(Smoother {
             mode,
-            label: None,
+            leader: None,
+            shown: None,
             classes: None,
+            groups: None,
+            min_score: DEFAULT_MIN_SCORE,
+            ranked: Vec::new(),
         })
     }
 }
 
-/// The smoothed label after one frame.
+/// How many of a frame's best scores go with its label.
+pub const TOP: usize = 5;
+
+/// The smoothed label after one frame. Labels are indices among what the smoother ranks: the
+/// groups when there are groups, else the model's classes ([`crate::labels::Names`] names them).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Smoothed {
     pub stamp: Stamp,
-    /// Class index, in the model's label order.
-    pub label: usize,
-    /// The averaged probability (`ema`), or this frame's probability of `label`.
+    /// The leading label; `None` when its score is below `labels.min_score` (`unknown`).
+    pub label: Option<usize>,
+    /// The leading label's score, what the smoother ranks by: the averaged probability
+    /// (`ema`), its share of the window's votes (`window`), this frame's probability
+    /// (`hysteresis`). With groups, probabilities are the groups' sums.
     pub score: f32,
-    /// `label` differs from the previous frame's, or this is the first label.
+    /// The model class behind the leading label: with groups, its member with the highest
+    /// probability in this frame; else the label itself.
+    pub class: usize,
+    /// The shown label (`unknown` included) differs from the previous frame's, or is the first.
     pub changed: bool,
+    /// This frame's best scores among what the smoother ranks, before smoothing.
+    pub top: Top,
+}
+
+/// A frame's best [`TOP`] scores, best first (the lower index first on a tie).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Top {
+    best: [(usize, f32); TOP],
+    len: usize,
+}
+
+impl Top {
+    /// The best of `scores`, in one pass with no allocation: this runs on every frame.
+    pub fn of(scores: &[f32]) -> Self {
+        let mut top = Self {
+            best: [(0, 0.0); TOP],
+            len: 0,
+        };
+        for (index, &score) in scores.iter().enumerate() {
+            let at = top.best[..top.len]
+                .iter()
+                .position(|&(_, best)| score > best)
+                .unwrap_or(top.len);
+            if at < TOP {
+                let len = (top.len + 1).min(TOP);
+                top.best.copy_within(at..len - 1, at + 1);
+                top.best[at] = (index, score);
+                top.len = len;
+            }
+        }
+        top
+    }
+
+    /// `(label, score)`, best first.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, f32)> + '_ {
+        self.best[..self.len].iter().copied()
+    }
 }
 
 impl Stamped for Smoothed {
@@ -177,8 +231,15 @@ pub enum ScoresError {
 
 pub struct Smoother {
     mode: Mode,
-    label: Option<usize>,
+    /// The leading label after the last frame, shown or not.
+    leader: Option<usize>,
+    /// The label shown after the last frame (`Some(None)`: `unknown`); `None` before any.
+    shown: Option<Option<usize>>,
     classes: Option<usize>,
+    groups: Option<Groups>,
+    min_score: f32,
+    /// This frame's group scores, reused from frame to frame.
+    ranked: Vec<f32>,
 }
 
 enum Mode {
@@ -199,54 +260,79 @@ enum Mode {
 }
 
 impl Smoother {
+    /// Ranks `labels` (their groups, if any) and shows `unknown` below their `min_score`;
+    /// scores must then have one probability per model class.
+    pub fn with_labels(mut self, labels: Labels) -> Self {
+        self.classes = Some(labels.classes());
+        self.groups = labels.groups;
+        self.min_score = labels.min_score;
+        self
+    }
+
     pub fn update(&mut self, scores: &Scores) -> Result<Smoothed, ScoresError> {
-        let probs = &scores.probs;
         self.check(scores)?;
-        let (top, _) = top1(probs);
-        let (label, score) = match &mut self.mode {
+        let probs = &scores.probs;
+        let ranked: &[f32] = match &self.groups {
+            Some(groups) => {
+                groups.score(probs, &mut self.ranked);
+                &self.ranked
+            }
+            None => probs,
+        };
+        let top = Top::of(ranked);
+        let (first, _) = top.best[0];
+        let (leader, score) = match &mut self.mode {
             Mode::Ema { alpha, average } => {
                 if average.is_empty() {
-                    average.clone_from(probs);
+                    average.extend_from_slice(ranked);
                 } else {
-                    for (avg, p) in average.iter_mut().zip(probs) {
+                    for (avg, p) in average.iter_mut().zip(ranked) {
                         *avg += *alpha * (p - *avg);
                     }
                 }
                 top1(average)
             }
             Mode::Window { votes } => {
-                votes.push_overwrite(top);
-                let winner = majority(votes.iter().copied()).unwrap_or(top);
-                (winner, probs[winner])
+                votes.push_overwrite(first);
+                let (winner, count) = majority(votes.iter().copied()).unwrap_or((first, 1));
+                (winner, count as f32 / votes.occupied_len() as f32)
             }
             Mode::Hysteresis {
                 margin,
                 min_dwell_frames,
                 challenger,
             } => {
-                let current = self.label.unwrap_or(top);
-                let leads = top != current && probs[top] - probs[current] >= *margin;
+                let current = self.leader.unwrap_or(first);
+                let leads = first != current && ranked[first] - ranked[current] >= *margin;
                 *challenger = match *challenger {
                     _ if !leads => None,
-                    Some((class, frames)) if class == top => Some((class, frames + 1)),
-                    _ => Some((top, 1)),
+                    Some((label, frames)) if label == first => Some((label, frames + 1)),
+                    _ => Some((first, 1)),
                 };
                 match *challenger {
-                    Some((class, frames)) if frames >= *min_dwell_frames => {
+                    Some((label, frames)) if frames >= *min_dwell_frames => {
                         *challenger = None;
-                        (class, probs[class])
+                        (label, ranked[label])
                     }
-                    _ => (current, probs[current]),
+                    _ => (current, ranked[current]),
                 }
             }
         };
-        let changed = self.label != Some(label);
-        self.label = Some(label);
+        self.leader = Some(leader);
+        let label = (score >= self.min_score).then_some(leader);
+        let changed = self.shown != Some(label);
+        self.shown = Some(label);
+        let class = match &self.groups {
+            Some(groups) => groups.leading_member(leader, probs),
+            None => leader,
+        };
         Ok(Smoothed {
             stamp: scores.stamp,
             label,
             score,
+            class,
             changed,
+            top,
         })
     }
 
@@ -294,8 +380,9 @@ fn top1(scores: &[f32]) -> (usize, f32) {
         })
 }
 
-/// The most frequent vote, oldest first in `votes`; a tie goes to the one voted last.
-fn majority(votes: impl Iterator<Item = usize>) -> Option<usize> {
+/// The most frequent vote and its count, oldest first in `votes`; a tie goes to the one voted
+/// last.
+fn majority(votes: impl Iterator<Item = usize>) -> Option<(usize, usize)> {
     // (class, votes, position of its latest vote); windows are short, a scan is enough.
     let mut tally: Vec<(usize, usize, usize)> = Vec::new();
     for (position, class) in votes.enumerate() {
@@ -310,14 +397,16 @@ fn majority(votes: impl Iterator<Item = usize>) -> Option<usize> {
     tally
         .into_iter()
         .max_by_key(|&(_, count, latest)| (count, latest))
-        .map(|(class, _, _)| class)
+        .map(|(class, count, _)| (class, count))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::time::Instant;
 
     use super::*;
+    use crate::labels::LabelMap;
 
     fn scores(seq: u64, probs: &[f32]) -> Scores {
         Scores {
@@ -341,7 +430,10 @@ mod tests {
         let mut smoother = config.build().expect("valid config");
         frames
             .iter()
-            .map(|s| smoother.update(s).expect("valid scores").label)
+            .map(|s| {
+                let out = smoother.update(s).expect("valid scores");
+                out.label.expect("min_score 0 shows every label")
+            })
             .collect()
     }
 
@@ -458,7 +550,7 @@ mod tests {
             .expect("valid");
         smoother.update(&scores(0, &[0.8, 0.2])).expect("valid");
         let out = smoother.update(&scores(1, &[0.4, 0.6])).expect("valid");
-        assert_eq!(out.label, 0);
+        assert_eq!(out.label, Some(0));
         assert!((out.score - 0.6).abs() < 1e-6, "{}", out.score);
     }
 
@@ -483,9 +575,151 @@ mod tests {
             })
         );
         let out = smoother.update(&scores(4, &[0.9, 0.1])).expect("valid");
-        assert_eq!((out.label, out.changed), (0, false));
+        assert_eq!((out.label, out.changed), (Some(0), false));
         let err = smoother.process(scores(5, &[])).expect_err("empty scores");
         assert!(matches!(err, StageError::Item(_)));
+    }
+
+    /// Classes `a1`, `a2` (group `A`) and `b` (group `B`).
+    fn grouped(config: SmoothConfig, min_score: f32) -> Smoother {
+        let classes: Vec<String> = ["a1", "a2", "b"].map(String::from).to_vec();
+        let map: LabelMap = [("A", &["a1", "a2"][..]), ("B", &["b"])]
+            .into_iter()
+            .map(|(group, members)| {
+                (
+                    group.into(),
+                    members.iter().map(|m| m.to_string()).collect(),
+                )
+            })
+            .collect();
+        let groups = Groups::resolve(&map, &classes, Path::new("groups.toml"), "m").unwrap();
+        let labels = Labels::new(classes, Some(groups), min_score);
+        config.build().expect("valid").with_labels(labels)
+    }
+
+    #[test]
+    fn groups_are_ranked_by_their_members_sum() {
+        // `b` is each frame's top class, but `a1` + `a2` outweigh it.
+        let frames = [scores(0, &[0.2, 0.35, 0.45]), scores(1, &[0.4, 0.2, 0.4])];
+        for config in [
+            SmoothConfig::Ema(EmaConfig { alpha: 0.5 }),
+            SmoothConfig::Window(WindowConfig { frames: 3 }),
+            SmoothConfig::Hysteresis(HysteresisConfig::default()),
+        ] {
+            let mut smoother = grouped(config.clone(), 0.0);
+            let first = smoother.update(&frames[0]).expect("valid");
+            // Group `A`, led by its best member in this frame, `a2`.
+            assert_eq!((first.label, first.class), (Some(0), 1), "{config:?}");
+            let second = smoother.update(&frames[1]).expect("valid");
+            assert_eq!((second.label, second.class), (Some(0), 0), "{config:?}");
+            let top: Vec<(usize, f32)> = second.top.iter().collect();
+            assert_eq!(top.len(), 2);
+            assert_eq!(top[0].0, 0);
+            assert!((top[0].1 - 0.6).abs() < 1e-6, "{top:?}");
+        }
+        // Scores are checked against the model's classes, not the groups.
+        let mut smoother = grouped(SmoothConfig::default(), 0.0);
+        assert_eq!(
+            smoother.update(&scores(0, &[0.5, 0.5])),
+            Err(ScoresError::ClassCount {
+                seq: 0,
+                got: 2,
+                expected: 3
+            })
+        );
+    }
+
+    #[test]
+    fn below_min_score_the_label_is_unknown_by_the_score_each_kind_ranks_by() {
+        let labels = |config: SmoothConfig, min_score: f32, frames: &[Scores]| {
+            let mut smoother = grouped(config, min_score);
+            frames
+                .iter()
+                .map(|s| {
+                    let out = smoother.update(s).expect("valid");
+                    (out.label, out.changed)
+                })
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (Some(0), Some(1));
+        // Group A at 0.9, then two frames where nothing stands out, then B clearly.
+        let frames = [
+            scores(0, &[0.5, 0.4, 0.1]),
+            scores(1, &[0.25, 0.2, 0.55]),
+            scores(2, &[0.25, 0.2, 0.55]),
+            scores(3, &[0.05, 0.05, 0.9]),
+            scores(4, &[0.05, 0.05, 0.9]),
+        ];
+        // EMA (alpha 0.5): A's average 0.9, 0.675, then 0.5625 (still leading, but below 0.6);
+        // B's passes it at frame 3 with 0.66875.
+        assert_eq!(
+            labels(SmoothConfig::Ema(EmaConfig { alpha: 0.5 }), 0.6, &frames),
+            [(a, true), (a, false), (None, true), (b, true), (b, false)]
+        );
+        // Window of 4: A 1/1, then a tie won by the latest vote, B 1/2; B 2/3, 3/4, 4/4.
+        assert_eq!(
+            labels(
+                SmoothConfig::Window(WindowConfig { frames: 4 }),
+                0.6,
+                &frames
+            ),
+            [(a, true), (None, true), (b, true), (b, false), (b, false)]
+        );
+        // Hysteresis: A holds (B leads by 0.1 < margin 0.2) with this frame's 0.45 < 0.6, then
+        // B takes over after two frames of a lead.
+        let hysteresis = SmoothConfig::Hysteresis(HysteresisConfig {
+            margin: 0.2,
+            min_dwell_frames: 2,
+        });
+        assert_eq!(
+            labels(hysteresis, 0.6, &frames),
+            [
+                (a, true),
+                (None, true),
+                (None, false),
+                (None, false),
+                (b, true)
+            ]
+        );
+        // The default, 0, never says unknown.
+        let never = labels(SmoothConfig::default(), DEFAULT_MIN_SCORE, &frames);
+        assert!(never.iter().all(|(label, _)| label.is_some()), "{never:?}");
+    }
+
+    #[test]
+    fn unknown_works_without_groups_too() {
+        let mut smoother = SmoothConfig::Ema(EmaConfig { alpha: 1.0 })
+            .build()
+            .expect("valid")
+            .with_labels(Labels::new(vec!["x".into(), "y".into()], None, 0.7));
+        let shown: Vec<Option<usize>> = [[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| smoother.update(&scores(i as u64, p)).expect("valid").label)
+            .collect();
+        assert_eq!(shown, [Some(0), None, Some(1)]);
+    }
+
+    #[test]
+    fn window_score_is_the_vote_share() {
+        let mut smoother = SmoothConfig::Window(WindowConfig { frames: 4 })
+            .build()
+            .expect("valid");
+        let shares: Vec<f32> = two_class(&[0.1, 0.9, 0.1, 0.1, 0.1])
+            .iter()
+            .map(|s| smoother.update(s).expect("valid").score)
+            .collect();
+        assert_eq!(shares, [1.0, 0.5, 2.0 / 3.0, 0.75, 0.75]);
+    }
+
+    #[test]
+    fn top_keeps_the_best_five_best_first_the_lower_index_on_a_tie() {
+        let top: Vec<(usize, f32)> = Top::of(&[0.1, 0.3, 0.05, 0.3, 0.0, 0.2, 0.01, 0.04])
+            .iter()
+            .collect();
+        assert_eq!(top, [(1, 0.3), (3, 0.3), (5, 0.2), (0, 0.1), (2, 0.05)]);
+        let few: Vec<(usize, f32)> = Top::of(&[0.4, 0.6]).iter().collect();
+        assert_eq!(few, [(1, 0.6), (0, 0.4)]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! | `/metrics` | every metric in [`crate::metrics`] and the process's, Prometheus text format |
 //! | `/healthz` | 200 while the process serves requests |
 //! | `/readyz` | 200 once the model is loaded and while labels keep coming; else 503 and why |
-//! | `/status` | JSON: model, current label and score, fps, last latency |
+//! | `/status` | JSON: model, current label, its class and score, the top five, fps, last latency |
 //!
 //! Nothing served changes state: GET and HEAD only, and the address is loopback unless the
 //! config says otherwise. The recorder is built here rather than by the exporter's own listener
@@ -26,7 +26,9 @@ use tiny_http::{Header, Method, Request, Response, Server};
 use tracing::{debug, warn};
 
 use crate::config::Invalid;
+use crate::labels::Names;
 use crate::metrics;
+use crate::smooth::Smoothed;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
 pub const DEFAULT_STALE_AFTER_SECONDS: f64 = 2.0;
@@ -273,6 +275,8 @@ pub struct LiveStatus {
 #[derive(Debug, Default)]
 struct Live {
     model: Option<(String, String)>,
+    /// What the indices of a [`Smoothed`] name; given with the model.
+    names: Option<Arc<Names>>,
     stopped: bool,
     last: Option<Last>,
     labelled: u64,
@@ -283,8 +287,7 @@ struct Live {
 
 #[derive(Debug)]
 struct Last {
-    label: String,
-    score: f32,
+    smoothed: Smoothed,
     latency: Duration,
     at: Instant,
 }
@@ -317,8 +320,16 @@ pub struct Status {
     pub reason: Option<String>,
     pub model: Option<String>,
     pub dtype: Option<String>,
+    /// The label: a group with `[labels] groups`, else a model class; `unknown` below
+    /// `labels.min_score`.
     pub label: Option<String>,
+    /// The model class behind the label: with groups, its member that scored highest in the
+    /// last frame.
+    pub class: Option<String>,
+    /// The smoother's score for the label.
     pub score: Option<f32>,
+    /// The last frame's best scores among the labels (groups, or classes), best first.
+    pub top: Vec<Ranked>,
     /// Labels per second over the last two seconds.
     pub fps: f64,
     /// Frames labelled since the start.
@@ -327,6 +338,13 @@ pub struct Status {
     pub last_latency_ms: Option<f64>,
     /// Since the last label came out.
     pub last_label_age_ms: Option<f64>,
+}
+
+/// One of `/status`'s `top`.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct Ranked {
+    pub label: String,
+    pub score: f32,
 }
 
 impl LiveStatus {
@@ -342,10 +360,11 @@ impl LiveStatus {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The model is loaded and frames are about to flow.
-    pub fn started(&self, model: &str, dtype: &str) {
+    /// The model is loaded and frames are about to flow; `names` names its labels.
+    pub fn started(&self, model: &str, dtype: &str, names: Arc<Names>) {
         let mut live = self.live();
         live.model = Some((model.to_owned(), dtype.to_owned()));
+        live.names = Some(names);
         live.stopped = false;
     }
 
@@ -354,8 +373,9 @@ impl LiveStatus {
         self.live().stopped = true;
     }
 
-    /// A frame's smoothed label came out at `at`, `latency` after its capture.
-    pub fn labelled(&self, label: &str, score: f32, latency: Duration, at: Instant) {
+    /// A frame's smoothed label came out at `at`, `latency` after its capture. Kept as
+    /// indices: names are looked up when `/status` is asked, not per frame.
+    pub fn labelled(&self, smoothed: &Smoothed, latency: Duration, at: Instant) {
         let mut live = self.live();
         live.labelled += 1;
         live.first_at.get_or_insert(at);
@@ -367,22 +387,11 @@ impl LiveStatus {
         {
             live.recent.pop_front();
         }
-        match &mut live.last {
-            // The same label as before, as on most frames: nothing to copy.
-            Some(last) if last.label == label => {
-                last.score = score;
-                last.latency = latency;
-                last.at = at;
-            }
-            last => {
-                *last = Some(Last {
-                    label: label.to_owned(),
-                    score,
-                    latency,
-                    at,
-                })
-            }
-        }
+        live.last = Some(Last {
+            smoothed: *smoothed,
+            latency,
+            at,
+        });
     }
 
     /// `Ok` when the model is loaded and the last label is recent; else why not.
@@ -426,13 +435,23 @@ impl LiveStatus {
             in_window as f64 / span.as_secs_f64()
         };
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let named = live.names.as_deref().zip(live.last.as_ref());
         Status {
             ready: ready.is_ok(),
             reason: ready.err().map(|why| why.to_string()),
             model: live.model.as_ref().map(|(model, _)| model.clone()),
             dtype: live.model.as_ref().map(|(_, dtype)| dtype.clone()),
-            label: live.last.as_ref().map(|last| last.label.clone()),
-            score: live.last.as_ref().map(|last| last.score),
+            label: named.map(|(names, last)| names.label(last.smoothed.label).to_owned()),
+            class: named.map(|(names, last)| names.class(last.smoothed.class).to_owned()),
+            score: live.last.as_ref().map(|last| last.smoothed.score),
+            top: named.map_or_else(Vec::new, |(names, last)| {
+                let top = last.smoothed.top.iter();
+                top.map(|(label, score)| Ranked {
+                    label: names.label(Some(label)).to_owned(),
+                    score,
+                })
+                .collect()
+            }),
             fps,
             frames: live.labelled,
             last_latency_ms: live.last.as_ref().map(|last| ms(last.latency)),
@@ -447,8 +466,36 @@ impl LiveStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::Stamp;
+    use crate::smooth::Top;
 
     const LATENCY: Duration = Duration::from_millis(20);
+
+    /// Classes `tabby`, `Egyptian cat`, `espresso`; `grouped`: as `Cat` and `Drink`.
+    fn names(grouped: bool) -> Arc<Names> {
+        let classes = ["tabby", "Egyptian cat", "espresso"]
+            .map(String::from)
+            .to_vec();
+        let groups = grouped.then(|| vec!["Cat".into(), "Drink".into()]);
+        Arc::new(Names::new(classes, groups))
+    }
+
+    /// A smoothed `label` (`None`: unknown) led by `class`, over `ranked` scores.
+    fn smoothed(label: Option<usize>, class: usize, ranked: &[f32]) -> Smoothed {
+        let top = Top::of(ranked);
+        let (_, score) = top.iter().next().expect("a score");
+        Smoothed {
+            stamp: Stamp {
+                seq: 0,
+                captured_at: Instant::now(),
+            },
+            label,
+            score,
+            class,
+            changed: false,
+            top,
+        }
+    }
 
     #[test]
     fn ready_means_model_loaded_and_labels_flowing() {
@@ -456,13 +503,14 @@ mod tests {
         let t0 = Instant::now();
         let why = |ready: Result<(), NotReady>| ready.unwrap_err().to_string();
         assert_eq!(why(status.readiness(t0)), "the model is not loaded yet");
-        status.started("m.tflite", "int8");
+        status.started("m.tflite", "int8", names(false));
         assert_eq!(why(status.readiness(t0)), "no frame labelled yet");
-        status.labelled("beach", 0.9, LATENCY, t0);
+        let espresso = smoothed(Some(2), 2, &[0.05, 0.05, 0.9]);
+        status.labelled(&espresso, LATENCY, t0);
         assert_eq!(status.readiness(t0 + Duration::from_secs(1)), Ok(()));
         let stale = why(status.readiness(t0 + Duration::from_secs(3)));
         assert_eq!(stale, "no frame labelled for 3.0 s (limit 2.0 s)");
-        status.labelled("beach", 0.8, LATENCY, t0 + Duration::from_secs(3));
+        status.labelled(&espresso, LATENCY, t0 + Duration::from_secs(3));
         assert_eq!(status.readiness(t0 + Duration::from_secs(3)), Ok(()));
         status.stopped();
         assert_eq!(
@@ -474,17 +522,21 @@ mod tests {
     #[test]
     fn status_reports_the_last_label_and_the_recent_rate() {
         let status = LiveStatus::new(Duration::from_secs(2));
-        status.started("m.tflite", "float32");
+        status.started("m.tflite", "float32", names(false));
         let t0 = Instant::now();
+        let tabby = smoothed(Some(0), 0, &[0.5, 0.3, 0.2]);
+        let espresso = smoothed(Some(2), 2, &[0.1, 0.1, 0.8]);
         // 10 labels per second for 4 s, then silence.
         for i in 0..40 {
-            let label = if i < 30 { "beach" } else { "forest" };
-            status.labelled(label, 0.5, LATENCY, t0 + Duration::from_millis(100 * i));
+            let label = if i < 30 { &tabby } else { &espresso };
+            status.labelled(label, LATENCY, t0 + Duration::from_millis(100 * i));
         }
         let now = t0 + Duration::from_millis(3950);
         let snap = status.snapshot(now);
         assert!(snap.ready);
-        assert_eq!(snap.label.as_deref(), Some("forest"));
+        assert_eq!(snap.label.as_deref(), Some("espresso"));
+        assert_eq!(snap.class.as_deref(), Some("espresso"));
+        assert_eq!(snap.score, Some(0.8));
         assert_eq!(snap.frames, 40);
         assert_eq!(snap.dtype.as_deref(), Some("float32"));
         assert!((snap.fps - 10.0).abs() < 0.6, "fps {}", snap.fps);
@@ -494,10 +546,30 @@ mod tests {
         assert!(!quiet.ready);
         // Early on the rate is over the time there has been, not the whole window.
         let early = LiveStatus::new(Duration::from_secs(2));
-        early.labelled("beach", 0.5, LATENCY, t0);
-        early.labelled("beach", 0.5, LATENCY, t0 + Duration::from_millis(100));
+        early.labelled(&tabby, LATENCY, t0);
+        early.labelled(&tabby, LATENCY, t0 + Duration::from_millis(100));
         let snap = early.snapshot(t0 + Duration::from_millis(200));
         assert!((snap.fps - 10.0).abs() < 1e-9, "fps {}", snap.fps);
+    }
+
+    #[test]
+    fn status_gives_the_group_as_label_its_leading_class_and_the_top_groups() {
+        let status = LiveStatus::new(Duration::from_secs(2));
+        status.started("m.tflite", "float32", names(true));
+        let t0 = Instant::now();
+        status.labelled(&smoothed(Some(0), 1, &[0.75, 0.25]), LATENCY, t0);
+        let snap = status.snapshot(t0);
+        assert_eq!(snap.label.as_deref(), Some("Cat"));
+        assert_eq!(snap.class.as_deref(), Some("Egyptian cat"));
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(
+            json["top"],
+            serde_json::json!([{"label": "Cat", "score": 0.75}, {"label": "Drink", "score": 0.25}])
+        );
+        status.labelled(&smoothed(None, 0, &[0.5, 0.5]), LATENCY, t0);
+        let snap = status.snapshot(t0);
+        assert_eq!(snap.label.as_deref(), Some("unknown"));
+        assert_eq!(snap.class.as_deref(), Some("tabby"));
     }
 
     /// One request over plain HTTP/1.0: the whole response.

@@ -5,16 +5,15 @@
 
 mod run;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
 
 pub use run::{evaluate, Progress, Row};
 
 use crate::classify::ClassifyError;
-use crate::config::TomlError;
+use crate::infer::MetaError;
+use crate::labels::classes_named;
+pub use crate::labels::LabelMap;
 use crate::pipeline::BuildError;
 use crate::source::images::image_files;
 
@@ -27,13 +26,8 @@ pub enum EvalError {
     },
     #[error("{}: no class folders with images in it", dir.display())]
     NoClasses { dir: PathBuf },
-    #[error("mapping {}: {error}", path.display())]
-    MappingRead {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("mapping {}: {error}", path.display())]
-    Mapping { path: PathBuf, error: TomlError },
+    #[error("mapping {0}")]
+    Mapping(MetaError),
     #[error(
         "class folder {folder:?} is not a label of {model} and the mapping does not name it \
          (map it to labels, or to [] to leave it out)"
@@ -113,42 +107,7 @@ impl Dataset {
     }
 }
 
-/// Folder name → the model labels that count as a correct answer for its images; an empty
-/// list leaves the folder out. A TOML file of `folder = "label"` or `folder = ["a", "b"]`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LabelMap(BTreeMap<String, Vec<String>>);
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
 impl LabelMap {
-    pub fn load(path: &Path) -> Result<Self, EvalError> {
-        let text = fs::read_to_string(path).map_err(|error| EvalError::MappingRead {
-            path: path.to_owned(),
-            error,
-        })?;
-        let raw: BTreeMap<String, OneOrMany> =
-            toml::from_str(&text).map_err(|e| EvalError::Mapping {
-                path: path.to_owned(),
-                error: TomlError::new(&e, &text),
-            })?;
-        Ok(Self(
-            raw.into_iter()
-                .map(|(folder, labels)| {
-                    let labels = match labels {
-                        OneOrMany::One(label) => vec![label],
-                        OneOrMany::Many(labels) => labels,
-                    };
-                    (folder, labels)
-                })
-                .collect(),
-        ))
-    }
-
     /// For each class folder, the class indices counting as correct; `None` for a folder the
     /// mapping leaves out. A folder the mapping does not name must itself name a label.
     pub fn truths(
@@ -161,50 +120,27 @@ impl LabelMap {
             .classes
             .iter()
             .map(|class| {
-                let Some(names) = self.0.get(&class.name) else {
-                    let found = indices_named(labels, &class.name);
-                    return if found.is_empty() {
-                        Err(EvalError::Unmatched {
+                let Some(names) = self.get(&class.name) else {
+                    return classes_named(labels, [&class.name]).map(Some).map_err(|_| {
+                        EvalError::Unmatched {
                             folder: class.name.clone(),
                             model: model.to_owned(),
-                        })
-                    } else {
-                        Ok(Some(found))
-                    };
+                        }
+                    });
                 };
                 if names.is_empty() {
                     return Ok(None);
                 }
-                let mut found = Vec::new();
-                for name in names {
-                    let indices = indices_named(labels, name);
-                    if indices.is_empty() {
-                        return Err(EvalError::UnknownLabel {
-                            folder: class.name.clone(),
-                            label: name.clone(),
-                            model: model.to_owned(),
-                        });
-                    }
-                    found.extend(indices);
-                }
-                found.sort_unstable();
-                found.dedup();
-                Ok(Some(found))
+                classes_named(labels, names)
+                    .map(Some)
+                    .map_err(|label| EvalError::UnknownLabel {
+                        folder: class.name.clone(),
+                        label: label.to_owned(),
+                        model: model.to_owned(),
+                    })
             })
             .collect()
     }
-}
-
-/// The classes `name` names: a label equal to it, or one listing it among its comma-separated
-/// synonyms (ImageNet's `tabby, tabby cat`). A name can fit several (`missile`).
-fn indices_named(labels: &[String], name: &str) -> Vec<usize> {
-    let name = name.trim();
-    labels
-        .iter()
-        .enumerate()
-        .filter(|(_, label)| label.as_str() == name || label.split(',').any(|s| s.trim() == name))
-        .map(|(index, _)| index)
-        .collect()
 }
 
 /// Top-1 and top-3 hits over the images scored so far.
@@ -331,7 +267,7 @@ mod tests {
             "mapping: \"Dog\" → \"husky\" is not a label of m"
         );
         fs::write(&path, "Dog = 3\n").unwrap();
-        let err = LabelMap::load(&path).unwrap_err().to_string();
+        let err = EvalError::Mapping(LabelMap::load(&path).unwrap_err()).to_string();
         assert!(
             err.starts_with(&format!("mapping {}: line 1: ", path.display())),
             "{err}"

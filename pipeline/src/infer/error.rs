@@ -135,7 +135,8 @@ pub enum NotClassifier {
     OutputType(String),
 }
 
-/// A model's sidecar or labels file that cannot be used.
+/// A model's sidecar or labels file, or a file of labels by name (groups, `eval --map`), that
+/// cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     #[error("{}: {error}", path.display())]
