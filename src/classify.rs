@@ -30,6 +30,7 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
     let options = EngineOptions {
         threads: args.threads,
         labels: args.labels.clone(),
+        ..Default::default()
     };
     let mut classifier = Classifier::load(&args.model, &options, args.fit.into())?;
     if let Some(dir) = &args.dump {

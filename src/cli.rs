@@ -59,7 +59,7 @@ pub struct BenchArgs {
 #[derive(Debug, clap::Args)]
 pub struct PipelineArgs {
     /// Config file (see config/scened.toml); without one, the built-in defaults, which play
-    /// the demo clip with models/efficientnet_lite0.fp32.tflite.
+    /// the demo clip with models/efficientnet_lite0.int8.tflite.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where frames come from: camera[:INDEX|:ID] (`scened cameras` lists both), clip[:PATH]
@@ -207,4 +207,8 @@ pub struct ModelsBenchArgs {
     /// Also time one run node by node and print where the time goes, by op, on stderr.
     #[arg(long)]
     pub profile: bool,
+    /// Run an int8 model through the whole-graph float lowering (the reference path) instead
+    /// of the int8 kernels, to compare the two.
+    #[arg(long)]
+    pub lowered: bool,
 }

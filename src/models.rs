@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use scened_pipeline::classify::Classifier;
+use scened_pipeline::infer::int8::Path;
 use scened_pipeline::infer::{inspect::TensorInfo, Engine, EngineOptions};
 use scened_pipeline::resize::Fit;
 use scened_pipeline::source::DEFAULT_MAX_PIXELS;
@@ -40,6 +41,21 @@ pub fn check(models: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 println!("  ops    {} in all: {}", i.ops.len(), ops.join(" "));
                 for change in engine.changes() {
                     println!("  prepared for tract: {change}");
+                }
+                let paths = engine.op_paths();
+                if !paths.is_empty() {
+                    let int8 = paths
+                        .iter()
+                        .filter(|p| matches!(p.path, Path::Int8(_)))
+                        .count();
+                    println!(
+                        "  int8   {int8} of {} ops on int8 kernels, {} lowered to float on their own:",
+                        paths.len(),
+                        paths.len() - int8
+                    );
+                    for path in paths {
+                        println!("    {path}");
+                    }
                 }
                 if let Some(meta) = engine.meta() {
                     println!(
@@ -92,6 +108,7 @@ pub fn bench(args: &ModelsBenchArgs) -> anyhow::Result<ExitCode> {
         let options = EngineOptions {
             threads: args.threads,
             labels: None,
+            lowered: args.lowered,
         };
         let mut classifier = Classifier::load(path, &options, Fit::CenterCrop)?;
         let input = classifier.input(&image)?;
@@ -108,7 +125,11 @@ pub fn bench(args: &ModelsBenchArgs) -> anyhow::Result<ExitCode> {
         let at = |q| stats::quantile(&ms, q).expect("--runs is at least 1");
         let line = BenchLine {
             model: &path.file_name().unwrap_or_default().to_string_lossy(),
-            runtime: "tract",
+            runtime: if args.lowered {
+                "tract-lowered"
+            } else {
+                "tract"
+            },
             threads: args.threads,
             median_ms: at(0.5),
             p90_ms: at(0.9),

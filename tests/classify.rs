@@ -196,7 +196,32 @@ fn models_check_reports_ops_and_refusals() {
         "{text}"
     );
     assert!(
-        text.contains("prepared for tract: lowered to float"),
+        text.contains("62 of 62 ops on int8 kernels, 0 lowered to float"),
+        "{text}"
+    );
+    assert!(
+        text.contains("#0 CONV_2D: int8 (conv 3×3/2 as GEMM"),
+        "{text}"
+    );
+    // Each op's path is named, and an uncovered op's reason.
+    let mixed = data("models/mean_fc.int8.tflite");
+    let out = scened(&["models", "check", arg(&mixed)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("3 of 5 ops on int8 kernels, 2 lowered to float on their own"),
+        "{text}"
+    );
+    assert!(
+        text.contains("#2 MEAN: float lowering (no int8 kernel for MEAN)"),
+        "{text}"
+    );
+    let refused = data("models/cumsum.int8.tflite");
+    let out = scened(&["models", "check", arg(&refused)]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("op CUMSUM (operator #2): not implemented"),
         "{text}"
     );
 }
@@ -221,7 +246,22 @@ fn models_bench_prints_timings_and_a_profile() {
     assert!(line["median_ms"].as_f64().unwrap() > 0.0);
     let profile = stderr(&out);
     assert!(
-        profile.contains("FakeQuant") && profile.contains("total"),
+        profile.contains("Int8Conv") && profile.contains("total"),
         "{profile}"
     );
+    // The whole-graph float lowering, the reference, on request.
+    let out = scened(&[
+        "models",
+        "bench",
+        arg(&int8),
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--profile",
+        "--lowered",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let profile = stderr(&out);
+    assert!(profile.contains("FakeQuant"), "{profile}");
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use scened_pipeline::classify::Classifier;
 use scened_pipeline::config::Config;
 use scened_pipeline::events::{Event, Label, Subscriber};
-use scened_pipeline::infer::stage::InferConfig;
+use scened_pipeline::infer::stage::{InferConfig, DEFAULT_MODEL};
 use scened_pipeline::infer::{top_k, EngineOptions};
 use scened_pipeline::pipeline::{EdgesConfig, LabelEvent, OutputConfig, Pipeline};
 use scened_pipeline::queue::{EdgeConfig, EdgeStats, WhenFull};
@@ -28,6 +28,12 @@ use serde_json::Value;
 use crate::util::*;
 
 pub(crate) const LITE0: &str = "efficientnet_lite0.fp32.tflite";
+
+/// The file name of the model run when none is named (int8 Lite0).
+pub(crate) fn default_model() -> &'static str {
+    let file = Path::new(DEFAULT_MODEL).file_name().unwrap();
+    file.to_str().unwrap()
+}
 /// Frames in the demo clip, `tests/data/clips/scenes.mjpeg`.
 pub(crate) const CLIP_FRAMES: u64 = 90;
 
@@ -313,8 +319,8 @@ fn scened_run_with_no_flags_plays_the_demo_clip() {
     // The stream opens with what runs and closes with the summary.
     let (started, stopped) = (&lines[0], lines.last().unwrap());
     assert_eq!(started["event"], "started", "{started}");
-    assert_eq!(started["model"], LITE0);
-    assert_eq!(started["dtype"], "float32");
+    assert_eq!(started["model"], default_model());
+    assert_eq!(started["dtype"], "int8");
     assert_eq!(started["source"], "clip (built-in demo clip)");
     assert_eq!(started["camera"], "default");
     assert_eq!(stopped["event"], "stopped", "{stopped}");
@@ -589,7 +595,10 @@ fn a_bad_config_is_one_line_naming_the_file_and_the_key() {
         groups(
             "unknown-member",
             "Cat = [\"tabby\", \"labradoodle\"]",
-            "\"Cat\" → \"labradoodle\" is not a label of efficientnet_lite0.fp32.tflite",
+            &format!(
+                "\"Cat\" → \"labradoodle\" is not a label of {}",
+                default_model()
+            ),
         ),
         groups(
             "all-empty",

@@ -277,8 +277,8 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_
     assert_eq!(code, 200);
     let status: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["ready"], true, "{status}");
-    assert_eq!(status["model"], "efficientnet_lite0.fp32.tflite");
-    assert_eq!(status["dtype"], "float32");
+    assert_eq!(status["model"], crate::run::default_model());
+    assert_eq!(status["dtype"], "int8");
     assert!(status["label"].is_string(), "{status}");
     assert!(status["fps"].as_f64().unwrap() > 0.0, "{status}");
     assert!(

@@ -7,6 +7,7 @@ mod classify;
 mod engine;
 mod eval;
 mod faults;
+mod int8_ops;
 mod labels;
 mod memory;
 mod mqtt;

@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """tract (through scened) against LiteRT-XNNPACK, same files, same threads, same sitting.
 
-    compare_runtimes.py [--scened target/release/scened] [--threads 1 2] [--runs 50] models/*.tflite
+    compare_runtimes.py [--scened target/release/scened] [--threads 1 2] [--runs 50]
+                        [--rounds 3] models/*.tflite
 
-For each model and thread count it times LiteRT then scened back to back (interleaved, so drift
-on a shared machine hits both alike), and prints a markdown table of medians and the ratio
-tract / LiteRT. Both get the same committed photo: LiteRT at the model's size as the goldens
-were made, scened from the same PNG (already at size, so not resampled). Only inference is
-timed on either side.
+Each round times every (model, threads) configuration once on LiteRT then once on scened, back
+to back, so drift on a shared machine hits both alike; a configuration's figure is the median
+over rounds of each run's median. Prints one markdown table per file (tract / LiteRT), then,
+for every model given as both `<stem>.fp32.tflite` and `<stem>.int8.tflite`, the ratios the
+int8 path is judged by: tract int8 / tract fp32, tract int8 / LiteRT int8, and tract fp32 /
+LiteRT fp32. Both runtimes get the same committed photo: LiteRT at the model's size as the
+goldens were made, scened from the same PNG (already at size, so not resampled). Only
+inference is timed on either side.
 """
 import argparse
 import json
+import os
 import pathlib
+import statistics
 import subprocess
 import sys
 
@@ -41,18 +47,44 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--photo", default="chelsea")
     args = ap.parse_args()
 
-    print("| model | threads | LiteRT-XNNPACK ms | tract ms | tract / LiteRT |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for model in args.models:
-        for threads in args.threads:
+    configs = [(m, t) for m in args.models for t in args.threads]
+    times = {c: {"litert": [], "tract": []} for c in configs}
+    for r in range(args.rounds):
+        for model, threads in configs:
             ref = litert_bench.bench(model, "litert-xnnpack", threads, args.photo, args.runs, args.warmup)
             got = tract(args.scened, model, threads, args.photo, args.runs, args.warmup)
-            ratio = got["median_ms"] / ref["median_ms"]
-            name = pathlib.Path(model).name
-            print(f"| {name} | {threads} | {ref['median_ms']:.2f} | {got['median_ms']:.2f} | {ratio:.2f}× |", flush=True)
+            times[(model, threads)]["litert"].append(ref["median_ms"])
+            times[(model, threads)]["tract"].append(got["median_ms"])
+        print(f"round {r + 1}/{args.rounds} done, load average {os.getloadavg()[0]:.2f}",
+              file=sys.stderr, flush=True)
+    ms = {c: {k: statistics.median(v) for k, v in t.items()} for c, t in times.items()}
+
+    print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
+    print("| model | threads | LiteRT-XNNPACK ms | tract ms | tract / LiteRT |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for model, threads in configs:
+        m = ms[(model, threads)]
+        name = pathlib.Path(model).name
+        print(f"| {name} | {threads} | {m['litert']:.2f} | {m['tract']:.2f} | {m['tract'] / m['litert']:.2f}× |")
+
+    by_name = {pathlib.Path(m).name: m for m in args.models}
+    pairs = sorted({n.rsplit(".", 2)[0] for n in by_name
+                    if n.endswith(".int8.tflite") and n.replace(".int8.", ".fp32.") in by_name})
+    if not pairs:
+        return
+    print()
+    print("| model | threads | tract int8 / tract fp32 | tract int8 / LiteRT int8 | tract fp32 / LiteRT fp32 |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for stem in pairs:
+        for threads in args.threads:
+            i8 = ms[(by_name[f"{stem}.int8.tflite"], threads)]
+            f32 = ms[(by_name[f"{stem}.fp32.tflite"], threads)]
+            print(f"| {stem} | {threads} | {i8['tract'] / f32['tract']:.2f}× | "
+                  f"{i8['tract'] / i8['litert']:.2f}× | {f32['tract'] / f32['litert']:.2f}× |")
 
 
 if __name__ == "__main__":

@@ -237,8 +237,9 @@ def write_goldens(path, stem_prec, size, labels):
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    it = golden.interpreter(path, threads=1, xnnpack=True)
-    ref = golden.interpreter(path, threads=1, xnnpack=False)
+    it = golden.interpreter(path, threads=1, kernels="xnnpack")
+    builtin = golden.interpreter(path, threads=1, kernels="builtin")
+    ref = golden.interpreter(path, threads=1, kernels="reference")
     inp, outd = it.get_input_details()[0], it.get_output_details()[0]
     summary = {
         "model": path.name,
@@ -265,11 +266,12 @@ def write_goldens(path, stem_prec, size, labels):
     for name in sorted(photos.PHOTOS):
         x = golden.model_input(load_sized(name, size), MEAN, STD, inp)
         y = golden.run(it, x)
-        y_ref = golden.run(ref, x)
+        y_ref = golden.run(builtin, x)
         np.save(out_dir / f"{name}.input.npy", x)
         np.save(out_dir / f"{name}.output.npy", y)
-        # Same run on LiteRT's builtin (non-XNNPACK) kernels, for reference.
+        # Same run on LiteRT's builtin optimized and builtin reference kernels (XNNPACK off).
         np.save(out_dir / f"{name}.output_builtin.npy", y_ref)
+        np.save(out_dir / f"{name}.output_reference.npy", golden.run(ref, x))
         probs = golden.dequantize(y, outd)[0]
         top = golden.top_k(probs)
         summary["photos"][name] = {

@@ -36,18 +36,28 @@ def model_input(rgb_u8, mean, std, input_detail):
     return x
 
 
-def interpreter(path, threads=1, xnnpack=True):
-    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    it = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+# LiteRT's three kernel sets. They disagree on int8 models (different rounding in places), so
+# another runtime is judged against all three.
+KERNELS = {
+    "xnnpack": OpResolverType.AUTO,  # the default: XNNPACK delegate, builtin kernels for the rest
+    "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,  # builtin optimized kernels
+    "reference": OpResolverType.BUILTIN_REF,  # builtin reference kernels
+}
+
+
+def interpreter(path, threads=1, kernels="xnnpack"):
+    it = Interpreter(model_path=str(path), num_threads=threads,
+                     experimental_op_resolver_type=KERNELS[kernels])
     it.allocate_tensors()
     return it
 
 
-def run(it, x):
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    it.set_tensor(inp["index"], x)
+def run(it, *xs):
+    """Sets each input in order, invokes, returns a copy of the first output."""
+    for detail, x in zip(it.get_input_details(), xs):
+        it.set_tensor(detail["index"], x)
     it.invoke()
-    return it.get_tensor(out["index"]).copy()
+    return it.get_tensor(it.get_output_details()[0]["index"]).copy()
 
 
 def dequantize(y, output_detail):

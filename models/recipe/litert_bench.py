@@ -31,7 +31,7 @@ MEAN, STD = [127.0] * 3, [128.0] * 3
 
 
 def bench(path, runtime, threads, photo, runs, warmup):
-    it = golden.interpreter(path, threads=threads, xnnpack=(runtime == "litert-xnnpack"))
+    it = golden.interpreter(path, threads=threads, kernels=runtime.removeprefix("litert-"))
     inp = it.get_input_details()[0]
     size = int(inp["shape"][1])
     rgb = np.asarray(Image.open(ROOT / "tests/data/photos" / str(size) / f"{photo}.png").convert("RGB"))

@@ -310,10 +310,10 @@ mod tests {
             source(&blocks[2]),
             SourceConfig::Synthetic(Default::default())
         );
+        let ema: SmoothConfig = toml::from_str("kind = \"ema\"").unwrap();
         let window: SmoothConfig = toml::from_str("kind = \"window\"").unwrap();
-        let hysteresis: SmoothConfig = toml::from_str("kind = \"hysteresis\"").unwrap();
-        assert_eq!(smooth(&blocks[3]), window);
-        assert_eq!(smooth(&blocks[4]), hysteresis);
+        assert_eq!(smooth(&blocks[3]), ema);
+        assert_eq!(smooth(&blocks[4]), window);
     }
 
     /// The `[output.mqtt]` table is written out commented: its settings, read as a table, are

@@ -81,9 +81,16 @@ impl Default for HysteresisConfig {
     }
 }
 
+/// Hysteresis: the default model, int8 Lite0, sees the demo clip's cat as a near-tie between
+/// tiger cat and Egyptian cat, and the top-1 alternates frame to frame; an average (EMA) of
+/// two near-equal probabilities alternates with it, and so does a vote over a window (the
+/// label changed 2 times with EMA 0.3 and 4 with a window of 5 on the cat's 30 frames, played
+/// as `config/replay.toml` plays them), while a challenger that must lead by 0.1 for 3 frames
+/// in a row never does — and a real scene change still shows after 3 frames (0.2 s at the
+/// clip's 15 fps).
 impl Default for SmoothConfig {
     fn default() -> Self {
-        Self::Ema(EmaConfig::default())
+        Self::Hysteresis(HysteresisConfig::default())
     }
 }
 

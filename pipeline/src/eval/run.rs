@@ -72,6 +72,7 @@ pub fn evaluate(
     let options = EngineOptions {
         threads,
         labels: None,
+        ..Default::default()
     };
     let mut classifier = Classifier::load(model, &options, Fit::CenterCrop)?;
     let engine = classifier.engine();

@@ -38,6 +38,8 @@ pub enum ModelErrorKind {
         found: usize,
         expected: usize,
     },
+    #[error(transparent)]
+    Lowering(Box<super::int8::LoweringError>),
     #[error("tract failed to load it: {0}")]
     Tract(String),
     #[error("tract panicked loading it: {0}")]
@@ -56,6 +58,8 @@ pub enum FormatError {
     Subgraphs(usize),
     #[error("tensor index {0} out of range")]
     TensorIndex(usize),
+    #[error("no operator #{0}")]
+    OpIndex(usize),
     #[error("operator #{op} has opcode index {code} out of range")]
     OpcodeIndex { op: usize, code: usize },
     #[error("custom op {0}")]

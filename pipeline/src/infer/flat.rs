@@ -118,15 +118,7 @@ impl Model {
             .operator_codes()
             .ok_or(FormatError::Missing("operator codes"))?
             .iter()
-            .map(|c| match super::inspect::builtin(&c) {
-                BuiltinOperator::CUSTOM => Err(FormatError::CustomOp(
-                    c.custom_code().unwrap_or("?").to_owned(),
-                )),
-                builtin => Ok(OpCode {
-                    builtin,
-                    version: c.version(),
-                }),
-            })
+            .map(OpCode::read)
             .collect::<Result<_, _>>()?;
         let buffers = m
             .buffers()
@@ -138,35 +130,14 @@ impl Model {
             .tensors()
             .ok_or(FormatError::Missing("tensors"))?
             .iter()
-            .map(|t| Tensor {
-                name: t.name().unwrap_or_default().to_string(),
-                shape: t.shape().map(|s| s.iter().collect()).unwrap_or_default(),
-                ty: t.type_(),
-                buffer: t.buffer(),
-                quant: t.quantization().and_then(|q| {
-                    let scale: Vec<f32> = q.scale()?.iter().collect();
-                    let zero_point: Vec<i64> = q.zero_point()?.iter().collect();
-                    (!scale.is_empty()).then_some(QuantParams {
-                        scale,
-                        zero_point,
-                        dim: q.quantized_dimension(),
-                    })
-                }),
-            })
+            .map(Tensor::read)
             .collect();
         let ops = g
             .operators()
             .unwrap_or_default()
             .iter()
             .enumerate()
-            .map(|(i, op)| {
-                Ok(Op {
-                    opcode: op.opcode_index(),
-                    inputs: op.inputs().map(|v| v.iter().collect()).unwrap_or_default(),
-                    outputs: op.outputs().map(|v| v.iter().collect()).unwrap_or_default(),
-                    options: read_options(i, &op)?,
-                })
-            })
+            .map(|(i, op)| Op::read(i, &op))
             .collect::<Result<_, FormatError>>()?;
         Ok(Model {
             description: m.description().map(str::to_string),
@@ -177,6 +148,76 @@ impl Model {
             outputs: g.outputs().map(|v| v.iter().collect()).unwrap_or_default(),
             ops,
         })
+    }
+
+    /// A model of operator `index` of `bytes` alone: its tensors and constants, its non-constant
+    /// inputs as the graph's inputs and its outputs as the graph's outputs. Only that op's data
+    /// is copied.
+    pub fn single_op(bytes: &[u8], index: usize) -> Result<Model, FormatError> {
+        let (m, g) = first_subgraph(bytes)?;
+        let all_ops = g.operators().unwrap_or_default();
+        if index >= all_ops.len() {
+            return Err(FormatError::OpIndex(index));
+        }
+        let mut op = Op::read(index, &all_ops.get(index))?;
+        let codes = m
+            .operator_codes()
+            .ok_or(FormatError::Missing("operator codes"))?;
+        let code = op.opcode as usize;
+        if code >= codes.len() {
+            return Err(FormatError::OpcodeIndex { op: index, code });
+        }
+        let all_tensors = g.tensors().ok_or(FormatError::Missing("tensors"))?;
+        let all_buffers = m.buffers().ok_or(FormatError::Missing("buffers"))?;
+        let mut model = Model {
+            description: None,
+            opcodes: vec![OpCode::read(codes.get(code))?],
+            buffers: vec![vec![]],
+            tensors: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            ops: vec![],
+        };
+        let mut remap = std::collections::HashMap::new();
+        for &t in op.inputs.iter().chain(&op.outputs) {
+            let Ok(at) = usize::try_from(t) else {
+                continue; // an optional input left out
+            };
+            if remap.contains_key(&t) {
+                continue;
+            }
+            if at >= all_tensors.len() {
+                return Err(FormatError::TensorIndex(at));
+            }
+            let mut tensor = Tensor::read(all_tensors.get(at));
+            let data = (tensor.buffer as usize)
+                .lt(&all_buffers.len())
+                .then(|| all_buffers.get(tensor.buffer as usize).data())
+                .flatten()
+                .map(|d| d.bytes().to_vec())
+                .unwrap_or_default();
+            let constant = !data.is_empty();
+            tensor.buffer = if constant {
+                model.buffers.push(data);
+                model.buffers.len() as u32 - 1
+            } else {
+                0
+            };
+            let new = model.add_tensor(tensor);
+            remap.insert(t, new);
+            if !constant && op.inputs.contains(&t) {
+                model.inputs.push(new);
+            }
+        }
+        for t in op.inputs.iter_mut().chain(op.outputs.iter_mut()) {
+            if let Some(&new) = remap.get(t) {
+                *t = new;
+            }
+        }
+        model.outputs = op.outputs.clone();
+        op.opcode = 0;
+        model.ops.push(op);
+        Ok(model)
     }
 
     /// Serializes the model. Each constant buffer is freed as soon as the builder holds it,
@@ -337,8 +378,67 @@ impl Model {
     }
 }
 
+impl OpCode {
+    fn read(c: fb::OperatorCode<'_>) -> Result<OpCode, FormatError> {
+        match super::inspect::builtin(&c) {
+            BuiltinOperator::CUSTOM => Err(FormatError::CustomOp(
+                c.custom_code().unwrap_or("?").to_owned(),
+            )),
+            builtin => Ok(OpCode {
+                builtin,
+                version: c.version(),
+            }),
+        }
+    }
+}
+
+impl Tensor {
+    fn read(t: fb::Tensor<'_>) -> Tensor {
+        Tensor {
+            name: t.name().unwrap_or_default().to_string(),
+            shape: t.shape().map(|s| s.iter().collect()).unwrap_or_default(),
+            ty: t.type_(),
+            buffer: t.buffer(),
+            quant: t.quantization().and_then(|q| {
+                let scale: Vec<f32> = q.scale()?.iter().collect();
+                let zero_point: Vec<i64> = q.zero_point()?.iter().collect();
+                (!scale.is_empty()).then_some(QuantParams {
+                    scale,
+                    zero_point,
+                    dim: q.quantized_dimension(),
+                })
+            }),
+        }
+    }
+}
+
+impl Op {
+    fn read(index: usize, op: &fb::Operator<'_>) -> Result<Op, FormatError> {
+        Ok(Op {
+            opcode: op.opcode_index(),
+            inputs: op.inputs().map(|v| v.iter().collect()).unwrap_or_default(),
+            outputs: op.outputs().map(|v| v.iter().collect()).unwrap_or_default(),
+            options: read_options(index, op)?,
+        })
+    }
+}
+
+/// The model in `bytes` (verified, so a corrupt file is an error, not undefined behaviour) and
+/// its first subgraph, the one a classifier runs.
+pub(crate) fn first_subgraph(
+    bytes: &[u8],
+) -> Result<(fb::Model<'_>, fb::SubGraph<'_>), FormatError> {
+    let m = fb::root_as_model(bytes).map_err(|e| FormatError::not_flatbuffer(&e))?;
+    let g = m
+        .subgraphs()
+        .filter(|g| !g.is_empty())
+        .ok_or(FormatError::Missing("subgraph"))?
+        .get(0);
+    Ok((m, g))
+}
+
 /// The options of operator #`index`.
-fn read_options(index: usize, op: &fb::Operator<'_>) -> Result<Options, FormatError> {
+pub(crate) fn read_options(index: usize, op: &fb::Operator<'_>) -> Result<Options, FormatError> {
     use fb::BuiltinOptions as B;
     let missing = || FormatError::MissingOptions {
         op: index,

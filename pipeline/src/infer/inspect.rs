@@ -183,12 +183,7 @@ const TRACT_OPS: &[&str] = &[
 
 /// Parses the flatbuffer (verified, so a corrupt file is an error, not undefined behaviour).
 pub fn inspect(bytes: &[u8]) -> Result<Inspection, FormatError> {
-    let model = tflite::root_as_model(bytes).map_err(|e| FormatError::not_flatbuffer(&e))?;
-    let graph = model
-        .subgraphs()
-        .filter(|g| !g.is_empty())
-        .ok_or(FormatError::Missing("subgraph"))?
-        .get(0);
+    let (model, graph) = super::flat::first_subgraph(bytes)?;
     let tensors = graph.tensors().ok_or(FormatError::Missing("tensors"))?;
     let codes = model
         .operator_codes()
@@ -312,9 +307,17 @@ impl Inspection {
     }
 }
 
+/// Whether tract-tflite has a translation for the builtin op called `name`.
+pub fn tract_implements(name: &str) -> bool {
+    TRACT_OPS.contains(&name)
+}
+
+/// Why tract-tflite cannot run an op it does not implement.
+pub const UNIMPLEMENTED: &str = "not implemented by tract-tflite 0.23.9";
+
 fn op_refusal(op: &OpInfo) -> Option<String> {
-    if !TRACT_OPS.contains(&op.name.as_str()) {
-        return Some("not implemented by tract-tflite 0.23.9".into());
+    if !tract_implements(&op.name) {
+        return Some(UNIMPLEMENTED.into());
     }
     if op.omitted_inputs > 0 {
         return Some("an optional input is left out, which tract-tflite cannot read".into());

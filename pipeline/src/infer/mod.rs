@@ -9,6 +9,7 @@ mod error;
 pub mod fake_quant;
 pub mod flat;
 pub mod inspect;
+pub mod int8;
 pub mod meta;
 pub mod prepare;
 pub mod stage;
@@ -36,6 +37,9 @@ pub struct EngineOptions {
     pub threads: usize,
     /// Labels file overriding the sidecar's.
     pub labels: Option<PathBuf>,
+    /// Run an int8 model through the whole-graph float lowering (the reference, and the path
+    /// of models without int8 kernels) instead of the int8 kernels.
+    pub lowered: bool,
 }
 
 /// What the model's input wants: geometry, element type, and the pixel → tensor mapping.
@@ -177,6 +181,8 @@ pub struct Engine {
     /// Where tract runs a float lowering of a quantized model, what sessions convert.
     lowered: Lowered,
     changes: Vec<String>,
+    /// Per op of an int8 model: int8 kernel or float lowering, and why.
+    paths: Vec<int8::OpPath>,
     labels: Option<Vec<String>>,
     meta: Option<ModelMeta>,
     inspection: Inspection,
@@ -237,57 +243,41 @@ impl Engine {
             })
             .transpose()?;
 
-        // Only graphs that need it are rewritten; a plain float model loads byte for byte.
         let file_bytes = bytes.len() as u64;
-        let prepared = if inspection.needs_preparation() {
-            contain::catch(|| prepare::prepare(bytes))
-                .map_err(|panic| err(ModelErrorKind::Panic(panic)))?
-                .map_err(|e| err(ModelErrorKind::Prepare(e)))?
-        } else {
-            prepare::Prepared::unchanged(bytes)
-        };
-        log_memory("prepared");
-        let run_inspection = if prepared.changes.is_empty() {
-            &inspection
-        } else {
-            &inspect::inspect(&prepared.bytes)
-                .map_err(|e| err(ModelErrorKind::Prepare(e.into())))?
-        };
-        // A side declared quantized that tract now sees as float is converted per frame.
-        let lowered_side = |declared: &TensorInfo, run: &TensorInfo| {
-            (declared.elem.is_quantized() && run.elem == ElemType::F32)
-                .then_some(declared.quant)
-                .flatten()
-                .map(|q| (declared.elem, q))
-        };
-        let lowered = Lowered {
-            input: lowered_side(&inspection.inputs[0], &run_inspection.inputs[0]).map(|(_, q)| q),
-            output: lowered_side(&inspection.outputs[0], &run_inspection.outputs[0]),
-        };
-        if let Some(refusal) = run_inspection.refusal() {
-            return Err(err(ModelErrorKind::Refused(refusal)));
-        }
-
         let threads = options.threads;
-        let prepare::Prepared {
-            bytes: run_bytes,
-            changes,
-            fake_quant,
-        } = prepared;
-        let plan = contain::catch(|| -> TractResult<_> {
-            let mut model = tract_tflite::tflite().model_for_read(&mut Handover::new(run_bytes))?;
-            log_memory("translated by tract");
-            fake_quant::insert(&mut model, &fake_quant)?;
-            let model = model.into_optimized()?;
-            log_memory("optimized");
-            let run_options = RunOptions {
-                executor: (threads > 1).then(|| Executor::multithread(threads)),
-                ..Default::default()
-            };
-            model.into_runnable_with_options(&run_options)
-        })
-        .map_err(|panic| err(ModelErrorKind::Panic(panic)))?
-        .map_err(|e| err(ModelErrorKind::Tract(first_line(&e))))?;
+        let run_options = RunOptions {
+            executor: (threads > 1).then(|| Executor::multithread(threads)),
+            ..Default::default()
+        };
+        let tract_err = |e: TractError| err(ModelErrorKind::Tract(first_line(&e)));
+        let (plan, lowered, changes, paths) = if inspection.precision() == ElemType::I8
+            && !options.lowered
+        {
+            let built = contain::catch(|| int8::build(&bytes, int8::Isa::native()))
+                .map_err(|panic| err(ModelErrorKind::Panic(panic)))?
+                .map_err(|e| {
+                    err(match e {
+                        int8::BuildError::Format(e) => ModelErrorKind::Format(e),
+                        int8::BuildError::Refused(r) => ModelErrorKind::Refused(r),
+                        int8::BuildError::Lowering(e) => ModelErrorKind::Lowering(e),
+                        int8::BuildError::Tract(e) => ModelErrorKind::Tract(first_line(&e)),
+                    })
+                })?;
+            // The graph holds the weights packed in int8: the file goes before optimization.
+            drop(bytes);
+            log_memory("int8 graph built");
+            let plan = contain::catch(|| {
+                let model = built.model.into_optimized()?;
+                log_memory("optimized");
+                model.into_runnable_with_options(&run_options)
+            })
+            .map_err(|panic| err(ModelErrorKind::Panic(panic)))?
+            .map_err(tract_err)?;
+            (plan, Lowered::default(), vec![], built.paths)
+        } else {
+            let (plan, lowered, changes) = lower(bytes, &inspection, &run_options).map_err(err)?;
+            (plan, lowered, changes, vec![])
+        };
 
         log_memory("planned");
         let (mean, std) = sidecar
@@ -302,6 +292,7 @@ impl Engine {
             output,
             lowered,
             changes,
+            paths,
             labels,
             meta: sidecar.map(|(_, m)| m),
             inspection,
@@ -335,6 +326,10 @@ impl Engine {
     pub fn changes(&self) -> &[String] {
         &self.changes
     }
+    /// For an int8 model run on int8 kernels: which path each op takes and why.
+    pub fn op_paths(&self) -> &[int8::OpPath] {
+        &self.paths
+    }
     pub fn labels(&self) -> Option<&[String]> {
         self.labels.as_deref()
     }
@@ -355,6 +350,59 @@ impl Engine {
             .and_then(|l| l.get(index).cloned())
             .unwrap_or_else(|| format!("class {index}"))
     }
+}
+
+/// The float path: a float model as it is (or with what [`prepare`] rewrites), a quantized one
+/// lowered to float as a whole with fake quantization.
+fn lower(
+    bytes: Vec<u8>,
+    inspection: &Inspection,
+    run_options: &RunOptions,
+) -> Result<(Arc<TypedRunnableModel>, Lowered, Vec<String>), ModelErrorKind> {
+    // Only graphs that need it are rewritten; a plain float model loads byte for byte.
+    let prepared = if inspection.needs_preparation() {
+        contain::catch(|| prepare::prepare(bytes))
+            .map_err(ModelErrorKind::Panic)?
+            .map_err(ModelErrorKind::Prepare)?
+    } else {
+        prepare::Prepared::unchanged(bytes)
+    };
+    log_memory("prepared");
+    let run_inspection = if prepared.changes.is_empty() {
+        inspection
+    } else {
+        &inspect::inspect(&prepared.bytes).map_err(|e| ModelErrorKind::Prepare(e.into()))?
+    };
+    // A side declared quantized that tract now sees as float is converted per frame.
+    let lowered_side = |declared: &TensorInfo, run: &TensorInfo| {
+        (declared.elem.is_quantized() && run.elem == ElemType::F32)
+            .then_some(declared.quant)
+            .flatten()
+            .map(|q| (declared.elem, q))
+    };
+    let lowered = Lowered {
+        input: lowered_side(&inspection.inputs[0], &run_inspection.inputs[0]).map(|(_, q)| q),
+        output: lowered_side(&inspection.outputs[0], &run_inspection.outputs[0]),
+    };
+    if let Some(refusal) = run_inspection.refusal() {
+        return Err(ModelErrorKind::Refused(refusal));
+    }
+    let prepare::Prepared {
+        bytes: run_bytes,
+        changes,
+        fake_quant,
+    } = prepared;
+    let plan = contain::catch(|| -> TractResult<_> {
+        let mut model = tract_tflite::tflite().model_for_read(&mut Handover::new(run_bytes))?;
+        log_memory("translated by tract");
+        fake_quant::insert(&mut model, &fake_quant)?;
+        let model = model.into_optimized()?;
+        log_memory("optimized");
+        model.into_runnable_with_options(run_options)
+    })
+    .map_err(ModelErrorKind::Panic)?
+    .map_err(|e| ModelErrorKind::Tract(first_line(&e)))?;
+    Ok((plan, lowered, changes))
 }
 
 /// Logs resident memory after a step of [`Engine::load`] (`SCENED_LOG=scened_pipeline=debug`):

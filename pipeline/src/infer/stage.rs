@@ -11,7 +11,9 @@ use crate::stage::{Stage, StageError};
 
 /// The model run when the config names none, relative to the current directory (scened runs
 /// from the repository root).
-pub const DEFAULT_MODEL: &str = "models/efficientnet_lite0.fp32.tflite";
+/// The int8 model: scened runs it on int8 kernels, faster and in less memory than the float one
+/// (`docs/inference.md`).
+pub const DEFAULT_MODEL: &str = "models/efficientnet_lite0.int8.tflite";
 /// One thread per inference leaves the other cores to capture and resize.
 pub const DEFAULT_THREADS: usize = 1;
 
@@ -51,6 +53,7 @@ impl InferConfig {
             &EngineOptions {
                 threads: self.threads,
                 labels: self.labels.clone(),
+                ..Default::default()
             },
         )
     }
