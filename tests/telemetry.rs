@@ -9,11 +9,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use scened_pipeline::metrics;
 use serde_json::Value;
 
+use crate::mqtt::Broker;
+use crate::run::write_config;
 use crate::util::*;
 
 /// The synthetic source's frame rate in these runs: far more than inference takes on any
@@ -36,7 +38,7 @@ fn http(method: &str, addr: SocketAddr, path: &str) -> (u16, String) {
     (code, body.to_owned())
 }
 
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     http("GET", addr, path)
 }
 
@@ -49,18 +51,6 @@ fn percent_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// Polls `done` every 200 ms until it gives a value; a timeout fails with `what`.
-fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = done() {
-            return value;
-        }
-        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// A `scened run` serving telemetry on a free port, stopped with SIGTERM on drop.
@@ -178,13 +168,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// Every `expr` of the dashboard, with Grafana's variables as Grafana would fill them in.
 fn dashboard_exprs() -> Vec<String> {
     let text = std::fs::read_to_string(repo().join("grafana/dashboards/scened.json")).unwrap();
@@ -246,7 +229,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 #[test]
 fn every_metric_a_panel_or_alert_uses_is_named_in_the_metrics_module() {
     let exprs: Vec<String> = dashboard_exprs().into_iter().chain(alert_exprs()).collect();
-    assert_eq!(alert_exprs().len(), 8);
+    assert_eq!(alert_exprs().len(), 9);
     let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
     let unknown: Vec<&String> = used
         .iter()
@@ -270,7 +253,20 @@ fn every_metric_a_panel_or_alert_uses_is_named_in_the_metrics_module() {
 
 #[test]
 fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_data() {
-    let daemon = Daemon::start(&["run", "--source", "synthetic", "--fps", OVERLOAD_FPS]);
+    let dir = tmp_dir("prometheus");
+    // Publishing to a broker, so that the MQTT series exist too.
+    let broker = Broker::start(&dir);
+    let mqtt = format!("[output.mqtt]\nbroker = \"{}\"", broker.url());
+    let config = write_config(&dir, "mqtt.toml", &mqtt);
+    let daemon = Daemon::start(&[
+        "run",
+        "--config",
+        &config,
+        "--source",
+        "synthetic",
+        "--fps",
+        OVERLOAD_FPS,
+    ]);
 
     // The endpoints, as an orchestrator and a person would use them.
     assert_eq!(get(daemon.addr, "/healthz"), (200, "ok\n".into()));
@@ -323,7 +319,6 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_
     }
     assert!(scrape.contains("scened_stage_duration_seconds_bucket{stage=\"infer\",le=\"0.0333\"}"));
 
-    let dir = tmp_dir("prometheus");
     let prometheus = Prometheus::start(daemon.addr, &dir);
     // Enough scrapes for every rate(), and the rules evaluated at least once after them.
     eventually("five scrapes of scened", || {
