@@ -29,7 +29,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             });
             ControlFlow::Continue(())
         })?
-        .report;
+        .report
+        .pipeline;
     let seconds = began.elapsed().as_secs_f64();
     let rss = sampler.finish();
     app::no_failed_stage(&report)?;

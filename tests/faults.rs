@@ -431,7 +431,7 @@ fn a_live_feed_that_pauses_is_reopened_and_the_run_goes_on() {
     );
     let child = scened_command(&["run", "--config", arg(&config), "--no-telemetry"])
         .env("SCENED_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -461,4 +461,26 @@ fn a_live_feed_that_pauses_is_reopened_and_the_run_goes_on() {
     // Every frame before the pause, and all but what the given-up reader took after it.
     let read: usize = capture.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(read >= 2 * EACH - 2, "{read} frames read\n{err}");
+    // The event stream says it too: lost, then back, between the labels.
+    let lines = json_lines(&out.stdout);
+    let kinds: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    let lost = kinds
+        .iter()
+        .position(|&k| k == "source_lost")
+        .expect("source_lost");
+    let back = kinds
+        .iter()
+        .position(|&k| k == "source_back")
+        .expect("source_back");
+    assert!(lost < back, "{kinds:?}");
+    let source = format!("clip {}", dir.join("feed.mjpeg").display());
+    assert_eq!(lines[lost]["source"], source.as_str());
+    assert!(lines[lost]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no frame within"));
+    assert_eq!(lines[back]["reconnects"], 1);
+    assert!(lines[back]["down_ms"].as_u64().unwrap() > 0);
+    assert_eq!(kinds.first(), Some(&"started"));
+    assert_eq!(kinds.last(), Some(&"stopped"));
 }

@@ -62,7 +62,10 @@ pub(crate) fn demo_clip(edges: EdgesConfig) -> Config {
             ..InferConfig::default()
         },
         edges,
-        output: OutputConfig { every_frame: true },
+        output: OutputConfig {
+            every_frame: true,
+            ..OutputConfig::default()
+        },
         ..Config::default()
     }
 }
@@ -546,6 +549,40 @@ fn a_bad_config_is_one_line_naming_the_file_and_the_key() {
             "no-workers.toml",
             "[infer]\nworkers = 0",
             "infer.workers must be 1 to 64 or \"auto\", got 0",
+        ),
+        (
+            "mqtt-url.toml",
+            "[output.mqtt]\nbroker = \"localhost:1883\"",
+            "output.mqtt.broker must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], \
+             got \"localhost:1883\"",
+        ),
+        (
+            "mqtt-no-broker.toml",
+            "[output.mqtt]\nqos = 1",
+            "output.mqtt: line 1: missing field `broker`",
+        ),
+        (
+            "mqtt-qos.toml",
+            "[output.mqtt]\nbroker = \"mqtt://h\"\nqos = 2",
+            "output.mqtt.qos must be 0 or 1, got 2",
+        ),
+        (
+            "mqtt-keep-alive.toml",
+            "[output.mqtt]\nbroker = \"mqtt://h\"\nkeep_alive_seconds = 0",
+            "output.mqtt.keep_alive_seconds must be 1 to 65535, got 0",
+        ),
+        (
+            "mqtt-password.toml",
+            "[output.mqtt]\nbroker = \"mqtt://h\"\nusername = \"u\"\n\
+             password_env = \"SCENED_TEST_UNSET_MQTT_PASSWORD\"",
+            "output.mqtt.password_env: the environment variable \
+             SCENED_TEST_UNSET_MQTT_PASSWORD is not set",
+        ),
+        (
+            "mqtt-camera.toml",
+            "[telemetry]\ncamera = \"front/door\"\n[output.mqtt]\nbroker = \"mqtt://h\"",
+            "telemetry.camera must be one topic level (no /, + or #) for MQTT, not empty, \
+             got \"front/door\"",
         ),
         (
             "min-score.toml",

@@ -9,11 +9,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use scened_pipeline::metrics;
 use serde_json::Value;
 
+use crate::mqtt::Broker;
+use crate::run::write_config;
 use crate::util::*;
 
 /// The synthetic source's frame rate in these runs: far more than inference takes on any
@@ -36,7 +38,7 @@ fn http(method: &str, addr: SocketAddr, path: &str) -> (u16, String) {
     (code, body.to_owned())
 }
 
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     http("GET", addr, path)
 }
 
@@ -49,18 +51,6 @@ fn percent_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// Polls `done` every 200 ms until it gives a value; a timeout fails with `what`.
-fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = done() {
-            return value;
-        }
-        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// A `scened run` serving telemetry on a free port, stopped with SIGTERM on drop.
@@ -178,13 +168,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// Every `expr` of the dashboard, with Grafana's variables as Grafana would fill them in.
 fn dashboard_exprs() -> Vec<String> {
     let text = std::fs::read_to_string(repo().join("grafana/dashboards/scened.json")).unwrap();
@@ -270,9 +253,16 @@ fn every_metric_a_panel_or_alert_uses_is_named_in_the_metrics_module() {
 
 #[test]
 fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_data() {
-    // Two inference workers: the per-worker series and panels have data too.
+    let dir = tmp_dir("prometheus");
+    // Two inference workers and a broker to publish to, so that the per-worker and the MQTT
+    // series and panels have data too.
+    let broker = Broker::start(&dir);
+    let mqtt = format!("[output.mqtt]\nbroker = \"{}\"", broker.url());
+    let config = write_config(&dir, "mqtt.toml", &mqtt);
     let daemon = Daemon::start(&[
         "run",
+        "--config",
+        &config,
         "--source",
         "synthetic",
         "--fps",
@@ -344,7 +334,6 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_
         assert!(scrape.contains(&bucket), "{bucket} missing from the scrape");
     }
 
-    let dir = tmp_dir("prometheus");
     let prometheus = Prometheus::start(daemon.addr, &dir);
     // Enough scrapes for every rate(), and the rules evaluated at least once after them.
     eventually("five scrapes of scened", || {

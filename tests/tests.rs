@@ -10,6 +10,7 @@ mod faults;
 mod int8_ops;
 mod labels;
 mod memory;
+mod mqtt;
 mod run;
 mod setup;
 mod telemetry;

@@ -1,5 +1,6 @@
 //! Paths to the committed models and test data, and a runner for the `scened` binary.
 
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
 use std::thread;
@@ -117,6 +118,26 @@ pub fn assert_every_frame_accounted_for(report: &PipelineReport, delivered: usiz
     let dropped: u64 = edges(report).iter().map(|e| e.dropped.total()).sum();
     let errored: u64 = report.stages.iter().map(|s| s.errors).sum();
     assert_eq!(made, delivered as u64 + dropped + errored, "{report}");
+}
+
+/// Polls `done` every 100 ms until it gives a value; a timeout fails with `what`.
+pub fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = done() {
+            return value;
+        }
+        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A loopback address with a port free a moment ago, for a server a test starts.
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// Waits for the child to exit; a hang fails the test instead of stalling the run.

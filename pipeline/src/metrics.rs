@@ -51,6 +51,18 @@ pub const LABEL_INFO: &str = "scened_label_info";
 pub const MODEL_INFO: &str = "scened_model_info";
 /// Gauge, `{version}`: 1, carrying scened's version.
 pub const BUILD_INFO: &str = "scened_build_info";
+/// Gauge: 1 while connected to the MQTT broker, else 0. Every `scened_mqtt_` series exists
+/// only with `[output.mqtt]`.
+pub const MQTT_CONNECTED: &str = "scened_mqtt_connected";
+/// Counter: connections to the broker made, the first and each reconnection.
+pub const MQTT_CONNECTIONS_TOTAL: &str = "scened_mqtt_connections_total";
+/// Counter: connection attempts failed and connections lost.
+pub const MQTT_CONNECTION_ERRORS_TOTAL: &str = "scened_mqtt_connection_errors_total";
+/// Counter: events written to the broker (QoS 0) or acknowledged by it (QoS 1).
+pub const MQTT_EVENTS_PUBLISHED_TOTAL: &str = "scened_mqtt_events_published_total";
+/// Counter, `{reason}`: events that never reached the broker: `evicted` from the full outbox
+/// while it was away, `disconnected` when lost with a connection or unpublished at the stop.
+pub const MQTT_EVENTS_DROPPED_TOTAL: &str = "scened_mqtt_events_dropped_total";
 
 /// Process metrics, from `metrics-process` (spelled there; named here for the dashboards).
 /// Gauge: resident set size.
@@ -80,6 +92,11 @@ pub const ALL: &[&str] = &[
     LABEL_INFO,
     MODEL_INFO,
     BUILD_INFO,
+    MQTT_CONNECTED,
+    MQTT_CONNECTIONS_TOTAL,
+    MQTT_CONNECTION_ERRORS_TOTAL,
+    MQTT_EVENTS_PUBLISHED_TOTAL,
+    MQTT_EVENTS_DROPPED_TOTAL,
     PROCESS_RESIDENT_MEMORY_BYTES,
     PROCESS_CPU_SECONDS_TOTAL,
     PROCESS_THREADS,
@@ -171,6 +188,27 @@ pub fn describe() {
     describe_gauge!(LABEL_INFO, "1 for the current smoothed label, else 0");
     describe_gauge!(MODEL_INFO, "1 for the model being run");
     describe_gauge!(BUILD_INFO, "1, labelled with scened's version");
+    describe_gauge!(MQTT_CONNECTED, "1 while connected to the MQTT broker");
+    describe_counter!(
+        MQTT_CONNECTIONS_TOTAL,
+        Unit::Count,
+        "Connections to the MQTT broker made"
+    );
+    describe_counter!(
+        MQTT_CONNECTION_ERRORS_TOTAL,
+        Unit::Count,
+        "MQTT connection attempts failed and connections lost"
+    );
+    describe_counter!(
+        MQTT_EVENTS_PUBLISHED_TOTAL,
+        Unit::Count,
+        "Events published to the MQTT broker"
+    );
+    describe_counter!(
+        MQTT_EVENTS_DROPPED_TOTAL,
+        Unit::Count,
+        "Events that never reached the MQTT broker, by reason"
+    );
 }
 
 /// Marks scened's version.

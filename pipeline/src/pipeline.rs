@@ -21,6 +21,7 @@ use crate::infer::stage::InferStage;
 use crate::infer::{Engine, InferError, ModelError};
 use crate::labels::{LabelsError, Names};
 use crate::metrics;
+use crate::mqtt::MqttConfig;
 use crate::queue::{EdgeConfig, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
 use crate::resize::ResizeStage;
 use crate::rss;
@@ -109,12 +110,14 @@ impl Default for StopConfig {
     }
 }
 
-/// Which smoothed labels reach the sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// Which smoothed labels reach the sink, and where the events go besides stdout.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
     /// Every frame's label, not only changes.
     pub every_frame: bool,
+    /// The event stream to an MQTT broker; off without the table.
+    pub mqtt: Option<MqttConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -311,6 +314,14 @@ impl Pipeline {
         let (to_smooth, smooth_in) = edges.smooth;
         let (to_sink, sink_in) = edges.sink;
         let sink_watch = sink_in.watch();
+        let model = engine
+            .path()
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let dtype = engine.inspection().precision().name();
+        // Before the source starts, so that every frame's label comes after it.
+        events.publish(Event::started(&model, &dtype, source_name, &camera));
         let mut handles = Vec::with_capacity(3 + infer.len());
         let started = (|| {
             handles.push(spawn_source(
@@ -353,22 +364,16 @@ impl Pipeline {
                 shutdown.trigger();
                 drop(sink_in);
                 PipelineReport::join(handles);
+                events.close();
                 return Err(error);
             }
         };
-        let model = engine
-            .path()
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy();
-        let dtype = engine.inspection().precision().name();
         metrics::record_run(&model, &dtype, deadline);
         if let Some(status) = &status {
             status.started(&model, &dtype, names.clone());
             let watches = handles.iter().map(StageHandle::watch);
             status.workers(watches.filter(|watch| watch.worker.is_some()).collect());
         }
-        events.publish(Event::started(&model, &dtype, source_name, &camera));
         let clock = WallClock::now();
         let mut latencies = LatencyMeter::new(deadline);
         // The label shown, for the metric to unmark when it changes.

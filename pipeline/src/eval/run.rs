@@ -184,7 +184,10 @@ fn end_to_end(
             smooth: block,
             sink: block,
         },
-        output: OutputConfig { every_frame: true },
+        output: OutputConfig {
+            every_frame: true,
+            ..OutputConfig::default()
+        },
         ..Config::default()
     };
     let pipeline = Pipeline::build(&config)?;
