@@ -1196,10 +1196,12 @@ mod tests {
                 "{policy:?} order: {seen:?}"
             );
             let dropped = report.stages[1].input.as_ref().expect("work input").dropped;
-            let slow = &report.stages[1].workers[0];
-            assert!(slow.frames_out > 0, "{report}");
             match policy {
                 WhenFull::Block => {
+                    // Only a blocking queue waits for the slow worker to be scheduled: a
+                    // dropping one may shed the whole burst before its thread first runs.
+                    let slow = &report.stages[1].workers[0];
+                    assert!(slow.frames_out > 0, "{report}");
                     assert_eq!(seen, (0..FRAMES).collect::<Vec<_>>());
                     assert_eq!(dropped.total(), 0);
                 }
