@@ -56,7 +56,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 /// A run whose stage failed is an error naming the stage.
 pub fn no_failed_stage(report: &PipelineReport) -> anyhow::Result<()> {
     match report.failure() {
-        Some(failed) => anyhow::bail!("stage {} {}", failed.name, failed.stop),
+        Some(failed) => anyhow::bail!("stage {} {}", failed.title(), failed.stop),
         None => Ok(()),
     }
 }
@@ -114,6 +114,10 @@ impl Started {
             phase,
             printer: None,
         })
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        self.daemon.pipeline()
     }
 
     /// Prints the event stream on stdout, a JSON object a line, until the run is over. A

@@ -229,7 +229,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 #[test]
 fn every_metric_a_panel_or_alert_uses_is_named_in_the_metrics_module() {
     let exprs: Vec<String> = dashboard_exprs().into_iter().chain(alert_exprs()).collect();
-    assert_eq!(alert_exprs().len(), 9);
+    assert_eq!(alert_exprs().len(), 10);
     let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
     let unknown: Vec<&String> = used
         .iter()
@@ -254,7 +254,8 @@ fn every_metric_a_panel_or_alert_uses_is_named_in_the_metrics_module() {
 #[test]
 fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_data() {
     let dir = tmp_dir("prometheus");
-    // Publishing to a broker, so that the MQTT series exist too.
+    // Two inference workers and a broker to publish to, so that the per-worker and the MQTT
+    // series and panels have data too.
     let broker = Broker::start(&dir);
     let mqtt = format!("[output.mqtt]\nbroker = \"{}\"", broker.url());
     let config = write_config(&dir, "mqtt.toml", &mqtt);
@@ -266,6 +267,8 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_
         "synthetic",
         "--fps",
         OVERLOAD_FPS,
+        "--workers",
+        "2",
     ]);
 
     // The endpoints, as an orchestrator and a person would use them.
@@ -285,6 +288,13 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_
         status["last_latency_ms"].as_f64().unwrap() > 0.0,
         "{status}"
     );
+    let workers = status["workers"].as_array().unwrap();
+    let numbers: Vec<&Value> = workers.iter().map(|w| &w["worker"]).collect();
+    assert_eq!(numbers, [0, 1], "{status}");
+    for worker in workers {
+        assert!(worker["frames"].as_u64().unwrap() > 0, "{status}");
+        assert_eq!(worker["errors"], 0, "{status}");
+    }
     assert_eq!(http("POST", daemon.addr, "/metrics").0, 405);
     assert_eq!(get(daemon.addr, "/admin").0, 404);
 
@@ -317,7 +327,12 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_
             "{name} missing from the scrape"
         );
     }
-    assert!(scrape.contains("scened_stage_duration_seconds_bucket{stage=\"infer\",le=\"0.0333\"}"));
+    for worker in ["0", "1"] {
+        let bucket = format!(
+            "scened_stage_duration_seconds_bucket{{stage=\"infer\",worker=\"{worker}\",le=\"0.0333\"}}"
+        );
+        assert!(scrape.contains(&bucket), "{bucket} missing from the scrape");
+    }
 
     let prometheus = Prometheus::start(daemon.addr, &dir);
     // Enough scrapes for every rate(), and the rules evaluated at least once after them.
@@ -367,15 +382,11 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_
             "{name} does not fire on an overloaded daemon: {expr}"
         );
     }
-    // Nothing fails on frames, so this one stays quiet.
-    assert!(prometheus
-        .query(
-            &alert_exprs()
-                .into_iter()
-                .find(|e| e.contains("frame_errors"))
-                .unwrap()
-        )
-        .is_empty());
+    // Nothing fails on frames and no stage fails, so these stay quiet.
+    for quiet in ["frame_errors", "stage_failures"] {
+        let expr = alert_exprs().into_iter().find(|e| e.contains(quiet));
+        assert!(prometheus.query(&expr.unwrap()).is_empty(), "{quiet}");
+    }
 
     drop(prometheus);
     daemon.stop();

@@ -174,6 +174,31 @@ pub fn signal(child: &Child, signal: libc::c_int) {
     assert_eq!(sent, 0, "kill failed");
 }
 
+/// `report` (the text on stderr) shows every stage after the source, and each of `workers`
+/// inference workers' rows when there are several, stopped after draining its input.
+#[track_caller]
+pub fn assert_drained(report: &str, workers: &str) {
+    for stage in ["resize", "infer", "smooth"] {
+        let row = report.lines().find(|l| l.starts_with(stage)).unwrap();
+        assert!(row.ends_with("input closed"), "drained: {row}");
+    }
+    // One worker's row would repeat the stage's; several are shown, each drained.
+    let rows: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with(" worker "))
+        .collect();
+    let shown = if workers == "1" {
+        0
+    } else {
+        workers.parse().unwrap()
+    };
+    assert_eq!(rows.len(), shown, "{report}");
+    assert!(
+        rows.iter().all(|row| row.ends_with("input closed")),
+        "drained: {report}"
+    );
+}
+
 /// A header bomb: a committed photo whose frame header is made to claim 65535x65535 pixels
 /// (a decoder believing it allocates 12 GiB).
 pub fn jpeg_bomb() -> Vec<u8> {

@@ -113,6 +113,7 @@ impl Config {
     /// work. The pipeline's `build()` steps check their own parts again as they build them.
     pub fn check(&self) -> Result<(), Invalid> {
         self.source.check()?;
+        self.infer.check()?;
         self.resize.check()?;
         self.smooth.check()?;
         self.labels.check()?;
@@ -382,7 +383,15 @@ mod tests {
             ),
             (
                 "[infer]\nmodle = \"m.tflite\"",
-                "infer.modle: line 2: unknown field `modle`, expected one of `model`, `threads`, `labels`",
+                "infer.modle: line 2: unknown field `modle`, expected one of `model`, `threads`, `labels`, `workers`",
+            ),
+            (
+                "[infer]\nworkers = \"all\"",
+                "infer.workers: line 2: invalid value: string \"all\", expected a number of workers or \"auto\"",
+            ),
+            (
+                "[infer]\nworkers = -2",
+                "infer.workers: line 2: invalid value: integer `-2`, expected a number of workers or \"auto\"",
             ),
             (
                 "[edges.sink]\ncapacity = 2\nwhen_full = \"drop_all\"",

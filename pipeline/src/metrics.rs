@@ -6,7 +6,9 @@
 //!
 //! Labels: `stage` is a stage's name (`capture`, `resize`, `infer`, `smooth`); `queue` is an
 //! edge's name, which is the name of the stage it feeds (`sink` for the last one); a drop's
-//! `stage` is the edge's name too, since frames dropped there never reached that stage.
+//! `stage` is the edge's name too, since frames dropped there never reached that stage. A stage
+//! run as several workers (inference, `[infer] workers`) adds `worker` (`0`, `1`, …) to its
+//! `{stage}` series, so `sum by (stage)` still reads the stage as a whole.
 
 use std::time::Duration;
 
@@ -102,6 +104,8 @@ pub const ALL: &[&str] = &[
 
 /// Label key: a stage's name.
 pub const STAGE: &str = "stage";
+/// Label key: which of a stage's workers, from 0.
+pub const WORKER: &str = "worker";
 /// Label key: why an item was dropped ([`crate::queue::DropReason::as_str`]).
 pub const REASON: &str = "reason";
 /// Label key: an edge's name.

@@ -6,7 +6,7 @@
 //! | `/metrics` | every metric in [`crate::metrics`] and the process's, Prometheus text format |
 //! | `/healthz` | 200 while the process serves requests |
 //! | `/readyz` | 200 once the model is loaded and while labels keep coming; else 503 and why |
-//! | `/status` | JSON: model, current label, its class and score, the top five, fps, last latency |
+//! | `/status` | JSON: model, label, its class and score, top five, fps, latency, the workers |
 //!
 //! Nothing served changes state: GET and HEAD only, and the address is loopback unless the
 //! config says otherwise. The recorder is built here rather than by the exporter's own listener
@@ -28,6 +28,7 @@ use tracing::{debug, warn};
 use crate::config::Invalid;
 use crate::labels::Names;
 use crate::metrics;
+use crate::runner::StageWatch;
 use crate::smooth::Smoothed;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
@@ -283,6 +284,8 @@ struct Live {
     first_at: Option<Instant>,
     /// When each label of the last [`FPS_WINDOW`] came out.
     recent: VecDeque<Instant>,
+    /// The inference workers, while they run.
+    workers: Vec<StageWatch>,
 }
 
 #[derive(Debug)]
@@ -338,6 +341,20 @@ pub struct Status {
     pub last_latency_ms: Option<f64>,
     /// Since the last label came out.
     pub last_label_age_ms: Option<f64>,
+    /// The inference workers, in worker order.
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// One inference worker in `/status`.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct WorkerStatus {
+    pub worker: usize,
+    /// Frames it has run the model on.
+    pub frames: u64,
+    /// Frames it failed on.
+    pub errors: u64,
+    /// How long it has been on its current frame; `None` while it waits for one.
+    pub busy_ms: Option<f64>,
 }
 
 /// One of `/status`'s `top`.
@@ -371,6 +388,11 @@ impl LiveStatus {
     /// The pipeline has stopped; no more labels will come.
     pub fn stopped(&self) {
         self.live().stopped = true;
+    }
+
+    /// The inference workers are running: `/status` shows their counts live.
+    pub fn workers(&self, workers: Vec<StageWatch>) {
+        self.live().workers = workers;
     }
 
     /// A frame's smoothed label came out at `at`, `latency` after its capture. Kept as
@@ -459,6 +481,16 @@ impl LiveStatus {
                 .last
                 .as_ref()
                 .map(|last| ms(now.saturating_duration_since(last.at))),
+            workers: live
+                .workers
+                .iter()
+                .map(|watch| WorkerStatus {
+                    worker: watch.worker.unwrap_or(0),
+                    frames: watch.frames(),
+                    errors: watch.errors(),
+                    busy_ms: watch.busy_for(now).map(ms),
+                })
+                .collect(),
         }
     }
 }

@@ -176,7 +176,7 @@ fn end_to_end(
         infer: InferConfig {
             model: Some(model.to_owned()),
             threads,
-            labels: None,
+            ..InferConfig::default()
         },
         edges: EdgesConfig {
             resize: block,
