@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use scened_pipeline::config::Config;
-use scened_pipeline::daemon::Daemon;
+use scened_pipeline::daemon::{Daemon, DaemonReport};
 use scened_pipeline::events::{self, Subscriber};
 use scened_pipeline::pipeline::{LabelEvent, Pipeline};
 use scened_pipeline::rss;
@@ -42,8 +42,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })?;
     started.print_events()?;
     let Finished { report, printed } = started.run(|_| ControlFlow::Continue(()))?;
-    eprint!("{report}");
+    eprint!("{}", report.pipeline);
     eprintln!("peak RSS {:.1} MiB", rss::mib(rss::peak_bytes()));
+    if let Some(mqtt) = &report.mqtt {
+        eprint!("{mqtt}");
+    }
+    let report = report.pipeline;
     printed.context("cannot write to stdout")?;
     no_failed_stage(&report)?;
     Ok(ExitCode::SUCCESS)
@@ -52,7 +56,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 /// A run whose stage failed is an error naming the stage.
 pub fn no_failed_stage(report: &PipelineReport) -> anyhow::Result<()> {
     match report.failure() {
-        Some(failed) => anyhow::bail!("stage {} {}", failed.name, failed.stop),
+        Some(failed) => anyhow::bail!("stage {} {}", failed.title(), failed.stop),
         None => Ok(()),
     }
 }
@@ -60,6 +64,9 @@ pub fn no_failed_stage(report: &PipelineReport) -> anyhow::Result<()> {
 pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     in_file(config.check(), Some(path))?;
+    if let Some(mqtt) = &config.output.mqtt {
+        in_file(mqtt.build(config.telemetry.camera_name()), Some(path))?;
+    }
     in_file(Pipeline::build(&config), Some(path))?;
     println!("{}: ok", path.display());
     Ok(ExitCode::SUCCESS)
@@ -77,7 +84,7 @@ pub struct Started {
 
 /// A run that is over: its report, and whether stdout took every event line.
 pub struct Finished {
-    pub report: PipelineReport,
+    pub report: DaemonReport,
     pub printed: io::Result<()>,
 }
 
@@ -107,6 +114,10 @@ impl Started {
             phase,
             printer: None,
         })
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        self.daemon.pipeline()
     }
 
     /// Prints the event stream on stdout, a JSON object a line, until the run is over. A

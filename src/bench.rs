@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use scened_pipeline::bench::{BenchSummary, LatencyLog, LatencySample, RssSampler};
+use scened_pipeline::bench::{BenchSetup, BenchSummary, LatencyLog, LatencySample, RssSampler};
 
 use crate::app::{self, Started};
 use crate::cli::BenchArgs;
@@ -17,6 +17,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let started = Started::start(&args.pipeline, |config| config.output.every_frame = true)?;
     let bench = started.config.bench;
     let every = bench.check()?;
+    let setup = BenchSetup::new(&started.config, started.pipeline());
     let sampler = RssSampler::start(every).context("cannot start the memory sampler")?;
     let began = Instant::now();
     let mut latencies = LatencyLog::new();
@@ -28,12 +29,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             });
             ControlFlow::Continue(())
         })?
-        .report;
+        .report
+        .pipeline;
     let seconds = began.elapsed().as_secs_f64();
     let rss = sampler.finish();
     app::no_failed_stage(&report)?;
 
-    let summary = BenchSummary::new(&report, latencies.samples(), &rss, seconds, &bench);
+    let summary = BenchSummary::new(setup, &report, latencies.samples(), &rss, seconds, &bench);
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use scened_pipeline::infer::stage::Workers;
 use scened_pipeline::source::camera::choice::Selector;
 
 /// scened: label camera scenes in real time with a TFLite classifier run by tract.
@@ -72,6 +73,10 @@ pub struct PipelineArgs {
     /// The .tflite model, overriding the config's.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Inference workers (1 to 64, or auto: the cores minus one), overriding the config's
+    /// [infer] workers.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<Workers>,
     /// Stop after this many frames.
     #[arg(long)]
     pub frames: Option<u64>,

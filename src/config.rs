@@ -27,6 +27,9 @@ pub fn for_args(args: &PipelineArgs) -> anyhow::Result<Config> {
     if let Some(model) = &args.model {
         config.infer.model = Some(model.clone());
     }
+    if let Some(workers) = args.workers {
+        config.infer.workers = workers;
+    }
     if let Some(frames) = args.frames {
         config.stop.after_frames = Some(frames);
     }
@@ -101,6 +104,7 @@ fn set_fps(source: &mut SourceConfig, fps: f64) {
 mod tests {
     use std::path::Path;
 
+    use scened_pipeline::infer::stage::Workers;
     use scened_pipeline::queue::WhenFull;
     use scened_pipeline::smooth::SmoothConfig;
 
@@ -134,6 +138,8 @@ mod tests {
             "2.5",
             "--fps",
             "30",
+            "--workers",
+            "3",
         ]);
         let config = for_args(&args.pipeline).unwrap();
         let replay = Config::load(&repo().join("config/replay.toml")).unwrap();
@@ -148,6 +154,7 @@ mod tests {
         };
         assert_eq!(clip.looping, replayed.looping);
         assert_eq!(config.infer.model(), Path::new("m.tflite"));
+        assert_eq!(config.infer.workers, Workers::Count(3));
         assert_eq!(config.stop.after_frames, Some(7));
         assert_eq!(config.stop.after_seconds, Some(2.5));
         assert_eq!(config.edges, replay.edges);

@@ -37,7 +37,8 @@ fn thresholds_judge_what_was_measured_and_fail_what_was_not() {
     let dir = tmp_dir("bench-verdict");
     let generous = write_config(&dir, "generous.toml", &short_run(GENEROUS));
     // Without telemetry, stderr holds nothing but the error.
-    let out = scened(&["bench", "--config", &generous, "--json", "--no-telemetry"]);
+    let args = ["--json", "--no-telemetry", "--workers", "2"];
+    let out = scened(&[&["bench", "--config", &generous][..], &args].concat());
     assert_one_line_error(
         &out,
         "bench failed: max_rss_slope_mb_per_h (thresholds from [bench])",
@@ -45,6 +46,19 @@ fn thresholds_judge_what_was_measured_and_fail_what_was_not() {
     let s = summary(&out);
     assert_eq!(s["pass"], false);
     assert_eq!(s["frames"], 60);
+    // What ran, as configured and as overridden.
+    let setup = &s["setup"];
+    assert_eq!(setup["model"], "efficientnet_lite0.fp32.tflite", "{setup}");
+    assert_eq!(setup["dtype"], "float32", "{setup}");
+    assert_eq!(setup["workers"], 2, "{setup}");
+    assert_eq!(setup["source"]["kind"], "clip", "{setup}");
+    assert_eq!(setup["edges"]["infer"]["when_full"], "block", "{setup}");
+    let infer = &s["stages"][2];
+    let workers = infer["workers"].as_array().unwrap();
+    let numbers: Vec<&Value> = workers.iter().map(|w| &w["worker"]).collect();
+    assert_eq!(numbers, [0, 1], "{infer}");
+    let worker_frames = workers.iter().map(|w| w["frames_in"].as_u64().unwrap());
+    assert_eq!(worker_frames.sum::<u64>(), 60, "{infer}");
     assert!(s["fps"].as_f64().unwrap() > 0.0);
     let stages: Vec<&str> = s["stages"]
         .as_array()
@@ -86,6 +100,9 @@ fn thresholds_judge_what_was_measured_and_fail_what_was_not() {
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "stage ",
+        "setup: efficientnet_lite0.fp32.tflite (float32), 1 inference worker(s) × 1 tract \
+         thread(s), source clip as fast as it goes, queues resize 2 block / infer 2 block / \
+         smooth 4 block / sink 16 block",
         "capture-to-label latency: p50 ",
         "throughput ",
         "20 labels",

@@ -288,8 +288,9 @@ fn a_signal_during_the_model_load_exits_at_once() {
 }
 
 /// Synthetic frames as fast as they come, every queue of one and blocking, every label
-/// printed: the source outruns inference, so the queues are full whenever a signal lands.
-fn blocking_run(dir: &Path) -> Child {
+/// printed, `workers` inference workers: the source outruns inference, so the queues are full
+/// whenever a signal lands.
+fn blocking_run(dir: &Path, workers: &str) -> Child {
     let config = write_file(
         dir,
         "blocking.toml",
@@ -300,7 +301,7 @@ fn blocking_run(dir: &Path) -> Child {
          [edges.sink]\ncapacity = 1\nwhen_full = \"block\"\n\
          [output]\nevery_frame = true",
     );
-    scened_command(&["run", "--config", arg(&config)])
+    scened_command(&["run", "--config", arg(&config), "--workers", workers])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -344,35 +345,35 @@ fn stop_reading(stdout: &ChildStdout) {
     thread::sleep(Duration::from_millis(200));
 }
 
+/// With one inference worker and with two: every worker drains its frame within the limit.
 #[test]
 fn a_signal_with_full_queues_drains_and_exits_zero() {
-    let mut child = blocking_run(&tmp_dir("full-queues"));
-    let stdout = child.stdout.take().unwrap();
-    let (first, got_first) = mpsc::channel();
-    let reader = thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let _ = first.send(lines.next());
-        lines.count()
-    });
-    got_first.recv_timeout(PATIENCE).expect("a first label");
-    thread::sleep(Duration::from_millis(200));
-    let signalled = Instant::now();
-    signal(&child, libc::SIGTERM);
-    let (status, took) = wait_timed(&mut child, signalled);
-    let report = stderr_of(&mut child);
-    reader.join().unwrap();
-    assert!(took < STOP_WITHIN, "took {took:?}: {report}");
-    assert_eq!(status.code(), Some(0), "{report}");
-    for stage in ["resize", "infer", "smooth"] {
-        let row = report.lines().find(|l| l.starts_with(stage)).unwrap();
-        assert!(row.ends_with("input closed"), "drained: {row}");
+    for workers in ["1", "2"] {
+        let mut child = blocking_run(&tmp_dir("full-queues"), workers);
+        let stdout = child.stdout.take().unwrap();
+        let (first, got_first) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = first.send(lines.next());
+            lines.count()
+        });
+        got_first.recv_timeout(PATIENCE).expect("a first label");
+        thread::sleep(Duration::from_millis(200));
+        let signalled = Instant::now();
+        signal(&child, libc::SIGTERM);
+        let (status, took) = wait_timed(&mut child, signalled);
+        let report = stderr_of(&mut child);
+        reader.join().unwrap();
+        assert!(took < STOP_WITHIN, "took {took:?}: {report}");
+        assert_eq!(status.code(), Some(0), "{report}");
+        assert_drained(&report, workers);
     }
 }
 
 /// Signals a blocking run whose stdout reader is stuck, 50 ms apart; the process must be
 /// gone within a second of the first, exiting 130. Returns the last line of its stderr.
 fn signal_stuck_run(name: &str, signals: &[libc::c_int]) -> String {
-    let mut child = blocking_run(&tmp_dir(name));
+    let mut child = blocking_run(&tmp_dir(name), "1");
     let stdout = child.stdout.take().unwrap();
     stop_reading(&stdout);
     let signalled = Instant::now();
@@ -430,7 +431,7 @@ fn a_live_feed_that_pauses_is_reopened_and_the_run_goes_on() {
     );
     let child = scened_command(&["run", "--config", arg(&config), "--no-telemetry"])
         .env("SCENED_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -460,4 +461,26 @@ fn a_live_feed_that_pauses_is_reopened_and_the_run_goes_on() {
     // Every frame before the pause, and all but what the given-up reader took after it.
     let read: usize = capture.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(read >= 2 * EACH - 2, "{read} frames read\n{err}");
+    // The event stream says it too: lost, then back, between the labels.
+    let lines = json_lines(&out.stdout);
+    let kinds: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    let lost = kinds
+        .iter()
+        .position(|&k| k == "source_lost")
+        .expect("source_lost");
+    let back = kinds
+        .iter()
+        .position(|&k| k == "source_back")
+        .expect("source_back");
+    assert!(lost < back, "{kinds:?}");
+    let source = format!("clip {}", dir.join("feed.mjpeg").display());
+    assert_eq!(lines[lost]["source"], source.as_str());
+    assert!(lines[lost]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no frame within"));
+    assert_eq!(lines[back]["reconnects"], 1);
+    assert!(lines[back]["down_ms"].as_u64().unwrap() > 0);
+    assert_eq!(kinds.first(), Some(&"started"));
+    assert_eq!(kinds.last(), Some(&"stopped"));
 }

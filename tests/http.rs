@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::run::write_config;
-use crate::telemetry::{eventually, get, Daemon};
+use crate::telemetry::{get, Daemon};
 use crate::util::*;
 
 /// A response read to its end.

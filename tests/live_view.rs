@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::http::{exposed_daemon, request, scraped, Streaming, TOKEN};
 use crate::run::write_config;
-use crate::telemetry::{eventually, free_port, get, Daemon};
+use crate::telemetry::{get, Daemon};
 use crate::util::*;
 
 /// A synthetic source of this size, paced at 30 fps.

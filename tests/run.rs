@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use scened_pipeline::classify::Classifier;
 use scened_pipeline::config::Config;
 use scened_pipeline::events::{Event, Label, Subscriber};
-use scened_pipeline::infer::stage::{InferConfig, DEFAULT_MODEL};
+use scened_pipeline::infer::stage::{InferConfig, Workers, DEFAULT_MODEL};
 use scened_pipeline::infer::{top_k, EngineOptions};
 use scened_pipeline::pipeline::{EdgesConfig, LabelEvent, OutputConfig, Pipeline};
 use scened_pipeline::queue::{EdgeConfig, EdgeStats, WhenFull};
@@ -62,7 +62,10 @@ pub(crate) fn demo_clip(edges: EdgesConfig) -> Config {
             ..InferConfig::default()
         },
         edges,
-        output: OutputConfig { every_frame: true },
+        output: OutputConfig {
+            every_frame: true,
+            ..OutputConfig::default()
+        },
         ..Config::default()
     }
 }
@@ -225,12 +228,15 @@ fn an_images_folder_gets_each_photo_s_own_label() {
 
 /// The sink is the deliberately slow stage: on the first label it stops taking more until the
 /// source has made every frame. Only what fits in the queues and stages (at most one item per
-/// queue and one per stage) can still get through, so most frames must be dropped, each by
-/// the policy of the queue where it was.
+/// queue and one per stage, two per inference worker) can still get through, so most frames
+/// must be dropped, each by the policy of the queue where it was; with one inference worker
+/// or two.
 #[test]
 fn drop_policies_behave_as_declared_and_every_frame_is_accounted_for() {
-    for when_full in [WhenFull::Block, WhenFull::DropNewest, WhenFull::DropOldest] {
-        let config = demo_clip(every_edge(1, when_full));
+    let policies = [WhenFull::Block, WhenFull::DropNewest, WhenFull::DropOldest];
+    for (workers, when_full) in [1, 2].into_iter().flat_map(|n| policies.map(|p| (n, p))) {
+        let mut config = demo_clip(every_edge(1, when_full));
+        config.infer.workers = Workers::Count(workers);
         let pipeline = Pipeline::build(&config).unwrap();
         let capture_out = pipeline.edges()[0].clone();
         assert_eq!(capture_out.stats().name, "resize");
@@ -258,8 +264,9 @@ fn drop_policies_behave_as_declared_and_every_frame_is_accounted_for() {
         let queue_full = dropped(|e| e.dropped.queue_full);
         let evicted = dropped(|e| e.dropped.evicted);
         assert_eq!(dropped(|e| e.dropped.disconnected), 0, "{report}");
-        // Four queues of one and three stages holding one each, besides the first label.
-        let most_delivered = 1 + 4 + 3;
+        // Besides the first label: four queues of one, resize and smooth holding one each, and
+        // each worker one being run and one finished ahead of an earlier frame.
+        let most_delivered = 1 + 4 + 2 + 2 * workers;
         match when_full {
             WhenFull::Block => {
                 assert_eq!(frames, (0..CLIP_FRAMES).collect::<Vec<_>>());
@@ -397,11 +404,18 @@ fn a_duration_limit_ends_an_endless_source() {
     assert!(report.contains("end of stream"), "{report}");
 }
 
-/// Two runs of replay.toml label every frame the same, score for score.
+/// replay.toml labels every frame the same, score for score, run after run and with one
+/// inference worker or two: labels are back in frame order before smoothing.
 #[test]
-fn replaying_the_clip_twice_gives_identical_labels() {
-    let replay = || {
-        let out = scened(&["run", "--config", "config/replay.toml"]);
+fn replaying_the_clip_gives_identical_labels_with_one_worker_or_two() {
+    let replay = |workers: &str| {
+        let out = scened(&[
+            "run",
+            "--config",
+            "config/replay.toml",
+            "--workers",
+            workers,
+        ]);
         assert!(out.status.success(), "{}", stderr(&out));
         let lines = json_lines(&out.stdout);
         of_kind(&lines, "label")
@@ -409,16 +423,16 @@ fn replaying_the_clip_twice_gives_identical_labels() {
             .map(|l| (l["frame"].clone(), l["label"].clone(), l["score"].clone()))
             .collect::<Vec<_>>()
     };
-    let first = replay();
-    assert_eq!(first.len() as u64, CLIP_FRAMES);
-    assert_eq!(first, replay());
+    let one = replay("1");
+    assert_eq!(one.len() as u64, CLIP_FRAMES);
+    assert_eq!(one, replay("2"));
 }
 
 #[test]
 fn sigterm_and_sigint_drain_and_exit_zero_with_the_report() {
-    for (name, number) in [("TERM", libc::SIGTERM), ("INT", libc::SIGINT)] {
+    for (name, number, workers) in [("TERM", libc::SIGTERM, "1"), ("INT", libc::SIGINT, "2")] {
         // The synthetic pattern never ends: only the signal can stop this run.
-        let mut child = scened_command(&["run", "--source", "synthetic"])
+        let mut child = scened_command(&["run", "--source", "synthetic", "--workers", workers])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -448,10 +462,7 @@ fn sigterm_and_sigint_drain_and_exit_zero_with_the_report() {
             .find(|l| l.starts_with("capture"))
             .unwrap_or_else(|| panic!("no report after SIG{name}: {report}"));
         assert!(capture.ends_with("shutdown"), "{capture}");
-        for stage in ["resize", "infer", "smooth"] {
-            let row = report.lines().find(|l| l.starts_with(stage)).unwrap();
-            assert!(row.ends_with("input closed"), "drained: {row}");
-        }
+        assert_drained(&report, workers);
         assert!(report.contains("peak RSS"), "{report}");
     }
 }
@@ -543,6 +554,45 @@ fn a_bad_config_is_one_line_naming_the_file_and_the_key() {
             "connections.toml",
             "[telemetry]\nmax_connections = 0",
             "telemetry.max_connections must be 1 to 4096, got 0",
+        ),
+        (
+            "no-workers.toml",
+            "[infer]\nworkers = 0",
+            "infer.workers must be 1 to 64 or \"auto\", got 0",
+        ),
+        (
+            "mqtt-url.toml",
+            "[output.mqtt]\nbroker = \"localhost:1883\"",
+            "output.mqtt.broker must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], \
+             got \"localhost:1883\"",
+        ),
+        (
+            "mqtt-no-broker.toml",
+            "[output.mqtt]\nqos = 1",
+            "output.mqtt: line 1: missing field `broker`",
+        ),
+        (
+            "mqtt-qos.toml",
+            "[output.mqtt]\nbroker = \"mqtt://h\"\nqos = 2",
+            "output.mqtt.qos must be 0 or 1, got 2",
+        ),
+        (
+            "mqtt-keep-alive.toml",
+            "[output.mqtt]\nbroker = \"mqtt://h\"\nkeep_alive_seconds = 0",
+            "output.mqtt.keep_alive_seconds must be 1 to 65535, got 0",
+        ),
+        (
+            "mqtt-password.toml",
+            "[output.mqtt]\nbroker = \"mqtt://h\"\nusername = \"u\"\n\
+             password_env = \"SCENED_TEST_UNSET_MQTT_PASSWORD\"",
+            "output.mqtt.password_env: the environment variable \
+             SCENED_TEST_UNSET_MQTT_PASSWORD is not set",
+        ),
+        (
+            "mqtt-camera.toml",
+            "[telemetry]\ncamera = \"front/door\"\n[output.mqtt]\nbroker = \"mqtt://h\"",
+            "telemetry.camera must be one topic level (no /, + or #) for MQTT, not empty, \
+             got \"front/door\"",
         ),
         (
             "min-score.toml",

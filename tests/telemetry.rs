@@ -9,11 +9,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use scened_pipeline::metrics;
 use serde_json::Value;
 
+use crate::mqtt::Broker;
+use crate::run::write_config;
 use crate::util::*;
 
 /// The synthetic source's frame rate in these runs: far more than inference takes on any
@@ -42,18 +44,6 @@ fn percent_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// Polls `done` every 200 ms until it gives a value; a timeout fails with `what`.
-pub(crate) fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = done() {
-            return value;
-        }
-        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// A `scened run` serving telemetry on a free port, stopped with SIGTERM on drop.
@@ -175,13 +165,6 @@ impl Drop for Prometheus {
     }
 }
 
-pub(crate) fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// Every `expr` of the dashboard, with Grafana's variables as Grafana would fill them in.
 fn dashboard_exprs() -> Vec<String> {
     let text = std::fs::read_to_string(repo().join("grafana/dashboards/scened.json")).unwrap();
@@ -243,7 +226,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 #[test]
 fn every_metric_a_panel_or_alert_uses_is_named_in_the_metrics_module() {
     let exprs: Vec<String> = dashboard_exprs().into_iter().chain(alert_exprs()).collect();
-    assert_eq!(alert_exprs().len(), 8);
+    assert_eq!(alert_exprs().len(), 10);
     let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
     let unknown: Vec<&String> = used
         .iter()
@@ -267,7 +250,23 @@ fn every_metric_a_panel_or_alert_uses_is_named_in_the_metrics_module() {
 
 #[test]
 fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_data() {
-    let daemon = Daemon::start(&["run", "--source", "synthetic", "--fps", OVERLOAD_FPS]);
+    let dir = tmp_dir("prometheus");
+    // Two inference workers and a broker to publish to, so that the per-worker and the MQTT
+    // series and panels have data too.
+    let broker = Broker::start(&dir);
+    let mqtt = format!("[output.mqtt]\nbroker = \"{}\"", broker.url());
+    let config = write_config(&dir, "mqtt.toml", &mqtt);
+    let daemon = Daemon::start(&[
+        "run",
+        "--config",
+        &config,
+        "--source",
+        "synthetic",
+        "--fps",
+        OVERLOAD_FPS,
+        "--workers",
+        "2",
+    ]);
 
     // The endpoints, as an orchestrator and a person would use them.
     assert_eq!(get(daemon.addr, "/healthz"), (200, "ok\n".into()));
@@ -286,6 +285,13 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_
         status["last_latency_ms"].as_f64().unwrap() > 0.0,
         "{status}"
     );
+    let workers = status["workers"].as_array().unwrap();
+    let numbers: Vec<&Value> = workers.iter().map(|w| &w["worker"]).collect();
+    assert_eq!(numbers, [0, 1], "{status}");
+    for worker in workers {
+        assert!(worker["frames"].as_u64().unwrap() > 0, "{status}");
+        assert_eq!(worker["errors"], 0, "{status}");
+    }
     assert_eq!(http("POST", daemon.addr, "/metrics").0, 405);
     assert_eq!(get(daemon.addr, "/admin").0, 404);
 
@@ -318,9 +324,13 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_
             "{name} missing from the scrape"
         );
     }
-    assert!(scrape.contains("scened_stage_duration_seconds_bucket{stage=\"infer\",le=\"0.0333\"}"));
+    for worker in ["0", "1"] {
+        let bucket = format!(
+            "scened_stage_duration_seconds_bucket{{stage=\"infer\",worker=\"{worker}\",le=\"0.0333\"}}"
+        );
+        assert!(scrape.contains(&bucket), "{bucket} missing from the scrape");
+    }
 
-    let dir = tmp_dir("prometheus");
     let prometheus = Prometheus::start(daemon.addr, &dir);
     // Enough scrapes for every rate(), and the rules evaluated at least once after them.
     eventually("five scrapes of scened", || {
@@ -369,15 +379,11 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_
             "{name} does not fire on an overloaded daemon: {expr}"
         );
     }
-    // Nothing fails on frames, so this one stays quiet.
-    assert!(prometheus
-        .query(
-            &alert_exprs()
-                .into_iter()
-                .find(|e| e.contains("frame_errors"))
-                .unwrap()
-        )
-        .is_empty());
+    // Nothing fails on frames and no stage fails, so these stay quiet.
+    for quiet in ["frame_errors", "stage_failures"] {
+        let expr = alert_exprs().into_iter().find(|e| e.contains(quiet));
+        assert!(prometheus.query(&expr.unwrap()).is_empty(), "{quiet}");
+    }
 
     drop(prometheus);
     daemon.stop();

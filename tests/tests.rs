@@ -12,6 +12,7 @@ mod int8_ops;
 mod labels;
 mod live_view;
 mod memory;
+mod mqtt;
 mod run;
 mod setup;
 mod telemetry;

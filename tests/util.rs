@@ -1,5 +1,6 @@
 //! Paths to the committed models and test data, and a runner for the `scened` binary.
 
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
 use std::thread;
@@ -119,6 +120,26 @@ pub fn assert_every_frame_accounted_for(report: &PipelineReport, delivered: usiz
     assert_eq!(made, delivered as u64 + dropped + errored, "{report}");
 }
 
+/// Polls `done` every 100 ms until it gives a value; a timeout fails with `what`.
+pub fn eventually<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = done() {
+            return value;
+        }
+        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A loopback address with a port free a moment ago, for a server a test starts.
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 /// Waits for the child to exit; a hang fails the test instead of stalling the run.
 pub fn wait(child: &mut Child) -> ExitStatus {
     let started = Instant::now();
@@ -151,6 +172,31 @@ pub fn signal(child: &Child, signal: libc::c_int) {
     // SAFETY: kill has no memory effects; the pid is our own child, not yet reaped.
     let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     assert_eq!(sent, 0, "kill failed");
+}
+
+/// `report` (the text on stderr) shows every stage after the source, and each of `workers`
+/// inference workers' rows when there are several, stopped after draining its input.
+#[track_caller]
+pub fn assert_drained(report: &str, workers: &str) {
+    for stage in ["resize", "infer", "smooth"] {
+        let row = report.lines().find(|l| l.starts_with(stage)).unwrap();
+        assert!(row.ends_with("input closed"), "drained: {row}");
+    }
+    // One worker's row would repeat the stage's; several are shown, each drained.
+    let rows: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with(" worker "))
+        .collect();
+    let shown = if workers == "1" {
+        0
+    } else {
+        workers.parse().unwrap()
+    };
+    assert_eq!(rows.len(), shown, "{report}");
+    assert!(
+        rows.iter().all(|row| row.ends_with("input closed")),
+        "drained: {report}"
+    );
 }
 
 /// A header bomb: a committed photo whose frame header is made to claim 65535x65535 pixels

@@ -98,6 +98,9 @@ impl Config {
             SourceConfig::Images(images) => paths.push(&mut images.dir),
             SourceConfig::Synthetic(_) | SourceConfig::Camera(_) => {}
         }
+        if let Some(mqtt) = &mut self.output.mqtt {
+            paths.extend(mqtt.ca_file.as_mut());
+        }
         for path in paths {
             if path.is_relative() {
                 *path = dir.join(&*path);
@@ -110,12 +113,16 @@ impl Config {
     /// work. The pipeline's `build()` steps check their own parts again as they build them.
     pub fn check(&self) -> Result<(), Invalid> {
         self.source.check()?;
+        self.infer.check()?;
         self.resize.check()?;
         self.smooth.check()?;
         self.labels.check()?;
         self.edges.check()?;
         self.stop.check()?;
         self.telemetry.check()?;
+        if let Some(mqtt) = &self.output.mqtt {
+            mqtt.check(self.telemetry.camera_name())?;
+        }
         self.bench.check()?;
         Ok(())
     }
@@ -212,6 +219,7 @@ impl Invalid {
 mod tests {
     use super::*;
     use crate::infer::stage::DEFAULT_MODEL;
+    use crate::mqtt::MqttConfig;
     use crate::source::camera::CameraConfig;
     use crate::source::images::ImagesConfig;
 
@@ -309,6 +317,32 @@ mod tests {
         assert_eq!(smooth(&blocks[4]), window);
     }
 
+    /// The `[output.mqtt]` table is written out commented: its settings, read as a table, are
+    /// the defaults but for the ones it shows as examples.
+    #[test]
+    fn scened_toml_comments_the_mqtt_table_at_its_defaults() {
+        let text = std::fs::read_to_string(repo().join("config/scened.toml")).unwrap();
+        let after = text
+            .split("# [output.mqtt]\n")
+            .nth(1)
+            .expect("the commented table");
+        let table: String = after
+            .lines()
+            .map_while(|line| line.strip_prefix("# ").filter(|l| l.contains(" = ")))
+            .map(|setting| format!("{}\n", setting.split('#').next().unwrap().trim()))
+            .collect();
+        let shown: MqttConfig = toml::from_str(&table).unwrap();
+        let examples = MqttConfig {
+            username: shown.username.clone(),
+            password_env: shown.password_env.clone(),
+            ca_file: shown.ca_file.clone(),
+            ..MqttConfig::new(&shown.broker)
+        };
+        assert_eq!(shown, examples);
+        assert!(shown.username.is_some() && shown.password_env.is_some());
+        assert!(shown.ca_file.is_some());
+    }
+
     #[test]
     fn paths_in_a_file_are_relative_to_the_file() {
         let text = r#"
@@ -318,6 +352,9 @@ mod tests {
             [infer]
             model = "m.tflite"
             labels = "/abs/labels.txt"
+            [output.mqtt]
+            broker = "mqtts://broker.lan"
+            ca_file = "ca.pem"
             [labels]
             groups = "groups/scenes.toml"
         "#;
@@ -329,6 +366,8 @@ mod tests {
             config.labels.groups.unwrap(),
             Path::new("/etc/scened/groups/scenes.toml")
         );
+        let ca_file = config.output.mqtt.unwrap().ca_file.unwrap();
+        assert_eq!(ca_file, Path::new("/etc/scened/ca.pem"));
         let SourceConfig::Images(images) = config.source else {
             panic!("images source expected")
         };
@@ -344,7 +383,15 @@ mod tests {
             ),
             (
                 "[infer]\nmodle = \"m.tflite\"",
-                "infer.modle: line 2: unknown field `modle`, expected one of `model`, `threads`, `labels`",
+                "infer.modle: line 2: unknown field `modle`, expected one of `model`, `threads`, `labels`, `workers`",
+            ),
+            (
+                "[infer]\nworkers = \"all\"",
+                "infer.workers: line 2: invalid value: string \"all\", expected a number of workers or \"auto\"",
+            ),
+            (
+                "[infer]\nworkers = -2",
+                "infer.workers: line 2: invalid value: integer `-2`, expected a number of workers or \"auto\"",
             ),
             (
                 "[edges.sink]\ncapacity = 2\nwhen_full = \"drop_all\"",

@@ -1,12 +1,13 @@
 //! What `scened run` and `scened bench` do around a pipeline, in order: check the whole config,
-//! serve telemetry, build the pipeline reporting its live state there, then run it with the
-//! caller's sink. Signals and printing stay with the caller.
+//! serve telemetry, build the pipeline reporting its live state there, start the MQTT output,
+//! then run it with the caller's sink. Signals and printing stay with the caller.
 
 use std::io;
 use std::ops::ControlFlow;
 
 use crate::config::{Config, Invalid};
 use crate::events::Events;
+use crate::mqtt::{Mqtt, MqttError, MqttReport};
 use crate::pipeline::{BuildError, LabelEvent, Pipeline};
 use crate::runner::PipelineReport;
 use crate::stage::Shutdown;
@@ -21,17 +22,31 @@ pub enum StartError {
     Telemetry(#[from] TelemetryError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
 }
 
-/// A built pipeline and the telemetry serving it, if enabled.
+/// A built pipeline and what serves it: telemetry and MQTT, if enabled.
 pub struct Daemon {
     pipeline: Pipeline,
     telemetry: Option<Telemetry>,
+    mqtt: Option<Mqtt>,
+}
+
+/// What a run did.
+pub struct DaemonReport {
+    pub pipeline: PipelineReport,
+    /// What became of the events sent to MQTT, when it is on.
+    pub mqtt: Option<MqttReport>,
 }
 
 impl Daemon {
     pub fn start(config: &Config) -> Result<Self, StartError> {
         config.check()?;
+        // An unset password variable or an unreadable CA file fails before anything starts.
+        let camera = config.telemetry.camera_name();
+        let mqtt = config.output.mqtt.as_ref();
+        let mqtt = mqtt.map(|mqtt| mqtt.build(camera)).transpose()?;
         let events = Events::new();
         // Before the model loads: a port in use fails fast, and /healthz answers during the load.
         let telemetry = config.telemetry.start(&events)?;
@@ -41,9 +56,14 @@ impl Daemon {
                 .report_to(telemetry.status())
                 .show_to(telemetry.preview());
         }
+        // Connects in the background: a broker that is away is no reason not to run.
+        let mqtt = mqtt
+            .map(|client| client.start(pipeline.events()))
+            .transpose()?;
         Ok(Self {
             pipeline,
             telemetry,
+            mqtt,
         })
     }
 
@@ -60,12 +80,15 @@ impl Daemon {
         self.telemetry.as_ref()
     }
 
-    /// Runs the pipeline (see [`Pipeline::run`]); telemetry serves until it returns.
+    /// Runs the pipeline (see [`Pipeline::run`]), then lets MQTT publish what is left and
+    /// `offline`; telemetry serves until it returns.
     pub fn run(
         self,
         shutdown: &Shutdown,
         sink: impl FnMut(&LabelEvent) -> ControlFlow<()>,
-    ) -> io::Result<PipelineReport> {
-        self.pipeline.run(shutdown, sink)
+    ) -> io::Result<DaemonReport> {
+        let pipeline = self.pipeline.run(shutdown, sink)?;
+        let mqtt = self.mqtt.map(Mqtt::finish);
+        Ok(DaemonReport { pipeline, mqtt })
     }
 }

@@ -21,7 +21,7 @@
 //! |---|---|
 //! | the stages, in data-flow order | [`source`] (camera, clip, images, synthetic), [`resize`], [`infer`] (the tract engine and its stage), [`smooth`] (with [`labels`]: groups, `unknown`) |
 //! | the framework | [`frame`], [`stage`], [`queue`], [`runner`], [`pipeline`], [`config`], [`daemon`] |
-//! | observability | [`events`] (the event stream: stdout, MQTT), [`metrics`] (every name, once), [`telemetry`] (HTTP), [`rss`] |
+//! | observability | [`events`] (the event stream), [`mqtt`] (it, to a broker), [`metrics`] (every name, once), [`telemetry`] (HTTP), [`rss`] |
 //! | tools on top | [`classify`] (still images), [`eval`] (the study's table), [`bench`] (verdicts), [`npy`] |
 //! | shared helpers | [`decode`] and [`jpeg`] (still images, JPEG framing), [`contain`] (panics), [`stats`] |
 
@@ -38,6 +38,7 @@ pub mod infer;
 pub mod jpeg;
 pub mod labels;
 pub mod metrics;
+pub mod mqtt;
 pub mod npy;
 pub mod pipeline;
 pub mod queue;

@@ -6,7 +6,9 @@
 //!
 //! Labels: `stage` is a stage's name (`capture`, `resize`, `infer`, `smooth`); `queue` is an
 //! edge's name, which is the name of the stage it feeds (`sink` for the last one); a drop's
-//! `stage` is the edge's name too, since frames dropped there never reached that stage.
+//! `stage` is the edge's name too, since frames dropped there never reached that stage. A stage
+//! run as several workers (inference, `[infer] workers`) adds `worker` (`0`, `1`, …) to its
+//! `{stage}` series, so `sum by (stage)` still reads the stage as a whole.
 
 use std::time::Duration;
 
@@ -49,6 +51,18 @@ pub const LABEL_INFO: &str = "scened_label_info";
 pub const MODEL_INFO: &str = "scened_model_info";
 /// Gauge, `{version}`: 1, carrying scened's version.
 pub const BUILD_INFO: &str = "scened_build_info";
+/// Gauge: 1 while connected to the MQTT broker, else 0. Every `scened_mqtt_` series exists
+/// only with `[output.mqtt]`.
+pub const MQTT_CONNECTED: &str = "scened_mqtt_connected";
+/// Counter: connections to the broker made, the first and each reconnection.
+pub const MQTT_CONNECTIONS_TOTAL: &str = "scened_mqtt_connections_total";
+/// Counter: connection attempts failed and connections lost.
+pub const MQTT_CONNECTION_ERRORS_TOTAL: &str = "scened_mqtt_connection_errors_total";
+/// Counter: events written to the broker (QoS 0) or acknowledged by it (QoS 1).
+pub const MQTT_EVENTS_PUBLISHED_TOTAL: &str = "scened_mqtt_events_published_total";
+/// Counter, `{reason}`: events that never reached the broker: `evicted` from the full outbox
+/// while it was away, `disconnected` when lost with a connection or unpublished at the stop.
+pub const MQTT_EVENTS_DROPPED_TOTAL: &str = "scened_mqtt_events_dropped_total";
 
 /// Gauge: open HTTP connections to the telemetry server.
 pub const HTTP_CONNECTIONS: &str = "scened_http_connections";
@@ -105,6 +119,11 @@ pub const ALL: &[&str] = &[
     HTTP_VIEWERS,
     HTTP_EVENTS_DROPPED_TOTAL,
     PREVIEW_ENCODE_SECONDS,
+    MQTT_CONNECTED,
+    MQTT_CONNECTIONS_TOTAL,
+    MQTT_CONNECTION_ERRORS_TOTAL,
+    MQTT_EVENTS_PUBLISHED_TOTAL,
+    MQTT_EVENTS_DROPPED_TOTAL,
     PROCESS_RESIDENT_MEMORY_BYTES,
     PROCESS_CPU_SECONDS_TOTAL,
     PROCESS_THREADS,
@@ -112,6 +131,8 @@ pub const ALL: &[&str] = &[
 
 /// Label key: a stage's name.
 pub const STAGE: &str = "stage";
+/// Label key: which of a stage's workers, from 0.
+pub const WORKER: &str = "worker";
 /// Label key: why an item was dropped ([`crate::queue::DropReason::as_str`]).
 pub const REASON: &str = "reason";
 /// Label key: an edge's name.
@@ -229,6 +250,27 @@ pub fn describe() {
         PREVIEW_ENCODE_SECONDS,
         Unit::Seconds,
         "Time to encode one live-view frame as JPEG"
+    );
+    describe_gauge!(MQTT_CONNECTED, "1 while connected to the MQTT broker");
+    describe_counter!(
+        MQTT_CONNECTIONS_TOTAL,
+        Unit::Count,
+        "Connections to the MQTT broker made"
+    );
+    describe_counter!(
+        MQTT_CONNECTION_ERRORS_TOTAL,
+        Unit::Count,
+        "MQTT connection attempts failed and connections lost"
+    );
+    describe_counter!(
+        MQTT_EVENTS_PUBLISHED_TOTAL,
+        Unit::Count,
+        "Events published to the MQTT broker"
+    );
+    describe_counter!(
+        MQTT_EVENTS_DROPPED_TOTAL,
+        Unit::Count,
+        "Events that never reached the MQTT broker, by reason"
     );
 }
 

@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Invalid};
 use crate::events::{Event, Events, Label};
@@ -21,11 +21,13 @@ use crate::infer::stage::InferStage;
 use crate::infer::{Engine, InferError, ModelError};
 use crate::labels::{LabelsError, Names};
 use crate::metrics;
+use crate::mqtt::MqttConfig;
 use crate::queue::{EdgeConfig, EdgeReceiver, EdgeSender, EdgeWatch, WhenFull};
 use crate::resize::ResizeStage;
 use crate::rss;
 use crate::runner::{
-    spawn_source, spawn_stage, LatencyMeter, PipelineReport, Probe, SinkReport, Watchdog,
+    spawn_source, spawn_stage, spawn_workers, LatencyMeter, PipelineReport, Probe, SinkReport,
+    StageHandle, Watchdog,
 };
 use crate::smooth::{Smoothed, Smoother};
 use crate::source::{Limited, SourceError};
@@ -34,7 +36,7 @@ use crate::telemetry::view::{Preview, Watched};
 use crate::telemetry::LiveStatus;
 
 /// The edges, each named after the stage it feeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EdgesConfig {
     /// Capture → resize.
@@ -109,12 +111,14 @@ impl Default for StopConfig {
     }
 }
 
-/// Which smoothed labels reach the sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// Which smoothed labels reach the sink, and where the events go besides stdout.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
     /// Every frame's label, not only changes.
     pub every_frame: bool,
+    /// The event stream to an MQTT broker; off without the table.
+    pub mqtt: Option<MqttConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +162,8 @@ pub struct Pipeline {
     engine: Engine,
     source: Limited<Box<dyn Source>>,
     resize: ResizeStage,
-    infer: InferStage,
+    /// One per worker, each with its own session of `engine`.
+    infer: Vec<InferStage>,
     smooth: Smoother,
     names: Arc<Names>,
     edges: Edges,
@@ -208,8 +213,12 @@ impl Pipeline {
         config.labels.check()?;
         config.resize.check()?;
         let (run_for, stall_after) = config.stop.check()?;
+        let workers = config.infer.check()?;
         let engine = config.infer.build().map_err(BuildError::Model)?;
-        let infer = InferStage::new(&engine).map_err(BuildError::Session)?;
+        let infer = (0..workers)
+            .map(|_| InferStage::new(&engine))
+            .collect::<Result<_, _>>()
+            .map_err(BuildError::Session)?;
         let labels = config.labels.build(&engine)?;
         let names = labels.names();
         let smooth = smooth.with_labels(labels);
@@ -240,6 +249,11 @@ impl Pipeline {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Inference workers it runs.
+    pub fn workers(&self) -> usize {
+        self.infer.len()
     }
 
     /// Keeps `status` up to date while running: started, every label, stopped.
@@ -311,7 +325,15 @@ impl Pipeline {
         let (to_smooth, smooth_in) = edges.smooth;
         let (to_sink, sink_in) = edges.sink;
         let sink_watch = sink_in.watch();
-        let mut handles = Vec::with_capacity(4);
+        let model = engine
+            .path()
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let dtype = engine.inspection().precision().name();
+        // Before the source starts, so that every frame's label comes after it.
+        events.publish(Event::started(&model, &dtype, source_name, &camera));
+        let mut handles = Vec::with_capacity(3 + infer.len());
         let started = (|| {
             handles.push(spawn_source(
                 "capture",
@@ -327,14 +349,15 @@ impl Pipeline {
                 Probe::None,
                 shutdown.clone(),
             )?);
-            handles.push(spawn_stage(
+            spawn_workers(
                 "infer",
                 infer,
                 infer_in,
                 to_smooth,
                 Probe::FrameAge,
-                shutdown.clone(),
-            )?);
+                shutdown,
+                &mut handles,
+            )?;
             handles.push(spawn_stage(
                 "smooth",
                 smooth,
@@ -352,20 +375,16 @@ impl Pipeline {
                 shutdown.trigger();
                 drop(sink_in);
                 PipelineReport::join(handles);
+                events.close();
                 return Err(error);
             }
         };
-        let model = engine
-            .path()
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy();
-        let dtype = engine.inspection().precision().name();
         metrics::record_run(&model, &dtype, deadline);
         if let Some(status) = &status {
             status.started(&model, &dtype, names.clone());
+            let watches = handles.iter().map(StageHandle::watch);
+            status.workers(watches.filter(|watch| watch.worker.is_some()).collect());
         }
-        events.publish(Event::started(&model, &dtype, source_name, &camera));
         let clock = WallClock::now();
         let mut latencies = LatencyMeter::new(deadline);
         // The label shown, for the metric to unmark when it changes.

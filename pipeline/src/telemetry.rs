@@ -6,7 +6,7 @@
 //! | `/metrics` | every metric in [`crate::metrics`] and the process's, Prometheus text format |
 //! | `/healthz` | 200 while the process serves requests |
 //! | `/readyz` | 200 once the model is loaded and while labels keep coming; else 503 and why |
-//! | `/status` | JSON: model, current label, its class and score, the top five, fps, latency, drops |
+//! | `/status` | JSON: model, current label, its class and score, the top five, fps, latency, drops, the workers |
 //! | `/` | the live view: one self-contained page (picture, label, top 5, figures) |
 //! | `/snapshot.jpg` | the next captured frame, JPEG |
 //! | `/stream.mjpeg` | the frames as `multipart/x-mixed-replace` JPEG parts, at most `preview_fps` |
@@ -40,6 +40,7 @@ use crate::events::Events;
 use crate::labels::Names;
 use crate::metrics;
 use crate::queue::EdgeWatch;
+use crate::runner::StageWatch;
 use crate::smooth::Smoothed;
 use crate::stats;
 use auth::Access;
@@ -344,6 +345,8 @@ struct Live {
     recent: VecDeque<(Instant, Duration)>,
     /// The pipeline's edges, whose drops `/status` adds up.
     edges: Vec<EdgeWatch>,
+    /// The inference workers, while they run.
+    workers: Vec<StageWatch>,
 }
 
 #[derive(Debug)]
@@ -403,6 +406,20 @@ pub struct Status {
     pub dropped: u64,
     /// Since the last label came out.
     pub last_label_age_ms: Option<f64>,
+    /// The inference workers, in worker order.
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// One inference worker in `/status`.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct WorkerStatus {
+    pub worker: usize,
+    /// Frames it has run the model on.
+    pub frames: u64,
+    /// Frames it failed on.
+    pub errors: u64,
+    /// How long it has been on its current frame; `None` while it waits for one.
+    pub busy_ms: Option<f64>,
 }
 
 /// One of `/status`'s `top`.
@@ -441,6 +458,11 @@ impl LiveStatus {
     /// The pipeline has stopped; no more labels will come.
     pub fn stopped(&self) {
         self.live().stopped = true;
+    }
+
+    /// The inference workers are running: `/status` shows their counts live.
+    pub fn workers(&self, workers: Vec<StageWatch>) {
+        self.live().workers = workers;
     }
 
     /// A frame's smoothed label came out at `at`, `latency` after its capture. Kept as
@@ -537,6 +559,16 @@ impl LiveStatus {
                 .last
                 .as_ref()
                 .map(|last| ms(now.saturating_duration_since(last.at))),
+            workers: live
+                .workers
+                .iter()
+                .map(|watch| WorkerStatus {
+                    worker: watch.worker.unwrap_or(0),
+                    frames: watch.frames(),
+                    errors: watch.errors(),
+                    busy_ms: watch.busy_for(now).map(ms),
+                })
+                .collect(),
         }
     }
 }

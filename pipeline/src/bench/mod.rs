@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Invalid;
-use crate::queue::DropCounts;
+use crate::config::{Config, Invalid};
+use crate::pipeline::{EdgesConfig, Pipeline};
+use crate::queue::{DropCounts, EdgeConfig};
 use crate::rss;
-use crate::runner::PipelineReport;
+use crate::runner::{PipelineReport, StageReport};
+use crate::source::SourceConfig;
 use samples::{p99_by_tenths, rss_slope_mb_per_h};
 pub use samples::{LatencyLog, LatencySample, RssSample, RssSampler};
 
@@ -87,10 +89,78 @@ impl BenchConfig {
     }
 }
 
+/// What a bench ran: the settings behind its numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchSetup {
+    /// The model file's name.
+    pub model: String,
+    /// Its weights' type.
+    pub dtype: String,
+    /// Inference workers.
+    pub workers: usize,
+    /// Threads tract's kernels use per inference (0 or 1: the worker's own).
+    pub threads: usize,
+    pub source: SourceConfig,
+    pub edges: EdgesConfig,
+}
+
+impl BenchSetup {
+    /// The settings `pipeline` was built with from `config`.
+    pub fn new(config: &Config, pipeline: &Pipeline) -> Self {
+        let engine = pipeline.engine();
+        Self {
+            model: engine
+                .path()
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            dtype: engine.inspection().precision().name(),
+            workers: pipeline.workers(),
+            threads: config.infer.threads,
+            source: config.source.clone(),
+            edges: config.edges,
+        }
+    }
+}
+
+impl fmt::Display for BenchSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Spelled as in the config file.
+        let name = |value: serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+        let source = serde_json::to_value(&self.source).unwrap_or_default();
+        let edge = |e: EdgeConfig| {
+            let policy = serde_json::to_value(e.when_full).unwrap_or_default();
+            format!("{} {}", e.capacity, name(policy))
+        };
+        let pace = self.source.frame_period().map_or_else(
+            || "as fast as it goes".to_owned(),
+            |period| format!("at {:.1} fps", 1.0 / period.as_secs_f64()),
+        );
+        writeln!(
+            f,
+            "setup: {} ({}), {} inference worker(s) × {} tract thread(s), source {} {pace}, \
+             queues resize {} / infer {} / smooth {} / sink {}",
+            self.model,
+            self.dtype,
+            self.workers,
+            self.threads.max(1),
+            name(source["kind"].clone()),
+            edge(self.edges.resize),
+            edge(self.edges.infer),
+            edge(self.edges.smooth),
+            edge(self.edges.sink),
+        )
+    }
+}
+
 /// One stage's line of the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageSummary {
     pub name: &'static str,
+    /// Which worker, on a worker's line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<usize>,
     pub frames_in: u64,
     pub frames_out: u64,
     pub errors: u64,
@@ -99,6 +169,27 @@ pub struct StageSummary {
     pub p99_ms: f64,
     /// Dropped on the edge in front of the stage; `None` for the source.
     pub dropped_before: Option<DropCounts>,
+    /// A stage run as several workers: a line each, in worker order; empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<StageSummary>,
+}
+
+impl StageSummary {
+    fn new(stage: &StageReport) -> Self {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        Self {
+            name: stage.name,
+            worker: stage.worker,
+            frames_in: stage.frames_in,
+            frames_out: stage.frames_out,
+            errors: stage.errors,
+            fps: stage.fps(),
+            p50_ms: ms(stage.process_quantile(0.5)),
+            p99_ms: ms(stage.process_quantile(0.99)),
+            dropped_before: stage.input.as_ref().map(|e| e.dropped),
+            workers: stage.workers.iter().map(Self::new).collect(),
+        }
+    }
 }
 
 /// One threshold against what the run measured. A value the run could not measure (memory
@@ -119,6 +210,7 @@ pub struct Check {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchSummary {
     pub pass: bool,
+    pub setup: BenchSetup,
     pub seconds: f64,
     /// Labels out of the pipeline.
     pub frames: u64,
@@ -145,8 +237,9 @@ pub struct BenchSummary {
 }
 
 impl BenchSummary {
-    /// Sums up a finished run of `seconds` and judges it by `config`.
+    /// Sums up a finished run of `seconds` with `setup` and judges it by `config`.
     pub fn new(
+        setup: BenchSetup,
         report: &PipelineReport,
         latencies: &[LatencySample],
         rss_samples: &[RssSample],
@@ -154,20 +247,7 @@ impl BenchSummary {
         config: &BenchConfig,
     ) -> Self {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let stages: Vec<StageSummary> = report
-            .stages
-            .iter()
-            .map(|s| StageSummary {
-                name: s.name,
-                frames_in: s.frames_in,
-                frames_out: s.frames_out,
-                errors: s.errors,
-                fps: s.fps(),
-                p50_ms: ms(s.process_quantile(0.5)),
-                p99_ms: ms(s.process_quantile(0.99)),
-                dropped_before: s.input.as_ref().map(|e| e.dropped),
-            })
-            .collect();
+        let stages = report.stages.iter().map(StageSummary::new).collect();
         let latency = report.sink.as_ref().map(|sink| &sink.latency);
         let drops = report.dropped();
         let made = report.stages.first().map_or(0, |s| s.frames_out);
@@ -179,6 +259,7 @@ impl BenchSummary {
         let mb = |bytes| rss::mib(bytes);
         let mut summary = Self {
             pass: true,
+            setup,
             seconds,
             frames,
             fps: if seconds > 0.0 {
@@ -286,6 +367,7 @@ impl fmt::Display for BenchSummary {
         let opt = |v: Option<f64>, unit: &str| {
             v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}{unit}"))
         };
+        write!(f, "{}", self.setup)?;
         writeln!(
             f,
             "throughput {:.1} fps: {} labels in {:.1} s",
@@ -393,7 +475,15 @@ mod tests {
             min_fps: 0.0,
             ..BenchConfig::default()
         };
-        BenchSummary::new(&report, &latencies, rss, 60.0, &config)
+        let setup = BenchSetup {
+            model: "m.tflite".into(),
+            dtype: "float32".into(),
+            workers: 1,
+            threads: 1,
+            source: SourceConfig::default(),
+            edges: EdgesConfig::default(),
+        };
+        BenchSummary::new(setup, &report, &latencies, rss, 60.0, &config)
     }
 
     fn check<'a>(summary: &'a BenchSummary, name: &str) -> &'a Check {

@@ -176,7 +176,7 @@ fn end_to_end(
         infer: InferConfig {
             model: Some(model.to_owned()),
             threads,
-            labels: None,
+            ..InferConfig::default()
         },
         edges: EdgesConfig {
             resize: block,
@@ -184,7 +184,10 @@ fn end_to_end(
             smooth: block,
             sink: block,
         },
-        output: OutputConfig { every_frame: true },
+        output: OutputConfig {
+            every_frame: true,
+            ..OutputConfig::default()
+        },
         ..Config::default()
     };
     let pipeline = Pipeline::build(&config)?;

@@ -12,15 +12,21 @@
 //! ([`Shutdown::abort`]): every other stage gives up its waits on the edges and stops, and
 //! the join reports the stalled stage without waiting for it. [`report`] holds what a run
 //! reports.
+//!
+//! A stage may run as several workers ([`spawn_workers`]): each is a loop like any other,
+//! with its own report row, metrics (a `worker` label), panics and stall watch; they share
+//! the input edge and their results leave in input order ([`workers`] says how).
 
 mod report;
 mod watchdog;
+mod workers;
 
 pub use report::{
     LatencyMeter, LatencyReport, PipelineReport, SinkReport, StageReport, StopReason,
 };
 pub use watchdog::Watchdog;
 
+use std::convert::Infallible;
 use std::error::Error;
 use std::fmt;
 use std::io;
@@ -28,19 +34,21 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ::metrics::{counter, histogram, Counter, Histogram as MetricHistogram};
+use ::metrics::{counter, histogram, Counter, Histogram as MetricHistogram, Label};
+use crossbeam_channel::Receiver;
 use tracing::{info, trace, warn};
 
 use crate::contain;
 use crate::frame::{Frame, Stamp, Stamped};
 use crate::metrics::{
     FRAMES_TOTAL, FRAME_AGE_SECONDS, FRAME_ERRORS_TOTAL, REASON, STAGE, STAGE_DURATION_SECONDS,
-    STAGE_FAILURES_TOTAL,
+    STAGE_FAILURES_TOTAL, WORKER,
 };
 use crate::queue::{Aborted, DropReason, EdgeReceiver, EdgeSender, EdgeWatch};
 use crate::stage::{Shutdown, Source, Stage, StageError};
 use report::record_micros;
-use watchdog::Busy;
+use watchdog::Activity;
+use workers::{Dispatch, Resequencer};
 
 /// A stage logs at most `ERROR_LOG_BURST` item errors per `ERROR_LOG_INTERVAL`; all are counted.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -63,11 +71,38 @@ pub enum Probe {
 /// A running source or stage.
 pub struct StageHandle {
     name: &'static str,
+    /// Which of the stage's workers, when it runs as several.
+    worker: Option<usize>,
     probe: Probe,
     input: Option<EdgeWatch>,
-    busy: Arc<Busy>,
+    activity: Arc<Activity>,
     shutdown: Shutdown,
     thread: JoinHandle<StageReport>,
+}
+
+/// A live view of a running stage's counts, for `/status`.
+#[derive(Clone, Debug)]
+pub struct StageWatch {
+    pub name: &'static str,
+    pub worker: Option<usize>,
+    activity: Arc<Activity>,
+}
+
+impl StageWatch {
+    /// Items processed and handed on so far.
+    pub fn frames(&self) -> u64 {
+        self.activity.frames()
+    }
+
+    /// Items failed or panicked on so far.
+    pub fn errors(&self) -> u64 {
+        self.activity.errors()
+    }
+
+    /// How long the current item has been in `process()`; `None` between items.
+    pub fn busy_for(&self, now: Instant) -> Option<Duration> {
+        self.activity.busy_for(now)
+    }
 }
 
 impl StageHandle {
@@ -82,9 +117,13 @@ impl StageHandle {
             if self.shutdown.is_aborted() {
                 let now = Instant::now();
                 if now.duration_since(*aborted_at.get_or_insert(now)) >= ABORT_GRACE {
-                    let busy = self.busy.busy_for(now).unwrap_or_default();
-                    let mut report =
-                        StageReport::new(self.name, self.probe, StopReason::Stalled(busy));
+                    let busy = self.activity.busy_for(now).unwrap_or_default();
+                    let mut report = StageReport::new(
+                        self.name,
+                        self.worker,
+                        self.probe,
+                        StopReason::Stalled(busy),
+                    );
                     report.input = self.input.map(|edge| edge.stats());
                     return report;
                 }
@@ -94,12 +133,21 @@ impl StageHandle {
         let mut report = self.thread.join().unwrap_or_else(|payload| {
             StageReport::new(
                 self.name,
+                self.worker,
                 self.probe,
                 StopReason::Panicked(contain::message(&*payload)),
             )
         });
         report.input = self.input.map(|edge| edge.stats());
         report
+    }
+
+    pub fn watch(&self) -> StageWatch {
+        StageWatch {
+            name: self.name,
+            worker: self.worker,
+            activity: Arc::clone(&self.activity),
+        }
     }
 }
 
@@ -113,6 +161,7 @@ pub fn spawn_source<S: Source>(
 ) -> io::Result<StageHandle> {
     spawn(
         name,
+        None,
         SourceWork { source, shutdown },
         None,
         output,
@@ -140,17 +189,118 @@ where
         input,
         shutdown,
     };
-    spawn(name, work, Some(watch), output, probe)
+    spawn(name, None, work, Some(watch), output, probe)
+}
+
+/// Runs one worker per stage in `stages`, each on its own thread, all taking items from
+/// `input`; their results leave on `output` in the order the items were taken. The workers
+/// stop as [`spawn_stage`]'s stage does, each on its own: a worker that fails or panics
+/// ends, the others go on, and the edges close once the last one has stopped. Each handle is
+/// pushed onto `handles` as its thread starts.
+pub fn spawn_workers<S: Stage>(
+    name: &'static str,
+    stages: Vec<S>,
+    input: EdgeReceiver<S::In>,
+    output: EdgeSender<S::Out>,
+    probe: Probe,
+    shutdown: &Shutdown,
+    handles: &mut Vec<StageHandle>,
+) -> io::Result<()>
+where
+    S::In: Stamped,
+    S::Out: Stamped,
+{
+    let (dispatch, resequencer) = workers::lanes(input, output, stages.len());
+    let (dispatch, resequencer) = (Arc::new(dispatch), Arc::new(resequencer));
+    for (worker, stage) in stages.into_iter().enumerate() {
+        let work = StageWork {
+            stage,
+            input: Arc::clone(&dispatch),
+            shutdown: shutdown.clone(),
+        };
+        let watch = Some(dispatch.watch());
+        let output = Arc::clone(&resequencer);
+        handles.push(spawn(name, Some(worker), work, watch, output, probe)?);
+    }
+    Ok(())
+}
+
+/// Where a stage's items come from, and what comes with each to go back with its result:
+/// nothing from a stage's own edge; the dispatch number for one of several workers.
+trait Inlet<T>: Send + 'static {
+    type Ticket: Copy + Send + 'static;
+
+    /// The next item; `None` once the input is closed and drained.
+    fn take(&self, abort: &Receiver<Infallible>) -> Result<Option<(Self::Ticket, T)>, Aborted>;
+}
+
+impl<T: Send + 'static> Inlet<T> for EdgeReceiver<T> {
+    type Ticket = ();
+
+    fn take(&self, abort: &Receiver<Infallible>) -> Result<Option<((), T)>, Aborted> {
+        self.recv_unless(abort)
+            .map(|item| item.map(|item| ((), item)))
+    }
+}
+
+impl<T: Send + 'static> Inlet<T> for Arc<Dispatch<T>> {
+    type Ticket = u64;
+
+    fn take(&self, abort: &Receiver<Infallible>) -> Result<Option<(u64, T)>, Aborted> {
+        Dispatch::take(self, abort)
+    }
+}
+
+/// Where results go: the output edge, or the workers' re-sequencer.
+trait Outlet<T>: Send + 'static {
+    type Ticket;
+
+    /// Hands on `item`, the result for `ticket`: `Err` says why it was dropped, or, from the
+    /// re-sequencer, that the output is gone.
+    fn put(
+        &self,
+        ticket: Self::Ticket,
+        item: T,
+        abort: &Receiver<Infallible>,
+    ) -> Result<(), DropReason>;
+
+    /// No result will come for `ticket`: its item failed or panicked.
+    fn release(&self, ticket: Self::Ticket, abort: &Receiver<Infallible>);
+}
+
+impl<T: Send + 'static> Outlet<T> for EdgeSender<T> {
+    type Ticket = ();
+
+    fn put(&self, (): (), item: T, abort: &Receiver<Infallible>) -> Result<(), DropReason> {
+        self.send_unless(item, abort)
+    }
+
+    fn release(&self, (): (), _: &Receiver<Infallible>) {}
+}
+
+impl<T: Send + 'static> Outlet<T> for Arc<Resequencer<T>> {
+    type Ticket = u64;
+
+    fn put(&self, number: u64, item: T, abort: &Receiver<Infallible>) -> Result<(), DropReason> {
+        Resequencer::put(self, number, Some(item), abort)
+    }
+
+    fn release(&self, number: u64, abort: &Receiver<Infallible>) {
+        // A gone output is found by this worker's next put.
+        let _ = Resequencer::put(self, number, None, abort);
+    }
 }
 
 /// A source and a stage seen the same way: something that takes an input, then turns it
 /// into zero or one output.
 trait Work: Send + 'static {
+    /// What the input's [`Inlet`] gives with it, for the [`Outlet`].
+    type Ticket: Copy;
     type In;
     type Out: Stamped + Send + 'static;
 
     /// The next input, or why there is none.
-    fn take(&mut self) -> Result<Self::In, StopReason>;
+    fn take(&mut self) -> Result<(Self::Ticket, Self::In), StopReason>;
     /// The stamp to measure frame age from.
     fn stamp_of(input: &Self::In) -> Option<Stamp>;
     /// `Ok(None)`: nothing more will come.
@@ -166,14 +316,15 @@ struct SourceWork<S> {
 }
 
 impl<S: Source> Work for SourceWork<S> {
+    type Ticket = ();
     type In = ();
     type Out = Frame;
 
-    fn take(&mut self) -> Result<(), StopReason> {
+    fn take(&mut self) -> Result<((), ()), StopReason> {
         if self.shutdown.is_triggered() {
             Err(StopReason::Shutdown)
         } else {
-            Ok(())
+            Ok(((), ()))
         }
     }
 
@@ -199,22 +350,23 @@ impl<S: Source> Work for SourceWork<S> {
     }
 }
 
-struct StageWork<S: Stage> {
+struct StageWork<S, I> {
     stage: S,
-    input: EdgeReceiver<S::In>,
+    input: I,
     shutdown: Shutdown,
 }
 
-impl<S: Stage> Work for StageWork<S>
+impl<S: Stage, I: Inlet<S::In>> Work for StageWork<S, I>
 where
     S::In: Stamped,
     S::Out: Stamped,
 {
+    type Ticket = I::Ticket;
     type In = S::In;
     type Out = S::Out;
 
-    fn take(&mut self) -> Result<S::In, StopReason> {
-        match self.input.recv_unless(self.shutdown.aborted()) {
+    fn take(&mut self) -> Result<(I::Ticket, S::In), StopReason> {
+        match self.input.take(self.shutdown.aborted()) {
             Ok(Some(input)) => Ok(input),
             Ok(None) => Err(StopReason::InputClosed),
             Err(Aborted) => Err(StopReason::Aborted),
@@ -238,31 +390,55 @@ where
     }
 }
 
-fn spawn<W: Work>(
+fn spawn<W, O>(
     name: &'static str,
+    worker: Option<usize>,
     work: W,
     input: Option<EdgeWatch>,
-    output: EdgeSender<W::Out>,
+    output: O,
     probe: Probe,
-) -> io::Result<StageHandle> {
+) -> io::Result<StageHandle>
+where
+    W: Work,
+    O: Outlet<W::Out, Ticket = W::Ticket>,
+{
     // Handles are registered here, on the caller's thread, where the recorder is installed.
-    let meters = Meters::new(name, probe);
-    let busy = Arc::new(Busy::new());
+    let meters = Meters::new(name, worker, probe);
+    let activity = Arc::new(Activity::new());
     let shutdown = work.shutdown().clone();
     let thread = {
-        let busy = Arc::clone(&busy);
+        let activity = Arc::clone(&activity);
+        let thread_name = match worker {
+            Some(worker) => format!("scened-{name}-{worker}"),
+            None => format!("scened-{name}"),
+        };
         thread::Builder::new()
-            .name(format!("scened-{name}"))
-            .spawn(move || run_loop(name, work, output, probe, meters, &busy))?
+            .name(thread_name)
+            .spawn(move || run_loop(name, worker, work, &output, probe, &meters, &activity))?
     };
     Ok(StageHandle {
         name,
+        worker,
         probe,
         input,
-        busy,
+        activity,
         shutdown,
         thread,
     })
+}
+
+/// A stage's metric labels: its name, and which worker when it runs as several.
+pub(super) fn stage_labels(name: &'static str, worker: Option<usize>) -> Vec<Label> {
+    let mut labels = vec![Label::new(STAGE, name)];
+    labels.extend(worker.map(|worker| Label::new(WORKER, worker.to_string())));
+    labels
+}
+
+/// `labels` and a `reason`.
+pub(super) fn with_reason(labels: &[Label], reason: &'static str) -> Vec<Label> {
+    let mut labels = labels.to_vec();
+    labels.push(Label::new(REASON, reason));
+    labels
 }
 
 /// The stage's metric handles.
@@ -276,40 +452,47 @@ struct Meters {
 }
 
 impl Meters {
-    fn new(name: &'static str, probe: Probe) -> Self {
+    fn new(name: &'static str, worker: Option<usize>, probe: Probe) -> Self {
+        let labels = stage_labels(name, worker);
         Self {
-            frames: counter!(FRAMES_TOTAL, STAGE => name),
-            errors: counter!(FRAME_ERRORS_TOTAL, STAGE => name),
-            duration: histogram!(STAGE_DURATION_SECONDS, STAGE => name),
+            frames: counter!(FRAMES_TOTAL, labels.clone()),
+            errors: counter!(FRAME_ERRORS_TOTAL, labels.clone()),
+            duration: histogram!(STAGE_DURATION_SECONDS, labels.clone()),
             probe: match probe {
                 Probe::None => MetricHistogram::noop(),
                 Probe::FrameAge => histogram!(FRAME_AGE_SECONDS),
             },
-            failed: counter!(STAGE_FAILURES_TOTAL, STAGE => name, REASON => "failed"),
-            panicked: counter!(STAGE_FAILURES_TOTAL, STAGE => name, REASON => "panicked"),
+            failed: counter!(STAGE_FAILURES_TOTAL, with_reason(&labels, "failed")),
+            panicked: counter!(STAGE_FAILURES_TOTAL, with_reason(&labels, "panicked")),
         }
     }
 }
 
-fn run_loop<W: Work>(
+fn run_loop<W, O>(
     name: &'static str,
+    worker: Option<usize>,
     mut work: W,
-    output: EdgeSender<W::Out>,
+    output: &O,
     probe: Probe,
-    meters: Meters,
-    busy: &Busy,
-) -> StageReport {
-    info!(stage = name, "stage started");
+    meters: &Meters,
+    activity: &Activity,
+) -> StageReport
+where
+    W: Work,
+    O: Outlet<W::Out, Ticket = W::Ticket>,
+{
+    info!(stage = name, worker, "stage started");
     let started = Instant::now();
-    let mut report = StageReport::new(name, probe, StopReason::EndOfStream);
+    let mut report = StageReport::new(name, worker, probe, StopReason::EndOfStream);
     let mut error_log = ErrorLog::default();
+    let abort = work.shutdown().aborted().clone();
     report.stop = loop {
-        let input = match work.take() {
-            Ok(input) => input,
+        let (ticket, input) = match work.take() {
+            Ok(taken) => taken,
             Err(reason) => break reason,
         };
         let began = Instant::now();
-        busy.start(began);
+        activity.start(began);
         if let (Probe::FrameAge, Some(stamp)) = (probe, W::stamp_of(&input)) {
             let age = stamp.age_at(began);
             record_micros(&mut report.probe_micros, age);
@@ -317,37 +500,47 @@ fn run_loop<W: Work>(
         }
         // The stage is not used again after a panic, so state it left half-changed is moot.
         let result = contain::catch(|| work.run(input));
-        busy.stop();
+        activity.stop();
         let took = began.elapsed();
         let out = match result {
             Ok(Ok(Some(out))) => out,
-            Ok(Ok(None)) => break work.finished(),
-            Ok(Err(StageError::Item(error))) => {
-                report.count_error(took, &meters);
-                error_log.note(name, &*error);
-                continue;
+            Ok(Ok(None)) => {
+                output.release(ticket, &abort);
+                break work.finished();
             }
-            Ok(Err(StageError::Fatal(error))) => {
-                report.count_error(took, &meters);
-                break StopReason::Failed(Chain(&*error).to_string());
+            Ok(Err(error)) => {
+                report.count_error(took, meters, activity);
+                output.release(ticket, &abort);
+                match error {
+                    StageError::Item(error) => {
+                        error_log.note(name, worker, &*error);
+                        continue;
+                    }
+                    StageError::Fatal(error) => {
+                        break StopReason::Failed(Chain(&*error).to_string())
+                    }
+                }
             }
             Err(panic) => {
-                report.count_error(took, &meters);
+                report.count_error(took, meters, activity);
+                output.release(ticket, &abort);
                 break StopReason::Panicked(panic.0);
             }
         };
         report.frames_in += 1;
         report.frames_out += 1;
+        activity.count(true);
         record_micros(&mut report.process_micros, took);
         meters.duration.record(took);
         meters.frames.increment(1);
         trace!(
             stage = name,
+            worker,
             seq = out.stamp().seq,
             micros = took.as_micros() as u64,
             "processed"
         );
-        if output.send_unless(out, work.shutdown().aborted()) == Err(DropReason::Disconnected) {
+        if output.put(ticket, out, &abort) == Err(DropReason::Disconnected) {
             break if work.shutdown().is_aborted() {
                 StopReason::Aborted
             } else {
@@ -363,15 +556,16 @@ fn run_loop<W: Work>(
         _ => {}
     }
     if stop.is_failure() {
-        warn!(stage = name, frames_in = report.frames_in, %stop, "stage stopped");
+        warn!(stage = name, worker, frames_in = report.frames_in, %stop, "stage stopped");
     } else {
-        info!(stage = name, frames_in = report.frames_in, %stop, "stage stopped");
+        info!(stage = name, worker, frames_in = report.frames_in, %stop, "stage stopped");
     }
     report
 }
 
 impl StageReport {
-    fn count_error(&mut self, took: Duration, meters: &Meters) {
+    fn count_error(&mut self, took: Duration, meters: &Meters, activity: &Activity) {
+        activity.count(false);
         self.frames_in += 1;
         self.errors += 1;
         record_micros(&mut self.process_micros, took);
@@ -390,9 +584,9 @@ struct ErrorLog {
 }
 
 impl ErrorLog {
-    fn note(&mut self, stage: &'static str, error: &(dyn Error + 'static)) {
+    fn note(&mut self, stage: &'static str, worker: Option<usize>, error: &(dyn Error + 'static)) {
         if let Some(suppressed) = self.admit(Instant::now()) {
-            warn!(stage, error = %Chain(error), suppressed, "item skipped");
+            warn!(stage, worker, error = %Chain(error), suppressed, "item skipped");
         }
     }
 
@@ -445,6 +639,7 @@ mod tests {
     use crate::source::Limited;
 
     /// A stage made of a closure over frames.
+    #[derive(Clone)]
     struct FnStage<F>(F);
 
     impl<F> Stage for FnStage<F>
@@ -778,38 +973,58 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
-        /// Any policy and capacity on both edges, item errors in any pattern, a sink of any
-        /// pace: every frame the source made is delivered, dropped for a counted reason or
-        /// errored, `in = out + dropped + errored`.
+        /// Any policy and capacity on both edges, one stage or several workers, item errors
+        /// and slow items in any pattern, a sink of any pace: every frame the source made is
+        /// delivered, in order, dropped for a counted reason or errored,
+        /// `in = out + dropped + errored`.
         #[test]
         fn every_frame_is_accounted_for_whatever_the_policies(
             policies in (policy(), policy()),
             capacities in (1usize..4, 1usize..4),
+            workers in prop::option::of(1usize..4),
             frames in 1u64..120,
             failing in prop::collection::vec(any::<bool>(), 7),
+            slow in prop::collection::vec(any::<bool>(), 5),
             sink_pause_us in 0u64..300,
         ) {
             let (to_work, work_in) = edge("work", capacities.0, policies.0);
             let (to_sink, sink_in) = edge("sink", capacities.1, policies.1);
             let sink_edge = sink_in.watch();
             let shutdown = Shutdown::new();
-            let capture = spawn_source("capture", source(Some(frames)), to_work, shutdown.clone())
-                .expect("spawn");
-            let fail_some = move |frame: Frame| {
+            let mut handles = vec![
+                spawn_source("capture", source(Some(frames)), to_work, shutdown.clone())
+                    .expect("spawn"),
+            ];
+            // Slow items make workers finish out of order.
+            let work = move |frame: Frame| {
+                if slow[frame.seq as usize % slow.len()] {
+                    thread::sleep(Duration::from_micros(300));
+                }
                 if failing[frame.seq as usize % failing.len()] {
                     Err(StageError::item("bad frame"))
                 } else {
                     Ok(frame)
                 }
             };
-            let work = spawn_stage("work", FnStage(fail_some), work_in, to_sink, Probe::None, shutdown)
-                .expect("spawn");
+            match workers {
+                None => handles.push(
+                    spawn_stage("work", FnStage(work), work_in, to_sink, Probe::None, shutdown)
+                        .expect("spawn"),
+                ),
+                Some(n) => {
+                    let stages = vec![FnStage(work); n];
+                    spawn_workers("work", stages, work_in, to_sink, Probe::None, &shutdown, &mut handles)
+                        .expect("spawn");
+                }
+            }
             let mut delivered = Vec::new();
             while let Some(item) = sink_in.recv() {
                 delivered.push(item.seq);
                 thread::sleep(Duration::from_micros(sink_pause_us));
             }
-            let report = PipelineReport::join([capture, work]);
+            let report = PipelineReport::join(handles);
+            prop_assert_eq!(report.stages.len(), 2);
+            prop_assert_eq!(report.stages[1].workers.len(), workers.unwrap_or(0));
             let sink = sink_edge.stats();
             let work_edge = report.stages[1].input.as_ref().expect("work input");
             let dropped = work_edge.dropped.total() + sink.dropped.total();
@@ -821,6 +1036,184 @@ mod tests {
                 prop_assert_eq!(edge.sent, edge.received + edge.dropped.total());
                 if policy == WhenFull::Block {
                     prop_assert_eq!(edge.dropped.total(), 0);
+                }
+            }
+            let work = &report.stages[1];
+            let sum = |count: fn(&StageReport) -> u64| work.workers.iter().map(count).sum::<u64>();
+            if workers.is_some() {
+                prop_assert_eq!(sum(|w| w.frames_in), work.frames_in);
+                prop_assert_eq!(sum(|w| w.errors), work.errors);
+            }
+        }
+    }
+
+    /// capture (`frames`) → `stages` as workers (fed per `policy`, capacity 2) → sink, under
+    /// a watchdog; the reports and the seqs that reached the sink.
+    fn run_workers<F>(
+        frames: Option<u64>,
+        policy: WhenFull,
+        stages: Vec<F>,
+        shutdown: &Shutdown,
+        stall_after: Duration,
+    ) -> (PipelineReport, Vec<u64>)
+    where
+        F: FnMut(Frame) -> Result<Frame, StageError> + Send + 'static,
+    {
+        let (to_work, work_in) = edge("work", 2, policy);
+        let (to_sink, sink_in) = edge("sink", 4, WhenFull::Block);
+        let capture = spawn_source("capture", source(frames), to_work, shutdown.clone());
+        let mut handles = vec![capture.expect("spawn")];
+        let stages = stages.into_iter().map(FnStage).collect();
+        spawn_workers(
+            "work",
+            stages,
+            work_in,
+            to_sink,
+            Probe::None,
+            shutdown,
+            &mut handles,
+        )
+        .expect("spawn");
+        let watchdog = Watchdog::spawn(&handles, shutdown.clone(), stall_after).expect("spawn");
+        let mut seen = Vec::new();
+        while let Ok(Some(item)) = sink_in.recv_unless(shutdown.aborted()) {
+            seen.push(item.seq);
+        }
+        drop(sink_in);
+        let report = PipelineReport::join(handles);
+        watchdog.stop();
+        (report, seen)
+    }
+
+    /// Worker 1 panics on its first frame (the others wait for that, so it gets one): it is
+    /// counted as that worker's, the others label the rest, in order.
+    #[test]
+    fn a_panicking_worker_is_counted_and_the_others_go_on() {
+        let gave_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stages: Vec<_> = (0..3)
+            .map(|worker| {
+                let gave_up = Arc::clone(&gave_up);
+                move |frame: Frame| {
+                    if worker == 1 {
+                        gave_up.store(true, std::sync::atomic::Ordering::SeqCst);
+                        panic!("worker 1 gives up");
+                    }
+                    while !gave_up.load(std::sync::atomic::Ordering::SeqCst) {
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                    Ok(frame)
+                }
+            })
+            .collect();
+        let shutdown = Shutdown::new();
+        let stall_after = Duration::from_secs(60);
+        let (recorded, (report, seen)) =
+            record(|| run_workers(Some(100), WhenFull::Block, stages, &shutdown, stall_after));
+        assert_eq!(seen.len(), 99, "{report}");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "order: {seen:?}");
+        assert_counts_add_up(&report, seen.len());
+        let work = &report.stages[1];
+        let stops: Vec<&StopReason> = work.workers.iter().map(|w| &w.stop).collect();
+        let gave_up = StopReason::Panicked("worker 1 gives up".into());
+        let closed = StopReason::InputClosed;
+        assert_eq!(stops, [&closed, &gave_up, &closed]);
+        assert_eq!((work.errors, work.workers[1].frames_in), (1, 1));
+        assert_eq!(work.stop, gave_up);
+        let failure = report.failure().expect("a failure");
+        assert_eq!(failure.title(), "work worker 1");
+        let worker = |w: &'static str| [(STAGE, "work"), (WORKER, w)];
+        let panicked = [(STAGE, "work"), (WORKER, "1"), (REASON, "panicked")];
+        assert_eq!(recorded.counter(STAGE_FAILURES_TOTAL, &panicked), Some(1));
+        assert_eq!(recorded.counter(FRAME_ERRORS_TOTAL, &worker("1")), Some(1));
+        let frames = ["0", "1", "2"].map(|w| recorded.counter(FRAMES_TOTAL, &worker(w)));
+        assert_eq!(frames.iter().flatten().sum::<u64>(), 99);
+        let text = report.to_string();
+        assert!(text.contains(" worker 1 "), "{text}");
+    }
+
+    /// Worker 0 hangs on its first frame behind an endless source: the watchdog aborts the
+    /// run, the re-sequencer waiting for that frame does not hold anything up, and the report
+    /// names the worker.
+    #[test]
+    fn a_stalled_worker_is_reported_and_nothing_waits_on_it() {
+        let (release, stuck) = mpsc::channel::<()>();
+        let stuck = Arc::new(std::sync::Mutex::new(stuck));
+        let stages: Vec<_> = (0..2)
+            .map(|worker| {
+                let stuck = Arc::clone(&stuck);
+                move |frame: Frame| {
+                    if worker == 0 {
+                        let _ = stuck.lock().expect("one waiter").recv();
+                    }
+                    Ok(frame)
+                }
+            })
+            .collect();
+        let shutdown = Shutdown::new();
+        let stall_after = Duration::from_millis(50);
+        let (recorded, (report, _)) =
+            record(|| run_workers(None, WhenFull::Block, stages, &shutdown, stall_after));
+        drop(release);
+        let work = &report.stages[1];
+        let stalled = &work.workers[0].stop;
+        assert!(
+            matches!(stalled, StopReason::Stalled(busy) if *busy >= stall_after),
+            "{report}"
+        );
+        assert_eq!(work.workers[1].stop, StopReason::Aborted, "{report}");
+        assert_eq!(
+            report.failure().expect("a failure").title(),
+            "work worker 0"
+        );
+        let stalls = [(STAGE, "work"), (WORKER, "0"), (REASON, "stalled")];
+        assert_eq!(recorded.counter(STAGE_FAILURES_TOTAL, &stalls), Some(1));
+    }
+
+    /// One worker of two is slow (10 ms a frame) and the other cannot run ahead of it by more
+    /// than the window: the queue in front fills and drops by its own policy only, the labels
+    /// leave in order and every frame is accounted for.
+    #[test]
+    fn drop_policies_hold_in_front_of_a_slow_worker() {
+        const FRAMES: u64 = 60;
+        for policy in [WhenFull::Block, WhenFull::DropNewest, WhenFull::DropOldest] {
+            let stages: Vec<_> = (0..2)
+                .map(|worker| {
+                    move |frame: Frame| {
+                        if worker == 0 {
+                            thread::sleep(Duration::from_millis(10));
+                        }
+                        Ok(frame)
+                    }
+                })
+                .collect();
+            let stall_after = Duration::from_secs(60);
+            let (report, seen) =
+                run_workers(Some(FRAMES), policy, stages, &Shutdown::new(), stall_after);
+            assert!(report.is_clean(), "{report}");
+            assert_counts_add_up(&report, seen.len());
+            assert!(
+                seen.windows(2).all(|w| w[0] < w[1]),
+                "{policy:?} order: {seen:?}"
+            );
+            let dropped = report.stages[1].input.as_ref().expect("work input").dropped;
+            match policy {
+                WhenFull::Block => {
+                    // Only a blocking queue waits for the slow worker to be scheduled: a
+                    // dropping one may shed the whole burst before its thread first runs.
+                    let slow = &report.stages[1].workers[0];
+                    assert!(slow.frames_out > 0, "{report}");
+                    assert_eq!(seen, (0..FRAMES).collect::<Vec<_>>());
+                    assert_eq!(dropped.total(), 0);
+                }
+                WhenFull::DropNewest => {
+                    assert_eq!(seen.first(), Some(&0), "{report}");
+                    assert_eq!(dropped.evicted, 0);
+                    assert!(dropped.queue_full > 0, "{report}");
+                }
+                WhenFull::DropOldest => {
+                    assert_eq!(seen.last(), Some(&(FRAMES - 1)), "{report}");
+                    assert_eq!(dropped.queue_full, 0);
+                    assert!(dropped.evicted > 0, "{report}");
                 }
             }
         }

@@ -63,6 +63,11 @@ impl fmt::Display for StopReason {
 #[derive(Clone, Debug)]
 pub struct StageReport {
     pub name: &'static str,
+    /// Which worker this row is, in a stage's [`workers`](Self::workers).
+    pub worker: Option<usize>,
+    /// A stage run as several workers: one report each, this one their sum (the slowest's
+    /// elapsed time, the first failure's stop). Empty for a stage run once.
+    pub workers: Vec<StageReport>,
     /// Items taken: received from the input edge, or read from the source.
     pub frames_in: u64,
     /// Items processed and handed to the output edge (whose policy may still drop them).
@@ -82,9 +87,16 @@ pub struct StageReport {
 }
 
 impl StageReport {
-    pub(super) fn new(name: &'static str, probe: Probe, stop: StopReason) -> Self {
+    pub(super) fn new(
+        name: &'static str,
+        worker: Option<usize>,
+        probe: Probe,
+        stop: StopReason,
+    ) -> Self {
         Self {
             name,
+            worker,
+            workers: Vec::new(),
             frames_in: 0,
             frames_out: 0,
             errors: 0,
@@ -115,6 +127,45 @@ impl StageReport {
     /// `quantile` (0 to 1) of the probe's measure.
     pub fn probe_quantile(&self, quantile: f64) -> Duration {
         Duration::from_micros(self.probe_micros.value_at_quantile(quantile))
+    }
+
+    /// The stage's row over its workers' (all of one stage, in worker order, not empty).
+    fn of_workers(workers: Vec<StageReport>) -> Self {
+        let first = &workers[0];
+        let stop = workers
+            .iter()
+            .map(|w| &w.stop)
+            .find(|stop| stop.is_failure())
+            .unwrap_or(&first.stop)
+            .clone();
+        let mut stage = Self::new(first.name, None, first.probe, stop);
+        for worker in &workers {
+            stage.frames_in += worker.frames_in;
+            stage.frames_out += worker.frames_out;
+            stage.errors += worker.errors;
+            stage.elapsed = stage.elapsed.max(worker.elapsed);
+            // Same bounds on both sides: adding cannot fail.
+            let _ = stage.process_micros.add(&worker.process_micros);
+            let _ = stage.probe_micros.add(&worker.probe_micros);
+        }
+        // Every worker's is the same edge; the last one joined has the final counts.
+        stage.input = workers.last().and_then(|w| w.input.clone());
+        stage.workers = workers
+            .into_iter()
+            .map(|worker| Self {
+                input: None,
+                ..worker
+            })
+            .collect();
+        stage
+    }
+
+    /// The stage's name, and the worker's for a worker's row: `infer worker 1`.
+    pub fn title(&self) -> String {
+        match self.worker {
+            Some(worker) => format!("{} worker {worker}", self.name),
+            None => self.name.to_owned(),
+        }
     }
 }
 
@@ -210,17 +261,38 @@ pub struct SinkReport {
 }
 
 impl PipelineReport {
-    /// Joins every stage, in order.
+    /// Joins every stage, in order; a stage's workers (consecutive handles) become one row
+    /// with theirs under it.
     pub fn join(handles: impl IntoIterator<Item = StageHandle>) -> Self {
-        Self {
-            stages: handles.into_iter().map(StageHandle::join).collect(),
-            sink: None,
+        let mut stages: Vec<StageReport> = Vec::new();
+        let mut workers: Vec<StageReport> = Vec::new();
+        for handle in handles {
+            let report = handle.join();
+            // A stage's workers come one after the other, from worker 0.
+            if report.worker.unwrap_or(0) == 0 && !workers.is_empty() {
+                stages.push(StageReport::of_workers(std::mem::take(&mut workers)));
+            }
+            match report.worker {
+                Some(_) => workers.push(report),
+                None => stages.push(report),
+            }
         }
+        if !workers.is_empty() {
+            stages.push(StageReport::of_workers(workers));
+        }
+        Self { stages, sink: None }
     }
 
-    /// The first stage that failed, panicked or stalled, if any.
+    /// The first stage — or worker of one — that failed, panicked or stalled, if any.
     pub fn failure(&self) -> Option<&StageReport> {
-        self.stages.iter().find(|stage| stage.stop.is_failure())
+        self.stages.iter().find_map(|stage| {
+            let failed = |s: &&StageReport| s.stop.is_failure();
+            stage
+                .workers
+                .iter()
+                .find(failed)
+                .or(Some(stage).filter(failed))
+        })
     }
 
     /// Whether no stage failed, panicked or stalled.
@@ -256,7 +328,7 @@ impl fmt::Display for PipelineReport {
             "p99 ms",
             "dropped before (full/evicted/gone)"
         )?;
-        for stage in &self.stages {
+        let row = |f: &mut fmt::Formatter<'_>, title: &str, stage: &StageReport| {
             let dropped = stage.input.as_ref().map_or_else(
                 || "-".to_owned(),
                 |edge| {
@@ -267,7 +339,7 @@ impl fmt::Display for PipelineReport {
             writeln!(
                 f,
                 "{:<10} {:>8} {:>8} {:>6} {:>7.1} {:>8.2} {:>8.2}  {:<32} {}",
-                stage.name,
+                title,
                 stage.frames_in,
                 stage.frames_out,
                 stage.errors,
@@ -276,7 +348,20 @@ impl fmt::Display for PipelineReport {
                 millis(stage.process_quantile(0.99)),
                 dropped,
                 stage.stop
-            )?;
+            )
+        };
+        for stage in &self.stages {
+            row(f, stage.name, stage)?;
+            // One worker's row would repeat the stage's.
+            if stage.workers.len() > 1 {
+                for worker in &stage.workers {
+                    row(
+                        f,
+                        &format!(" worker {}", worker.worker.unwrap_or(0)),
+                        worker,
+                    )?;
+                }
+            }
         }
         if let Some(SinkReport { edge, .. }) = &self.sink {
             let d = edge.dropped;

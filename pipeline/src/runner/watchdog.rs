@@ -11,24 +11,44 @@ use std::time::{Duration, Instant};
 use ::metrics::{counter, Counter};
 use tracing::warn;
 
-use super::StageHandle;
-use crate::metrics::{REASON, STAGE, STAGE_FAILURES_TOTAL};
+use super::{stage_labels, with_reason, StageHandle};
+use crate::metrics::STAGE_FAILURES_TOTAL;
 use crate::stage::Shutdown;
 
-/// When a stage started on its current item, for the watchdog.
-pub(super) struct Busy {
+/// What a stage is doing, read from other threads: since when it has been on its current
+/// item (for the watchdog), and its counts so far (for `/status`).
+#[derive(Debug)]
+pub(super) struct Activity {
     epoch: Instant,
     /// Microseconds from `epoch` to the start of the current `process()` call, plus one;
     /// 0 between calls (waiting for input or for room).
     since: AtomicU64,
+    frames: AtomicU64,
+    errors: AtomicU64,
 }
 
-impl Busy {
+impl Activity {
     pub(super) fn new() -> Self {
         Self {
             epoch: Instant::now(),
             since: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
         }
+    }
+
+    /// Counts an item processed (`ok`) or failed.
+    pub(super) fn count(&self, ok: bool) {
+        let count = if ok { &self.frames } else { &self.errors };
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
     }
 
     pub(super) fn start(&self, now: Instant) {
@@ -65,13 +85,15 @@ impl Watchdog {
         shutdown: Shutdown,
         stall_after: Duration,
     ) -> io::Result<Self> {
-        let watched: Vec<(&'static str, Arc<Busy>, Counter)> = handles
+        type Watched = (&'static str, Option<usize>, Arc<Activity>, Counter);
+        let watched: Vec<Watched> = handles
             .iter()
             .filter(|handle| handle.input.is_some())
             .map(|handle| {
-                let stalls =
-                    counter!(STAGE_FAILURES_TOTAL, STAGE => handle.name, REASON => "stalled");
-                (handle.name, Arc::clone(&handle.busy), stalls)
+                let labels = stage_labels(handle.name, handle.worker);
+                let stalls = counter!(STAGE_FAILURES_TOTAL, with_reason(&labels, "stalled"));
+                let activity = Arc::clone(&handle.activity);
+                (handle.name, handle.worker, activity, stalls)
             })
             .collect();
         let (stop, stopped) = crossbeam_channel::bounded(0);
@@ -84,12 +106,14 @@ impl Watchdog {
                     stopped.recv_timeout(poll)
                 {
                     let now = Instant::now();
-                    for (stage, busy, stalls) in &watched {
-                        let Some(busy_for) = busy.busy_for(now).filter(|b| *b > stall_after) else {
+                    for (stage, worker, activity, stalls) in &watched {
+                        let busy_for = activity.busy_for(now);
+                        let Some(busy_for) = busy_for.filter(|b| *b > stall_after) else {
                             continue;
                         };
                         warn!(
                             stage,
+                            worker,
                             busy_ms = busy_for.as_millis() as u64,
                             "stage stalled on one item; aborting the run"
                         );
