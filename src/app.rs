@@ -102,7 +102,7 @@ impl Started {
         info!(model = %daemon.pipeline().engine().path().display(), "pipeline built");
         if let Some(telemetry) = daemon.telemetry() {
             eprintln!(
-                "serving /metrics /healthz /readyz /status on http://{}",
+                "serving the live view (/) and /metrics /healthz /readyz /status on http://{}",
                 telemetry.local_addr()
             );
         }

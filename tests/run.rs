@@ -546,6 +546,16 @@ fn a_bad_config_is_one_line_naming_the_file_and_the_key() {
             "source: line 1: invalid type: integer `3`",
         ),
         (
+            "preview-fps.toml",
+            "[telemetry]\npreview_fps = 0",
+            "telemetry.preview_fps must be more than 0 and at most 60, got 0",
+        ),
+        (
+            "connections.toml",
+            "[telemetry]\nmax_connections = 0",
+            "telemetry.max_connections must be 1 to 4096, got 0",
+        ),
+        (
             "no-workers.toml",
             "[infer]\nworkers = 0",
             "infer.workers must be 1 to 64 or \"auto\", got 0",

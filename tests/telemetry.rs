@@ -3,7 +3,7 @@
 //! dashboard type-checked against Grafana's schema by `tsc`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -23,19 +23,12 @@ use crate::util::*;
 const OVERLOAD_FPS: &str = "240";
 
 /// `GET`-style request over plain HTTP/1.0; the status code and the body.
-fn http(method: &str, addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    (code, body.to_owned())
+pub(crate) fn http(method: &str, addr: SocketAddr, path: &str) -> (u16, String) {
+    let response = crate::http::request(addr, method, path, &[]);
+    (
+        response.code,
+        String::from_utf8_lossy(&response.body).into_owned(),
+    )
 }
 
 pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -54,18 +47,22 @@ fn percent_encode(text: &str) -> String {
 }
 
 /// A `scened run` serving telemetry on a free port, stopped with SIGTERM on drop.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Daemon {
-    fn start(args: &[&str]) -> Self {
-        let mut child = scened_command(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+    pub(crate) fn start(args: &[&str]) -> Self {
+        let mut command = scened_command(args);
+        command.stdout(Stdio::null());
+        Self::spawn(command)
+    }
+
+    /// Runs `command` (a `scened run` or `bench`, its stdout set by the caller) and waits for
+    /// the address it serves on.
+    pub(crate) fn spawn(mut command: Command) -> Self {
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (found, addr) = mpsc::channel();
         thread::spawn(move || {
@@ -83,7 +80,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit status, which must be a clean 0.
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop_with(0);
     }
 

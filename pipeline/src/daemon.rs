@@ -49,10 +49,12 @@ impl Daemon {
         let mqtt = mqtt.map(|mqtt| mqtt.build(camera)).transpose()?;
         let events = Events::new();
         // Before the model loads: a port in use fails fast, and /healthz answers during the load.
-        let telemetry = config.telemetry.start()?;
+        let telemetry = config.telemetry.start(&events)?;
         let mut pipeline = Pipeline::build(config)?.publish_to(events);
         if let Some(telemetry) = &telemetry {
-            pipeline = pipeline.report_to(telemetry.status());
+            pipeline = pipeline
+                .report_to(telemetry.status())
+                .show_to(telemetry.preview());
         }
         // Connects in the background: a broker that is away is no reason not to run.
         let mqtt = mqtt

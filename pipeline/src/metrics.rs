@@ -64,6 +64,25 @@ pub const MQTT_EVENTS_PUBLISHED_TOTAL: &str = "scened_mqtt_events_published_tota
 /// while it was away, `disconnected` when lost with a connection or unpublished at the stop.
 pub const MQTT_EVENTS_DROPPED_TOTAL: &str = "scened_mqtt_events_dropped_total";
 
+/// Gauge: open HTTP connections to the telemetry server.
+pub const HTTP_CONNECTIONS: &str = "scened_http_connections";
+/// Counter: connections refused because `telemetry.max_connections` were open (answered 503).
+pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "scened_http_connections_refused_total";
+/// Counter, `{reason}`: connections the server cut off: `header_timeout` (no whole request
+/// head in `telemetry.client_timeout_seconds`, idle ones included), `too_large` (a head over
+/// 16 KiB, answered 431), `stalled` (a response not taken in that time), `bad_request`.
+pub const HTTP_CONNECTIONS_CUT_TOTAL: &str = "scened_http_connections_cut_total";
+/// Counter: failed accepts (such as the process out of file descriptors), each retried.
+pub const HTTP_ACCEPT_ERRORS_TOTAL: &str = "scened_http_accept_errors_total";
+/// Counter, `{code}`: requests answered, by status code.
+pub const HTTP_REQUESTS_TOTAL: &str = "scened_http_requests_total";
+/// Gauge, `{stream}`: open live-view streams, `mjpeg` (`/stream.mjpeg`) or `events` (`/events`).
+pub const HTTP_VIEWERS: &str = "scened_http_viewers";
+/// Counter: events an `/events` viewer did not take in time, dropped oldest first.
+pub const HTTP_EVENTS_DROPPED_TOTAL: &str = "scened_http_events_dropped_total";
+/// Histogram: time to encode one frame of the live view as JPEG (only while someone watches).
+pub const PREVIEW_ENCODE_SECONDS: &str = "scened_preview_encode_seconds";
+
 /// Process metrics, from `metrics-process` (spelled there; named here for the dashboards).
 /// Gauge: resident set size.
 pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
@@ -92,6 +111,14 @@ pub const ALL: &[&str] = &[
     LABEL_INFO,
     MODEL_INFO,
     BUILD_INFO,
+    HTTP_CONNECTIONS,
+    HTTP_CONNECTIONS_REFUSED_TOTAL,
+    HTTP_CONNECTIONS_CUT_TOTAL,
+    HTTP_ACCEPT_ERRORS_TOTAL,
+    HTTP_REQUESTS_TOTAL,
+    HTTP_VIEWERS,
+    HTTP_EVENTS_DROPPED_TOTAL,
+    PREVIEW_ENCODE_SECONDS,
     MQTT_CONNECTED,
     MQTT_CONNECTIONS_TOTAL,
     MQTT_CONNECTION_ERRORS_TOTAL,
@@ -118,6 +145,10 @@ pub const MODEL: &str = "model";
 pub const DTYPE: &str = "dtype";
 /// Label key: scened's version.
 pub const VERSION: &str = "version";
+/// Label key: an HTTP status code.
+pub const CODE: &str = "code";
+/// Label key: a live-view stream's kind.
+pub const STREAM: &str = "stream";
 /// Label key, on every series when configured: which camera a daemon watches.
 pub const CAMERA: &str = "camera";
 
@@ -188,6 +219,38 @@ pub fn describe() {
     describe_gauge!(LABEL_INFO, "1 for the current smoothed label, else 0");
     describe_gauge!(MODEL_INFO, "1 for the model being run");
     describe_gauge!(BUILD_INFO, "1, labelled with scened's version");
+    describe_gauge!(HTTP_CONNECTIONS, Unit::Count, "Open HTTP connections");
+    describe_counter!(
+        HTTP_CONNECTIONS_REFUSED_TOTAL,
+        Unit::Count,
+        "HTTP connections refused at the connection limit"
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_CUT_TOTAL,
+        Unit::Count,
+        "HTTP connections cut off: slow or idle, oversized, stalled or malformed"
+    );
+    describe_counter!(
+        HTTP_ACCEPT_ERRORS_TOTAL,
+        Unit::Count,
+        "Failed accepts of HTTP connections, retried"
+    );
+    describe_counter!(
+        HTTP_REQUESTS_TOTAL,
+        Unit::Count,
+        "HTTP requests answered, by status code"
+    );
+    describe_gauge!(HTTP_VIEWERS, Unit::Count, "Open live-view streams, by kind");
+    describe_counter!(
+        HTTP_EVENTS_DROPPED_TOTAL,
+        Unit::Count,
+        "Events an /events viewer did not take in time"
+    );
+    describe_histogram!(
+        PREVIEW_ENCODE_SECONDS,
+        Unit::Seconds,
+        "Time to encode one live-view frame as JPEG"
+    );
     describe_gauge!(MQTT_CONNECTED, "1 while connected to the MQTT broker");
     describe_counter!(
         MQTT_CONNECTIONS_TOTAL,

@@ -32,6 +32,7 @@ use crate::runner::{
 use crate::smooth::{Smoothed, Smoother};
 use crate::source::{Limited, SourceError};
 use crate::stage::{Shutdown, Source};
+use crate::telemetry::view::{Preview, Watched};
 use crate::telemetry::LiveStatus;
 
 /// The edges, each named after the stage it feeds.
@@ -171,6 +172,7 @@ pub struct Pipeline {
     stall_after: Duration,
     every_frame: bool,
     status: Option<Arc<LiveStatus>>,
+    preview: Option<Arc<Preview>>,
     events: Events,
     /// What the `started` event names.
     source_name: String,
@@ -238,6 +240,7 @@ impl Pipeline {
             stall_after,
             every_frame: config.output.every_frame,
             status: None,
+            preview: None,
             events,
             source_name: config.source.describe(),
             camera: config.telemetry.camera_name().to_owned(),
@@ -255,7 +258,14 @@ impl Pipeline {
 
     /// Keeps `status` up to date while running: started, every label, stopped.
     pub fn report_to(mut self, status: Arc<LiveStatus>) -> Self {
+        status.watch_edges(self.edges());
         self.status = Some(status);
+        self
+    }
+
+    /// Hands the live view frames (resize's input) while it asks for them.
+    pub fn show_to(mut self, preview: Arc<Preview>) -> Self {
+        self.preview = Some(preview);
         self
     }
 
@@ -305,6 +315,7 @@ impl Pipeline {
             stall_after,
             every_frame,
             status,
+            preview,
             events,
             source_name,
             camera,
@@ -332,7 +343,7 @@ impl Pipeline {
             )?);
             handles.push(spawn_stage(
                 "resize",
-                resize,
+                Watched::new(resize, preview.clone()),
                 resize_in,
                 to_infer,
                 Probe::None,

@@ -239,6 +239,12 @@ impl Shared {
 #[derive(Clone)]
 pub struct EdgeWatch(Arc<Shared>);
 
+impl std::fmt::Debug for EdgeWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.stats().fmt(f)
+    }
+}
+
 impl EdgeWatch {
     /// The edge's counters now. Exact once its producer and consumer have stopped; then
     /// `sent = received + dropped.total() + depth` (items still queued when the consumer

@@ -1,38 +1,60 @@
 //! Telemetry: the Prometheus recorder, and one HTTP thread that serves it with the pipeline's
-//! live state.
+//! live state and a live view of what the camera sees.
 //!
 //! | path | answers |
 //! |---|---|
 //! | `/metrics` | every metric in [`crate::metrics`] and the process's, Prometheus text format |
 //! | `/healthz` | 200 while the process serves requests |
 //! | `/readyz` | 200 once the model is loaded and while labels keep coming; else 503 and why |
-//! | `/status` | JSON: model, label, its class and score, top five, fps, latency, the workers |
+//! | `/status` | JSON: model, current label, its class and score, the top five, fps, latency, drops, the workers |
+//! | `/` | the live view: one self-contained page (picture, label, top 5, figures) |
+//! | `/snapshot.jpg` | the next captured frame, JPEG |
+//! | `/stream.mjpeg` | the frames as `multipart/x-mixed-replace` JPEG parts, at most `preview_fps` |
+//! | `/events` | Server-Sent Events: the run's [`Event`](crate::events::Event)s as stdout prints them, and the page's figures (`event: status`: `/status`'s object) |
 //!
 //! Nothing served changes state: GET and HEAD only, and the address is loopback unless the
-//! config says otherwise. The recorder is built here rather than by the exporter's own listener
-//! because that one serves `/metrics` alone; between requests the same thread does the
-//! recorder's upkeep (draining histogram samples), so memory stays flat when nobody scrapes.
+//! config says otherwise; off loopback the picture asks for a token ([`auth`]). The server
+//! ([`server`]) is hyper on a current-thread tokio runtime owned by the HTTP thread, bounded
+//! in connections, time and header size; nothing async reaches the pipeline, which hands the
+//! live view frames and scores through slots only while someone watches ([`view`]). The
+//! recorder is built here rather than by the exporter's own listener because that one serves
+//! `/metrics` alone; the same thread does the recorder's upkeep (draining histogram samples)
+//! every second, so memory stays flat when nobody scrapes.
+
+mod auth;
+mod server;
+pub mod view;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde::{Deserialize, Serialize};
-use tiny_http::{Header, Method, Request, Response, Server};
-use tracing::{debug, warn};
+use tokio::sync::watch;
 
 use crate::config::Invalid;
+use crate::events::Events;
 use crate::labels::Names;
 use crate::metrics;
+use crate::queue::EdgeWatch;
 use crate::runner::StageWatch;
 use crate::smooth::Smoothed;
+use crate::stats;
+use auth::Access;
+use view::{Preview, View};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
 pub const DEFAULT_STALE_AFTER_SECONDS: f64 = 2.0;
+/// Far more than Prometheus, a few browsers and probes need, far fewer than the 256 files
+/// macOS allows a process by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+pub const DEFAULT_CLIENT_TIMEOUT_SECONDS: f64 = 10.0;
+pub const DEFAULT_MAX_VIEWERS: usize = 4;
+pub const DEFAULT_PREVIEW_FPS: f64 = 10.0;
+const MAX_PREVIEW_FPS: f64 = 60.0;
 
 /// Upper bounds of every `_seconds` histogram's buckets: fine around common frame periods
 /// (60, 30 and 15 fps), so `histogram_quantile` resolves a deadline, and up to 10 s for stalls.
@@ -40,9 +62,7 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.015, 0.0167, 0.020, 0.025, 0.030,
     0.0333, 0.040, 0.050, 0.0667, 0.080, 0.100, 0.150, 0.200, 0.300, 0.500, 1.0, 2.5, 5.0, 10.0,
 ];
-/// How long the HTTP thread waits for a request before doing upkeep.
-const UPKEEP_EVERY: Duration = Duration::from_secs(1);
-/// The span `/status` averages fps over.
+/// The span `/status` averages fps and takes the latency median over.
 const FPS_WINDOW: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -57,6 +77,21 @@ pub struct TelemetryConfig {
     pub camera: Option<String>,
     /// `/readyz` fails when no label has come out for this long.
     pub stale_after_seconds: f64,
+    /// Open connections at most, 1 to 4096; more are answered 503 and closed at once.
+    pub max_connections: usize,
+    /// A client taking longer than this to send a request's head (an idle connection too) or
+    /// to take the next bytes of a response is cut off.
+    pub client_timeout_seconds: f64,
+    /// Open `/stream.mjpeg` and `/events` responses at most, of each, 1 to 64.
+    pub max_viewers: usize,
+    /// Frames per second of `/stream.mjpeg` (and updates of the page's figures) at most.
+    pub preview_fps: f64,
+    /// The environment variable holding the token the picture endpoints ask for.
+    pub token_env: Option<String>,
+    /// Serve the picture without a token on an address other than loopback.
+    pub expose_unauthenticated: bool,
+    /// Ask the token on `/metrics`, `/healthz`, `/readyz` and `/status` too.
+    pub protect_metrics: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -66,6 +101,13 @@ impl Default for TelemetryConfig {
             listen: DEFAULT_LISTEN.parse().expect("a valid socket address"),
             camera: None,
             stale_after_seconds: DEFAULT_STALE_AFTER_SECONDS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            client_timeout_seconds: DEFAULT_CLIENT_TIMEOUT_SECONDS,
+            max_viewers: DEFAULT_MAX_VIEWERS,
+            preview_fps: DEFAULT_PREVIEW_FPS,
+            token_env: None,
+            expose_unauthenticated: false,
+            protect_metrics: false,
         }
     }
 }
@@ -76,10 +118,26 @@ pub enum TelemetryError {
     Invalid(#[from] Invalid),
     #[error("telemetry.listen: cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
+    #[error("telemetry.token_env: the environment variable {var} is not set")]
+    TokenUnset { var: String },
+    #[error(
+        "telemetry.token_env: the token in {var} must be at least {min} characters, got {len}"
+    )]
+    TokenShort { var: String, min: usize, len: usize },
     #[error("telemetry: a metrics recorder is already installed in this process")]
     RecorderInstalled,
-    #[error("telemetry: cannot start the HTTP thread: {0}")]
-    Thread(std::io::Error),
+    #[error("telemetry: cannot start the HTTP side: {0}")]
+    Start(std::io::Error),
+}
+
+/// The checked settings the server runs by.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    stale_after: Duration,
+    max_connections: usize,
+    client_timeout: Duration,
+    max_viewers: usize,
+    preview_period: Duration,
 }
 
 /// The camera name when `camera` is unset.
@@ -91,29 +149,81 @@ impl TelemetryConfig {
         self.camera.as_deref().unwrap_or(DEFAULT_CAMERA)
     }
 
-    /// Checks the settings that can be checked without binding; gives the staleness limit.
-    pub fn check(&self) -> Result<Duration, Invalid> {
-        let key = "telemetry.stale_after_seconds";
-        Invalid::positive_seconds(key, self.stale_after_seconds)
+    /// Checks the settings that can be checked without binding or reading the environment.
+    pub fn check(&self) -> Result<(), Invalid> {
+        self.limits().map(|_| ())
     }
 
-    /// Checks the settings, binds the address, installs the process-wide recorder and starts
-    /// the HTTP thread; `None` when telemetry is disabled. Call before building the pipeline,
-    /// whose stages register their metrics as they are built.
-    pub fn start(&self) -> Result<Option<Telemetry>, TelemetryError> {
+    fn limits(&self) -> Result<Limits, Invalid> {
+        let stale_after =
+            Invalid::positive_seconds("telemetry.stale_after_seconds", self.stale_after_seconds)?;
+        let client_timeout = Invalid::positive_seconds(
+            "telemetry.client_timeout_seconds",
+            self.client_timeout_seconds,
+        )?;
+        let (connections, viewers, fps) =
+            (self.max_connections, self.max_viewers, self.preview_fps);
+        let key = "telemetry.max_connections";
+        Invalid::check(
+            (1..=4096).contains(&connections),
+            key,
+            "1 to 4096",
+            connections,
+        )?;
+        Invalid::check(
+            (1..=64).contains(&viewers),
+            "telemetry.max_viewers",
+            "1 to 64",
+            viewers,
+        )?;
+        // Written so NaN fails too.
+        let fps_ok = fps > 0.0 && fps <= MAX_PREVIEW_FPS;
+        Invalid::check(
+            fps_ok,
+            "telemetry.preview_fps",
+            "more than 0 and at most 60",
+            fps,
+        )?;
+        auth::check_exposure(self)?;
+        Ok(Limits {
+            stale_after,
+            max_connections: connections,
+            client_timeout,
+            max_viewers: viewers,
+            preview_period: Duration::from_secs_f64(1.0 / fps),
+        })
+    }
+
+    /// Checks the settings, reads the token, binds the address, installs the process-wide
+    /// recorder and starts the HTTP thread, whose `/events` carries `events`; `None` when
+    /// telemetry is disabled. Call before building the pipeline, whose stages register their
+    /// metrics as they are built.
+    pub fn start(&self, events: &Events) -> Result<Option<Telemetry>, TelemetryError> {
         if !self.enabled {
             return Ok(None);
         }
-        let stale_after = self.check()?;
+        let limits = self.limits()?;
+        let access = Access::from_config(self)?;
         // Bound first: a port in use must not leave a recorder behind.
-        let server = Server::http(self.listen).map_err(|e| TelemetryError::Bind {
+        let bind_error = |e: std::io::Error| TelemetryError::Bind {
             addr: self.listen,
             reason: e.to_string(),
-        })?;
-        let local_addr = server
-            .server_addr()
-            .to_ip()
-            .expect("an HTTP server on a socket address");
+        };
+        let listener = TcpListener::bind(self.listen).map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(TelemetryError::Start)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(TelemetryError::Start)?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(TelemetryError::Start)?
+        };
+
         let mut builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
             .expect("buckets are not empty");
@@ -128,39 +238,62 @@ impl TelemetryConfig {
         process.describe();
         metrics::record_build(env!("CARGO_PKG_VERSION"));
 
-        let status = Arc::new(LiveStatus::new(stale_after));
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = Arc::new(server);
-        let thread = {
-            let (server, status, stop) = (server.clone(), status.clone(), stop.clone());
-            let endpoints = Endpoints {
-                metrics: handle,
-                process,
-                status,
-            };
-            thread::Builder::new()
-                .name("scened-telemetry".into())
-                .spawn(move || serve(&server, &endpoints, &stop))
-                .map_err(TelemetryError::Thread)?
+        let status = Arc::new(LiveStatus::new(limits.stale_after));
+        let preview = Arc::new(Preview::default());
+        let view = Arc::new(View::new(
+            preview.clone(),
+            status.clone(),
+            limits.preview_period,
+        ));
+        let (stop, stopped) = watch::channel(false);
+        let app = server::App {
+            metrics: handle,
+            process,
+            status: status.clone(),
+            view: view.clone(),
+            events: events.clone(),
+            access,
+            protect_metrics: self.protect_metrics,
+            limits,
         };
-        Ok(Some(Telemetry {
+        let mut telemetry = Telemetry {
             status,
+            preview,
             local_addr,
             stop,
-            server,
-            thread: Some(thread),
-        }))
+            view: view.clone(),
+            threads: Vec::with_capacity(2),
+        };
+        // On an error, dropping `telemetry` stops what did start.
+        telemetry
+            .threads
+            .push(spawn("scened-view", move || view.run())?);
+        let serve = server::serve(listener, Arc::new(app), stopped);
+        let serve = move || runtime.block_on(serve);
+        telemetry.threads.push(spawn("scened-telemetry", serve)?);
+        Ok(Some(telemetry))
     }
 }
 
-/// The running HTTP thread; dropping it stops the thread. The recorder stays installed, so
+fn spawn(
+    name: &str,
+    run: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, TelemetryError> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(run)
+        .map_err(TelemetryError::Start)
+}
+
+/// The running HTTP side; dropping it stops its threads. The recorder stays installed, so
 /// metrics recorded after the drop are kept but no longer served.
 pub struct Telemetry {
     status: Arc<LiveStatus>,
+    preview: Arc<Preview>,
     local_addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    server: Arc<Server>,
-    thread: Option<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    view: Arc<View>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Telemetry {
@@ -173,98 +306,24 @@ impl Telemetry {
     pub fn status(&self) -> Arc<LiveStatus> {
         self.status.clone()
     }
+
+    /// Where the live view takes frames and scores from; give it to
+    /// [`crate::pipeline::Pipeline::show_to`].
+    pub fn preview(&self) -> Arc<Preview> {
+        self.preview.clone()
+    }
 }
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
+        // Open streams end with the runtime: a viewer is not waited for.
+        let _ = self.stop.send(true);
+        self.view.stop();
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
 }
-
-struct Endpoints {
-    metrics: PrometheusHandle,
-    process: metrics_process::Collector,
-    status: Arc<LiveStatus>,
-}
-
-fn serve(server: &Server, endpoints: &Endpoints, stop: &AtomicBool) {
-    let mut upkept = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        match server.recv_timeout(UPKEEP_EVERY) {
-            Ok(Some(request)) => respond(request, endpoints),
-            Ok(None) => {}
-            Err(error) => {
-                warn!(%error, "telemetry: cannot accept a request");
-                thread::sleep(UPKEEP_EVERY);
-            }
-        }
-        if upkept.elapsed() >= UPKEEP_EVERY {
-            endpoints.metrics.run_upkeep();
-            upkept = Instant::now();
-        }
-    }
-}
-
-fn respond(request: Request, endpoints: &Endpoints) {
-    let path = request.url().split('?').next().unwrap_or_default();
-    debug!(method = %request.method(), path, "telemetry request");
-    let (code, content_type, body) = if !matches!(request.method(), Method::Get | Method::Head) {
-        (405, TEXT, "only GET and HEAD are served\n".to_owned())
-    } else {
-        match path {
-            "/metrics" => {
-                endpoints.process.collect();
-                (
-                    200,
-                    PROMETHEUS_TEXT,
-                    cpu_as_counter(endpoints.metrics.render()),
-                )
-            }
-            "/healthz" => (200, TEXT, "ok\n".to_owned()),
-            "/readyz" => match endpoints.status.readiness(Instant::now()) {
-                Ok(()) => (200, TEXT, "ready\n".to_owned()),
-                Err(why) => (503, TEXT, format!("not ready: {why}\n")),
-            },
-            "/status" => {
-                let status = endpoints.status.snapshot(Instant::now());
-                let json = serde_json::to_string(&status).expect("a struct of plain fields");
-                (200, JSON, json + "\n")
-            }
-            _ => (
-                404,
-                TEXT,
-                "not found: try /metrics /healthz /readyz /status\n".into(),
-            ),
-        }
-    };
-    let header = Header::from_bytes("Content-Type", content_type).expect("a valid header");
-    let response = Response::from_string(body)
-        .with_status_code(code)
-        .with_header(header);
-    if let Err(error) = request.respond(response) {
-        debug!(%error, "telemetry: client went away");
-    }
-}
-
-/// Declares the process's CPU seconds a counter, which it is. The facade's counters are whole
-/// numbers, so `metrics-process` records fractional seconds as a gauge; typed so, its `_total`
-/// name breaks Prometheus's naming rules (`promtool check metrics` fails).
-fn cpu_as_counter(text: String) -> String {
-    let cpu = metrics::PROCESS_CPU_SECONDS_TOTAL;
-    text.replacen(
-        &format!("# TYPE {cpu} gauge\n"),
-        &format!("# TYPE {cpu} counter\n"),
-        1,
-    )
-}
-
-const TEXT: &str = "text/plain; charset=utf-8";
-const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-const JSON: &str = "application/json";
 
 /// The pipeline's state as `/readyz` and `/status` see it, updated by the pipeline per label.
 #[derive(Debug)]
@@ -282,8 +341,10 @@ struct Live {
     last: Option<Last>,
     labelled: u64,
     first_at: Option<Instant>,
-    /// When each label of the last [`FPS_WINDOW`] came out.
-    recent: VecDeque<Instant>,
+    /// When each label of the last [`FPS_WINDOW`] came out, and its latency.
+    recent: VecDeque<(Instant, Duration)>,
+    /// The pipeline's edges, whose drops `/status` adds up.
+    edges: Vec<EdgeWatch>,
     /// The inference workers, while they run.
     workers: Vec<StageWatch>,
 }
@@ -339,6 +400,10 @@ pub struct Status {
     pub frames: u64,
     /// Capture to label, of the last frame.
     pub last_latency_ms: Option<f64>,
+    /// Capture to label, the median over the last two seconds.
+    pub latency_p50_ms: Option<f64>,
+    /// Frames dropped on the pipeline's queues since the start, for any reason.
+    pub dropped: u64,
     /// Since the last label came out.
     pub last_label_age_ms: Option<f64>,
     /// The inference workers, in worker order.
@@ -385,6 +450,11 @@ impl LiveStatus {
         live.stopped = false;
     }
 
+    /// The pipeline's queues, whose drops `/status` reports.
+    pub fn watch_edges(&self, edges: Vec<EdgeWatch>) {
+        self.live().edges = edges;
+    }
+
     /// The pipeline has stopped; no more labels will come.
     pub fn stopped(&self) {
         self.live().stopped = true;
@@ -401,11 +471,11 @@ impl LiveStatus {
         let mut live = self.live();
         live.labelled += 1;
         live.first_at.get_or_insert(at);
-        live.recent.push_back(at);
+        live.recent.push_back((at, latency));
         while live
             .recent
             .front()
-            .is_some_and(|&t| at.saturating_duration_since(t) > FPS_WINDOW)
+            .is_some_and(|&(t, _)| at.saturating_duration_since(t) > FPS_WINDOW)
         {
             live.recent.pop_front();
         }
@@ -441,11 +511,14 @@ impl LiveStatus {
     pub fn snapshot(&self, now: Instant) -> Status {
         let live = self.live();
         let ready = Self::readiness_of(&live, self.stale_after, now);
-        let in_window = live
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let mut in_window: Vec<f64> = live
             .recent
             .iter()
-            .filter(|&&t| now.saturating_duration_since(t) <= FPS_WINDOW)
-            .count();
+            .filter(|&&(t, _)| now.saturating_duration_since(t) <= FPS_WINDOW)
+            .map(|&(_, latency)| ms(latency))
+            .collect();
+        in_window.sort_by(f64::total_cmp);
         // Early in a run the window is not full yet: divide by the time there has been.
         let span = live
             .first_at
@@ -454,9 +527,8 @@ impl LiveStatus {
         let fps = if span.is_zero() {
             0.0
         } else {
-            in_window as f64 / span.as_secs_f64()
+            in_window.len() as f64 / span.as_secs_f64()
         };
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let named = live.names.as_deref().zip(live.last.as_ref());
         Status {
             ready: ready.is_ok(),
@@ -477,6 +549,12 @@ impl LiveStatus {
             fps,
             frames: live.labelled,
             last_latency_ms: live.last.as_ref().map(|last| ms(last.latency)),
+            latency_p50_ms: stats::quantile(&in_window, 0.5),
+            dropped: live
+                .edges
+                .iter()
+                .map(|edge| edge.stats().dropped.total())
+                .sum(),
             last_label_age_ms: live
                 .last
                 .as_ref()
@@ -573,6 +651,7 @@ mod tests {
         assert_eq!(snap.dtype.as_deref(), Some("float32"));
         assert!((snap.fps - 10.0).abs() < 0.6, "fps {}", snap.fps);
         assert_eq!(snap.last_latency_ms, Some(20.0));
+        assert_eq!(snap.latency_p50_ms, Some(20.0));
         let quiet = status.snapshot(t0 + Duration::from_secs(10));
         assert_eq!(quiet.fps, 0.0);
         assert!(!quiet.ready);
@@ -622,7 +701,7 @@ mod tests {
             camera: Some("porch".into()),
             ..TelemetryConfig::default()
         };
-        let telemetry = config.start().unwrap().expect("enabled");
+        let telemetry = config.start(&Events::new()).unwrap().expect("enabled");
         ::metrics::counter!(metrics::FRAMES_TOTAL, metrics::STAGE => "infer").increment(3);
         let scrape = request(telemetry.local_addr(), "GET", "/metrics");
         assert!(scrape.starts_with("HTTP/1.0 200"), "{scrape}");
@@ -656,23 +735,53 @@ mod tests {
             ..TelemetryConfig::default()
         };
         assert!(matches!(
-            again.start(),
+            again.start(&Events::new()),
             Err(TelemetryError::RecorderInstalled)
         ));
     }
 
     #[test]
-    fn a_bad_staleness_limit_is_refused_naming_the_key() {
-        for bad in [0.0, -1.0, f64::NAN] {
-            let config = TelemetryConfig {
-                stale_after_seconds: bad,
-                ..TelemetryConfig::default()
-            };
-            let err = config.start().err().expect("refused").to_string();
-            assert!(
-                err.starts_with("telemetry.stale_after_seconds must be more than 0"),
-                "{err}"
-            );
+    fn bad_settings_are_refused_naming_the_key() {
+        let bad = |change: fn(&mut TelemetryConfig)| {
+            let mut config = TelemetryConfig::default();
+            change(&mut config);
+            config
+                .start(&Events::new())
+                .err()
+                .expect("refused")
+                .to_string()
+        };
+        for (change, message) in [
+            (
+                (|c| c.stale_after_seconds = 0.0) as fn(&mut TelemetryConfig),
+                "telemetry.stale_after_seconds must be more than 0, got 0",
+            ),
+            (
+                |c| c.stale_after_seconds = f64::NAN,
+                "telemetry.stale_after_seconds must be more than 0, got NaN",
+            ),
+            (
+                |c| c.client_timeout_seconds = -1.0,
+                "telemetry.client_timeout_seconds must be more than 0, got -1",
+            ),
+            (
+                |c| c.max_connections = 0,
+                "telemetry.max_connections must be 1 to 4096, got 0",
+            ),
+            (
+                |c| c.max_viewers = 65,
+                "telemetry.max_viewers must be 1 to 64, got 65",
+            ),
+            (
+                |c| c.preview_fps = 61.0,
+                "telemetry.preview_fps must be more than 0 and at most 60, got 61",
+            ),
+            (
+                |c| c.preview_fps = f64::NAN,
+                "telemetry.preview_fps must be more than 0 and at most 60, got NaN",
+            ),
+        ] {
+            assert_eq!(bad(change), message);
         }
     }
 }
