@@ -10,6 +10,7 @@ with/without ratios, and what one viewer costs in CPU and resident memory.
     cargo build --release && scripts/live_view_cost.py [--pairs 6] [--seconds 20] [--viewers 3]
 """
 import argparse
+import http.client
 import json
 import os
 import re
@@ -46,7 +47,10 @@ def watch(addr: str, stop: threading.Event, parts: list):
     """One viewer: reads the stream as fast as it comes until `stop`, counting bytes."""
     with urllib.request.urlopen(f"http://{addr}/stream.mjpeg", timeout=10) as stream:
         while not stop.is_set():
-            chunk = stream.read(1 << 16)
+            try:
+                chunk = stream.read(1 << 16)
+            except http.client.IncompleteRead:
+                break  # the run ended: scened closed the stream mid-chunk
             if not chunk:
                 break
             parts.append(len(chunk))
