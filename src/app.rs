@@ -33,7 +33,7 @@ use crate::config;
 
 /// Events waiting for stdout; past this the oldest are dropped, so a reader that stops
 /// reading holds back neither the pipeline nor the other outputs.
-const STDOUT_QUEUE: usize = 1024;
+const STDOUT_QUEUE: usize = 256;
 /// How long a stop request may take to drain; then the process exits without the report.
 const DRAIN_LIMIT: Duration = Duration::from_millis(750);
 /// The exit status of a run cut short by a signal, as a shell reports SIGINT.

@@ -459,7 +459,11 @@ fn a_stdout_nobody_reads_stalls_neither_status_nor_the_live_view() {
     let waited = Instant::now();
     // The counter exists from the start; it moves once the pipe and the queue are full.
     while dropped() == 0.0 {
-        assert!(waited.elapsed() < PATIENCE, "stdout never fell behind");
+        assert!(
+            waited.elapsed() < PATIENCE,
+            "stdout never fell behind, {} frames labelled",
+            frames()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let before = (frames(), dropped());
