@@ -333,7 +333,13 @@ impl Pipeline {
         let dtype = engine.inspection().precision().name();
         // Before the source starts, so that every frame's label comes after it.
         let parallel = (infer.len(), engine.threads());
-        events.publish(Event::started(&model, &dtype, source_name, &camera, parallel));
+        events.publish(Event::started(
+            &model,
+            &dtype,
+            source_name,
+            &camera,
+            parallel,
+        ));
         let mut handles = Vec::with_capacity(3 + infer.len());
         let started = (|| {
             handles.push(spawn_source(

@@ -293,7 +293,11 @@ impl Engine {
         // An int8 graph's threads are the kernels' own pool; tract's would only sit beside it.
         // More threads than cores would only wait for each other: a pool's workers spin.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let int8_threads = if paths.is_empty() { 0 } else { threads.min(cores) };
+        let int8_threads = if paths.is_empty() {
+            0
+        } else {
+            threads.min(cores)
+        };
         Ok(Engine {
             path: path.to_owned(),
             plan,
@@ -305,7 +309,12 @@ impl Engine {
             labels,
             meta: sidecar.map(|(_, m)| m),
             int8_threads,
-            threads: if paths.is_empty() { threads } else { int8_threads }.max(1),
+            threads: if paths.is_empty() {
+                threads
+            } else {
+                int8_threads
+            }
+            .max(1),
             inspection,
             file_bytes,
         })
@@ -486,11 +495,10 @@ impl Session {
     pub fn run(&mut self, input: Tensor) -> Result<Inference, InferError> {
         let input = self.tract_input(input)?;
         let (state, pool) = (&mut self.state, self.pool.as_ref());
-        let outputs = contain::catch(|| {
-            int8::threads::scope(pool, || state.run(tvec![input.into_tvalue()]))
-        })
-            .map_err(InferError::Panic)?
-            .map_err(|e| InferError::Tract(first_line(&e)))?;
+        let outputs =
+            contain::catch(|| int8::threads::scope(pool, || state.run(tvec![input.into_tvalue()])))
+                .map_err(InferError::Panic)?
+                .map_err(|e| InferError::Tract(first_line(&e)))?;
         let raw = outputs[0].clone().into_tensor();
         let raw = match self.lowered.output {
             Some((elem, q)) => requantize(&raw, elem, q)?,

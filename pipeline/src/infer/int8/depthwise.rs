@@ -181,7 +181,8 @@ mod avx2 {
                     for t in 0..2 {
                         let tap = 2 * p + t;
                         if tap < taps {
-                            packed[(b * pairs + p) * 32 + i * 2 + t] = w[tap * c + b * 16 + lane] as i16;
+                            packed[(b * pairs + p) * 32 + i * 2 + t] =
+                                w[tap * c + b * 16 + lane] as i16;
                         }
                     }
                 }
@@ -225,7 +226,10 @@ mod avx2 {
             // Back to channel order: 0–7, then 8–15.
             let rq = &d.requant;
             let q0 = apply8::<true>(&params8(rq, ch), _mm256_permute2x128_si256(lo, hi, 0x20));
-            let q1 = apply8::<true>(&params8(rq, ch + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+            let q1 = apply8::<true>(
+                &params8(rq, ch + 8),
+                _mm256_permute2x128_si256(lo, hi, 0x31),
+            );
             _mm_storeu_si128(out.as_mut_ptr().add(ch) as *mut _, narrow16(rq, q0, q1));
         }
     }
@@ -245,9 +249,7 @@ mod tests {
     #[test]
     fn every_version_and_split_matches_tflite_reference_loops() {
         let mut rng = Rng(0x2545f4914f6cdd1d);
-        let pools: Vec<Option<Pool>> = [1, 2, 3]
-            .map(|t| Pool::with_min_work(t, 0).unwrap())
-            .into();
+        let pools: Vec<Option<Pool>> = [1, 2, 3].map(|t| Pool::with_min_work(t, 0).unwrap()).into();
         for (input, filter, stride) in [
             ([10, 10, 32], [3, 3], [1, 1]),
             ([12, 12, 19], [3, 3], [2, 2]),
@@ -292,7 +294,10 @@ mod tests {
                     let mut got = vec![0; want.len()];
                     scope(pool.as_ref(), || dw.run(&x, &mut got));
                     let threads = pool.as_ref().map_or(1, Pool::threads);
-                    assert_eq!(got, want, "{isa:?} {input:?} {filter:?}/{stride:?} {threads}");
+                    assert_eq!(
+                        got, want,
+                        "{isa:?} {input:?} {filter:?}/{stride:?} {threads}"
+                    );
                 }
             }
         }

@@ -82,7 +82,12 @@ impl Gemm {
             .chunks_exact(k.max(1))
             .map(|w| w.iter().map(|&v| v as i32).sum::<i32>());
         #[cfg(target_arch = "x86_64")]
-        let offset = input_zero_point + if isa.level() == Level::Avx512Vnni { 128 } else { 0 };
+        let offset = input_zero_point
+            + if isa.level() == Level::Avx512Vnni {
+                128
+            } else {
+                0
+            };
         #[cfg(not(target_arch = "x86_64"))]
         let offset = input_zero_point;
         let mut bias: Vec<i32> = bias
@@ -206,7 +211,8 @@ impl Gemm {
                     c += 4;
                 } else {
                     for i in 0..if pair { 2 } else { 1 } {
-                        acc[(r + i) * width + c] = dots::<1, 1>([row(r + i)], [filter(c0 + c)])[0][0];
+                        acc[(r + i) * width + c] =
+                            dots::<1, 1>([row(r + i)], [filter(c0 + c)])[0][0];
                     }
                     c += 1;
                 }
@@ -611,9 +617,7 @@ mod tests {
             (1, 1280, 1000),
             (49, 320, 1280),
         ];
-        let pools: Vec<Option<Pool>> = [1, 2, 3]
-            .map(|t| Pool::with_min_work(t, 0).unwrap())
-            .into();
+        let pools: Vec<Option<Pool>> = [1, 2, 3].map(|t| Pool::with_min_work(t, 0).unwrap()).into();
         for (rows, k, m) in shapes {
             let x = rng.i8s(rows * k);
             let w: Vec<i8> = rng.i8s(m * k).into_iter().map(|v| v.max(-127)).collect();
@@ -626,10 +630,19 @@ mod tests {
                 for pool in &pools {
                     let mut got = vec![0; rows * m];
                     scope(pool.as_ref(), || {
-                        gemm.run(rows, &|r, dst| dst.copy_from_slice(&x[r * k..][..k]), &mut got)
+                        gemm.run(
+                            rows,
+                            &|r, dst| dst.copy_from_slice(&x[r * k..][..k]),
+                            &mut got,
+                        )
                     });
                     let threads = pool.as_ref().map_or(1, Pool::threads);
-                    assert_eq!(got, want, "{} {rows}×{k}×{m}, {threads} threads", isa.name());
+                    assert_eq!(
+                        got,
+                        want,
+                        "{} {rows}×{k}×{m}, {threads} threads",
+                        isa.name()
+                    );
                 }
             }
         }

@@ -113,17 +113,52 @@ impl<'a> Graph<'a> {
             _ => Options::None,
         };
         let kernel = match (name.as_str(), options) {
-            ("CONV_2D", Options::Conv2D { padding, stride, act, dilation }) => {
-                at.conv(Geometry { padding, stride, act, dilation }, isa)?
-            }
+            (
+                "CONV_2D",
+                Options::Conv2D {
+                    padding,
+                    stride,
+                    act,
+                    dilation,
+                },
+            ) => at.conv(
+                Geometry {
+                    padding,
+                    stride,
+                    act,
+                    dilation,
+                },
+                isa,
+            )?,
             (
                 "DEPTHWISE_CONV_2D",
-                Options::Depthwise { padding, stride, multiplier, act, dilation },
-            ) => at.depthwise(Geometry { padding, stride, act, dilation }, multiplier, isa)?,
+                Options::Depthwise {
+                    padding,
+                    stride,
+                    multiplier,
+                    act,
+                    dilation,
+                },
+            ) => at.depthwise(
+                Geometry {
+                    padding,
+                    stride,
+                    act,
+                    dilation,
+                },
+                multiplier,
+                isa,
+            )?,
             ("ADD", Options::Arith { act, .. }) => at.add(act)?,
-            ("AVERAGE_POOL_2D", Options::Pool2D { padding, stride, filter, act }) => {
-                at.average_pool(padding, stride, filter, act)?
-            }
+            (
+                "AVERAGE_POOL_2D",
+                Options::Pool2D {
+                    padding,
+                    stride,
+                    filter,
+                    act,
+                },
+            ) => at.average_pool(padding, stride, filter, act)?,
             ("SOFTMAX", Options::Softmax { beta }) => Kernel::Softmax(Softmax::new(
                 at.input(0)?.int8_grid("input")?.scale,
                 beta,
@@ -223,10 +258,22 @@ impl<'a> At<'_, 'a> {
             }),
             _ => Err(Uncovered::Filter(filter.to_vec())),
         })?;
-        Ok(Kernel::Conv(Conv::new(f.window, f.input_zero_point, f.weights, &f.bias, f.requant, isa)))
+        Ok(Kernel::Conv(Conv::new(
+            f.window,
+            f.input_zero_point,
+            f.weights,
+            &f.bias,
+            f.requant,
+            isa,
+        )))
     }
 
-    fn depthwise(&self, geometry: Geometry, multiplier: i32, isa: Isa) -> Result<Kernel, Uncovered> {
+    fn depthwise(
+        &self,
+        geometry: Geometry,
+        multiplier: i32,
+        isa: Isa,
+    ) -> Result<Kernel, Uncovered> {
         let f = self.filtered(&geometry, |filter, c| match *filter {
             [1, kh, kw, filter_c] if multiplier == 1 && filter_c == c => Ok((c, [kh, kw], 3)),
             [1, _, _, _] => Err(Uncovered::DepthMultiplier(multiplier)),
@@ -445,21 +492,51 @@ mod tests {
 
     #[test]
     fn a_window_must_give_the_output_shape_the_file_declares() {
-        let w = window([7, 7, 3], [3, 3], [2, 2], fb::Padding::SAME, &[1, 4, 4, 5], 5).unwrap();
+        let w = window(
+            [7, 7, 3],
+            [3, 3],
+            [2, 2],
+            fb::Padding::SAME,
+            &[1, 4, 4, 5],
+            5,
+        )
+        .unwrap();
         assert_eq!(w.output, [4, 4]);
         assert_eq!(
-            window([7, 7, 3], [3, 3], [2, 2], fb::Padding::SAME, &[1, 4, 4, 6], 5),
+            window(
+                [7, 7, 3],
+                [3, 3],
+                [2, 2],
+                fb::Padding::SAME,
+                &[1, 4, 4, 6],
+                5
+            ),
             Err(Uncovered::OutputShape {
                 got: vec![1, 4, 4, 6],
                 expected: vec![1, 4, 4, 5]
             })
         );
         assert!(matches!(
-            window([7, 7, 3], [3, 3], [0, 2], fb::Padding::SAME, &[1, 4, 4, 5], 5),
+            window(
+                [7, 7, 3],
+                [3, 3],
+                [0, 2],
+                fb::Padding::SAME,
+                &[1, 4, 4, 5],
+                5
+            ),
             Err(Uncovered::Window { .. })
         ));
         // A 1×1 image through a 3×3 SAME window is one pixel, all but the centre tap padding.
-        let w = window([1, 1, 1], [3, 3], [1, 1], fb::Padding::SAME, &[1, 1, 1, 1], 1).unwrap();
+        let w = window(
+            [1, 1, 1],
+            [3, 3],
+            [1, 1],
+            fb::Padding::SAME,
+            &[1, 1, 1, 1],
+            1,
+        )
+        .unwrap();
         assert_eq!((w.output, w.pad), ([1, 1], [1, 1]));
     }
 

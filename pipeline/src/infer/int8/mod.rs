@@ -326,7 +326,6 @@ fn splice_float(
         .collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::path::{Path as FsPath, PathBuf};
@@ -336,7 +335,9 @@ mod tests {
     use super::*;
 
     fn repo(path: &str) -> PathBuf {
-        FsPath::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+        FsPath::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path)
     }
 
     fn committed_int8_models() -> Vec<PathBuf> {
@@ -355,7 +356,11 @@ mod tests {
         let len = op.kernel.input_len(op.shape.iter().product());
         (0..op.kernel.inputs())
             .map(|_| match op.kernel.input_type() {
-                DatumType::F32 => tensor1(&(0..len).map(|_| rng.below(200) as f32 - 100.0).collect::<Vec<_>>()),
+                DatumType::F32 => tensor1(
+                    &(0..len)
+                        .map(|_| rng.below(200) as f32 - 100.0)
+                        .collect::<Vec<_>>(),
+                ),
                 _ => tensor1(&rng.i8s(len)),
             })
             .collect()
@@ -399,7 +404,10 @@ mod tests {
         for isa in Isa::available() {
             let built = build(&bytes, isa).unwrap();
             let conv = built.paths.iter().find(|p| p.op == "CONV_2D").unwrap();
-            assert!(conv.to_string().ends_with(&format!("{})", isa.name())), "{conv}");
+            assert!(
+                conv.to_string().ends_with(&format!("{})", isa.name())),
+                "{conv}"
+            );
             let plan = built.model.into_runnable().unwrap();
             let fact = plan.model().input_fact(0).unwrap().clone();
             let shape = fact.shape.as_concrete().unwrap().to_vec();
@@ -407,7 +415,12 @@ mod tests {
             let mut x = Tensor::from_shape(&shape, &values).unwrap();
             // SAFETY: the input is int8 with its grid attached; the bytes are the same values.
             unsafe { x.set_datum_type(fact.datum_type) };
-            outputs.push(plan.run(tvec![x.into_tvalue()]).unwrap().remove(0).into_tensor());
+            outputs.push(
+                plan.run(tvec![x.into_tvalue()])
+                    .unwrap()
+                    .remove(0)
+                    .into_tensor(),
+            );
         }
         assert!(outputs.windows(2).all(|w| w[0] == w[1]));
     }

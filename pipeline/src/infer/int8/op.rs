@@ -151,9 +151,8 @@ impl Int8Op {
                 self.shape
             );
         }
-        let int8 = |i: usize| -> TractResult<&[i8]> {
-            inputs[i].try_as_plain_ram()?.as_slice::<i8>()
-        };
+        let int8 =
+            |i: usize| -> TractResult<&[i8]> { inputs[i].try_as_plain_ram()?.as_slice::<i8>() };
         // SAFETY: every kernel below writes each element of its output.
         let mut out = unsafe { Tensor::uninitialized_dt(kernel.output_type(), &self.shape)? };
         {

@@ -56,7 +56,13 @@ impl Requant {
     /// The per-channel multipliers, left shifts, right shifts, and the rounding's shift and
     /// mask, for vector code: each at least the channel count rounded up to a multiple of 32.
     pub fn params(&self) -> [&[i32]; 5] {
-        [&self.mult, &self.left, &self.right, &self.below, &self.rounds]
+        [
+            &self.mult,
+            &self.left,
+            &self.right,
+            &self.below,
+            &self.rounds,
+        ]
     }
 
     /// Whether any channel shifts left before its multiply (a factor of 1 or more).
@@ -195,11 +201,7 @@ pub(super) mod avx2 {
         let half = _mm256_set1_epi64x(1 << 30);
         let even = _mm256_add_epi64(_mm256_mul_epi32(v, p.mult), half);
         let odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(v, 32), p.mult_odd), half);
-        let high = _mm256_blend_epi32(
-            _mm256_srli_epi64(even, 31),
-            _mm256_slli_epi64(odd, 1),
-            0xAA,
-        );
+        let high = _mm256_blend_epi32(_mm256_srli_epi64(even, 31), _mm256_slli_epi64(odd, 1), 0xAA);
         // Rounding right shift, ties upward: (h >> r) + bit r − 1 of h (none when r = 0).
         let round = _mm256_and_si256(_mm256_srav_epi32(high, p.below), p.rounds);
         _mm256_add_epi32(_mm256_srav_epi32(high, p.right), round)
