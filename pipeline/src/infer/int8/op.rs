@@ -196,6 +196,7 @@ impl TypedOp for Int8Op {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::infer::values;
 
     fn op(kernel: Kernel, shape: &[usize]) -> Int8Op {
         Int8Op {
@@ -214,10 +215,10 @@ mod tests {
         let quantize = op(Kernel::Quantize(GRID), &[1, 4]);
         let x = tensor2(&[[0.0f32, 1.0, -1.25, 300.0]]);
         let q = quantize.compute(&[&x]).unwrap();
-        assert_eq!(q.as_slice::<i8>().unwrap(), [-3, -1, -6, 127]);
+        assert_eq!(values::<i8>(&q).unwrap(), [-3, -1, -6, 127]);
         let dequantize = op(Kernel::Dequantize(GRID), &[1, 4]);
         let back = dequantize.compute(&[&q]).unwrap();
-        assert_eq!(back.as_slice::<f32>().unwrap(), [0.0, 1.0, -1.5, 65.0]);
+        assert_eq!(values::<f32>(&back).unwrap(), [0.0, 1.0, -1.5, 65.0]);
 
         // Fewer or more elements than the output, or the wrong type: refused, named.
         for (op, input) in [
