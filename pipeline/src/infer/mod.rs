@@ -33,7 +33,8 @@ pub use meta::ModelMeta;
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
-    /// Threads tract's matrix kernels may use per inference; 0 or 1 runs on the calling thread.
+    /// Threads one inference may use (the calling thread counted): the int8 kernels' own pool
+    /// ([`int8::threads`]), or tract's for a float model; 0 or 1 runs on the calling thread.
     pub threads: usize,
     /// Labels file overriding the sidecar's.
     pub labels: Option<PathBuf>,
@@ -187,6 +188,10 @@ pub struct Engine {
     meta: Option<ModelMeta>,
     inspection: Inspection,
     file_bytes: u64,
+    /// The size of each session's int8 thread pool; 0 for a model tract runs alone.
+    int8_threads: usize,
+    /// Threads per inference, as run (the calling thread counted).
+    threads: usize,
 }
 
 impl Engine {
@@ -269,7 +274,7 @@ impl Engine {
             let plan = contain::catch(|| {
                 let model = built.model.into_optimized()?;
                 log_memory("optimized");
-                model.into_runnable_with_options(&run_options)
+                model.into_runnable_with_options(&RunOptions::default())
             })
             .map_err(|panic| err(ModelErrorKind::Panic(panic)))?
             .map_err(tract_err)?;
@@ -285,6 +290,14 @@ impl Engine {
             .map_or((meta::DEFAULT_MEAN, meta::DEFAULT_STD), |(_, m)| {
                 (m.mean, m.std)
             });
+        // An int8 graph's threads are the kernels' own pool; tract's would only sit beside it.
+        // More threads than cores would only wait for each other: a pool's workers spin.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let int8_threads = if paths.is_empty() {
+            0
+        } else {
+            threads.min(cores)
+        };
         Ok(Engine {
             path: path.to_owned(),
             plan,
@@ -295,6 +308,13 @@ impl Engine {
             paths,
             labels,
             meta: sidecar.map(|(_, m)| m),
+            int8_threads,
+            threads: if paths.is_empty() {
+                threads
+            } else {
+                int8_threads
+            }
+            .max(1),
             inspection,
             file_bytes,
         })
@@ -306,10 +326,13 @@ impl Engine {
             .plan
             .spawn()
             .map_err(|e| InferError::Tract(first_line(&e)))?;
+        let pool = int8::threads::Pool::new(self.int8_threads)
+            .map_err(|e| InferError::Tract(format!("cannot start the int8 threads: {e}")))?;
         Ok(Session {
             state,
             output: self.output.clone(),
             lowered: self.lowered,
+            pool,
         })
     }
 
@@ -342,6 +365,10 @@ impl Engine {
     }
     pub fn file_bytes(&self) -> u64 {
         self.file_bytes
+    }
+    /// Threads one inference runs on (the calling thread counted).
+    pub fn threads(&self) -> usize {
+        self.threads
     }
     /// The label of class `index`, or its number when there is no labels file.
     pub fn label(&self, index: usize) -> String {
@@ -453,6 +480,8 @@ pub struct Session {
     state: TypedSimpleState,
     output: OutputSpec,
     lowered: Lowered,
+    /// The int8 kernels' threads, installed for each run.
+    pool: Option<int8::threads::Pool>,
 }
 
 /// The model's raw output (in the model's declared type) and the class probabilities.
@@ -465,9 +494,11 @@ pub struct Inference {
 impl Session {
     pub fn run(&mut self, input: Tensor) -> Result<Inference, InferError> {
         let input = self.tract_input(input)?;
-        let outputs = contain::catch(|| self.state.run(tvec![input.into_tvalue()]))
-            .map_err(InferError::Panic)?
-            .map_err(|e| InferError::Tract(first_line(&e)))?;
+        let (state, pool) = (&mut self.state, self.pool.as_ref());
+        let outputs =
+            contain::catch(|| int8::threads::scope(pool, || state.run(tvec![input.into_tvalue()])))
+                .map_err(InferError::Panic)?
+                .map_err(|e| InferError::Tract(first_line(&e)))?;
         let raw = outputs[0].clone().into_tensor();
         let raw = match self.lowered.output {
             Some((elem, q)) => requantize(&raw, elem, q)?,
@@ -495,9 +526,11 @@ impl Session {
             ));
             out
         };
-        self.state
-            .run_plan_with_eval(tvec![input.into_tvalue()], timed)
-            .map_err(|e| InferError::Tract(first_line(&e)))?;
+        let (state, pool) = (&mut self.state, self.pool.as_ref());
+        int8::threads::scope(pool, || {
+            state.run_plan_with_eval(tvec![input.into_tvalue()], timed)
+        })
+        .map_err(|e| InferError::Tract(first_line(&e)))?;
         Ok(times)
     }
 

@@ -19,7 +19,8 @@ use crate::stage::{Stage, StageError};
 /// The int8 model: scened runs it on int8 kernels, faster and in less memory than the float one
 /// (`docs/inference.md`).
 pub const DEFAULT_MODEL: &str = "models/efficientnet_lite0.int8.tflite";
-/// One thread per inference leaves the other cores to capture and resize.
+/// One thread per inference leaves the other cores to capture and resize; a second one lowers
+/// latency when a core is free (docs/inference.md, "Threads and workers").
 pub const DEFAULT_THREADS: usize = 1;
 /// One worker: the frame-level parallelism is opt-in (`workers = "auto"` takes every core).
 pub const DEFAULT_WORKERS: Workers = Workers::Count(1);
@@ -33,7 +34,8 @@ pub struct InferConfig {
     /// The `.tflite` classifier; its `.toml` sidecar, if present, gives normalization and labels.
     /// Without one, [`DEFAULT_MODEL`].
     pub model: Option<PathBuf>,
-    /// Threads tract's matrix kernels may use per inference; 0 or 1 runs on the stage's thread.
+    /// Threads each inference is split between (the int8 kernels' pool, or tract's for a float
+    /// model); 0 or 1 runs on the stage's thread.
     pub threads: usize,
     /// Labels file, one per line, overriding the sidecar's.
     pub labels: Option<PathBuf>,
