@@ -6,6 +6,7 @@ mod bench;
 mod classify;
 mod engine;
 mod eval;
+mod extremes;
 mod faults;
 mod http;
 mod int8_ops;

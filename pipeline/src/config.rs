@@ -207,11 +207,15 @@ impl Invalid {
         }
     }
 
-    /// `seconds` as a duration, which must be more than zero (and not NaN).
+    /// The longest time a setting may give: a deadline this far ahead fits any clock.
+    pub const MAX_SECONDS: f64 = 1e9;
+
+    /// `seconds` as a duration, which must be more than zero (and not NaN) and at most
+    /// [`MAX_SECONDS`](Self::MAX_SECONDS); one too short for a nanosecond is one.
     pub fn positive_seconds(key: &str, seconds: f64) -> Result<Duration, Self> {
-        let duration = Duration::try_from_secs_f64(seconds).unwrap_or_default();
-        Self::check(!duration.is_zero(), key, "more than 0", seconds)?;
-        Ok(duration)
+        Self::check(seconds > 0.0, key, "more than 0", seconds)?;
+        Self::check(seconds <= Self::MAX_SECONDS, key, "at most 1e9 (31 years)", seconds)?;
+        Ok(Duration::from_secs_f64(seconds).max(Duration::from_nanos(1)))
     }
 }
 

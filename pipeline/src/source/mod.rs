@@ -266,7 +266,10 @@ fn check_fps(fps: f64) -> Result<(), Invalid> {
         "source.fps",
         "0 (as fast as possible) to 1000",
         fps,
-    )
+    )?;
+    // A frame period must be a duration: 5e-324 fps would be one every 2e323 s.
+    let period_ok = fps == 0.0 || 1.0 / fps <= Invalid::MAX_SECONDS;
+    Invalid::check(period_ok, "source.fps", "0, or a frame every 1e9 s or more often", fps)
 }
 
 /// Why a frame's bytes gave no picture.
