@@ -81,7 +81,8 @@ impl Setting {
 /// Every number in `table`, depth first.
 fn settings(table: &Table, at: &[String], out: &mut Vec<(Setting, bool)>) {
     for (name, value) in table {
-        let path = [at, &[name.clone()]].concat();
+        let mut path = at.to_vec();
+        path.push(name.clone());
         let setting = |index| Setting {
             table: path.clone(),
             index,
@@ -209,7 +210,8 @@ fn every_numeric_setting_at_its_extremes_errors_or_runs() {
         let Some((name, value)) = line.split_once(" = ") else {
             continue;
         };
-        if value.starts_with(|c: char| c.is_ascii_digit() || c == '[') {
+        let key = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if key && value.starts_with(|c: char| c.is_ascii_digit() || c == '[') {
             assert!(
                 covered.iter().any(|k| k.split('[').next().unwrap().ends_with(name)),
                 "{name} is in config/scened.toml but not driven here"
