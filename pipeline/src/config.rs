@@ -445,5 +445,14 @@ mod tests {
                 format!("stop.stall_seconds must be more than 0, got {seconds}")
             );
         }
+        // Past any deadline a clock can hold; too short for a nanosecond is one.
+        for seconds in [1e10, f64::MAX, f64::INFINITY] {
+            let err = Invalid::positive_seconds("stop.stall_seconds", seconds).unwrap_err();
+            assert_eq!(err.expected, "at most 1e9 (31 years)");
+        }
+        assert_eq!(
+            Invalid::positive_seconds("stop.stall_seconds", 5e-324),
+            Ok(Duration::from_nanos(1))
+        );
     }
 }

@@ -534,7 +534,8 @@ mod tests {
 
     #[test]
     fn fps_must_be_in_range() {
-        for fps in [-1.0, f64::NAN, 1000.5] {
+        // 5e-324 fps would be a frame every 2e323 s, past any duration.
+        for fps in [-1.0, f64::NAN, 1000.5, 5e-324, f64::INFINITY] {
             let err = check_fps(fps).expect_err("refused");
             assert!(err.to_string().starts_with("source.fps must be 0"), "{err}");
         }
