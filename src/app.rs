@@ -210,7 +210,11 @@ impl Phase {
     /// Items sent and received on the pipeline's edges so far: what a drain changes.
     fn moved(&self) -> u64 {
         let edges = self.edges.get().map_or(&[][..], Vec::as_slice);
-        edges.iter().map(EdgeWatch::stats).map(|s| s.sent + s.received).sum()
+        edges
+            .iter()
+            .map(EdgeWatch::stats)
+            .map(|s| s.sent + s.received)
+            .sum()
     }
 
     /// Exits 130 once nothing has moved for [`DRAIN_STALL`] before the run is done.

@@ -14,7 +14,11 @@ fn lite0_classifies_alike_on_a_cpu_without_avx() {
         eprintln!("skipped: qemu-x86_64 emulates a CPU only on x86-64 Linux here");
         return;
     }
-    if Command::new("qemu-x86_64").arg("--version").output().is_err() {
+    if Command::new("qemu-x86_64")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipped: no qemu-x86_64 (apt-get install qemu-user)");
         return;
     }

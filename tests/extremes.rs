@@ -162,7 +162,10 @@ fn fault(status: std::process::ExitStatus, err: &[String], key: &str) -> Option<
         Some(format!("{status}: {err:?}"))
     } else if errors.len() > 1 {
         Some(format!("more than one error line: {err:?}"))
-    } else if errors.iter().any(|e| e.contains(" must be ") && !e.contains(name)) {
+    } else if errors
+        .iter()
+        .any(|e| e.contains(" must be ") && !e.contains(name))
+    {
         Some(format!("an error naming another key: {errors:?}"))
     } else {
         None
@@ -213,7 +216,9 @@ fn every_numeric_setting_at_its_extremes_errors_or_runs() {
         let key = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if key && value.starts_with(|c: char| c.is_ascii_digit() || c == '[') {
             assert!(
-                covered.iter().any(|k| k.split('[').next().unwrap().ends_with(name)),
+                covered
+                    .iter()
+                    .any(|k| k.split('[').next().unwrap().ends_with(name)),
                 "{name} is in config/scened.toml but not driven here"
             );
         }
@@ -229,7 +234,10 @@ fn every_numeric_setting_at_its_extremes_errors_or_runs() {
                     break;
                 };
                 if let Some(fault) = drive(&dir, i, text, key) {
-                    faults.lock().unwrap().push(format!("{key} = {value}: {fault}"));
+                    faults
+                        .lock()
+                        .unwrap()
+                        .push(format!("{key} = {value}: {fault}"));
                 }
             });
         }
@@ -243,14 +251,25 @@ fn every_numeric_setting_at_its_extremes_errors_or_runs() {
 /// user gives them, on the synthetic source.
 #[test]
 fn numeric_flags_at_their_extremes_error_or_run() {
-    let floats = ["0", "5e-324", "1.7976931348623157e308", "-1", "inf", "-inf", "NaN"];
+    let floats = [
+        "0",
+        "5e-324",
+        "1.7976931348623157e308",
+        "-1",
+        "inf",
+        "-inf",
+        "NaN",
+    ];
     let integers = ["0", "-1", "18446744073709551615", "18446744073709551616"];
     // Each flag with the key it overrides, which its errors name.
     let cases = floats
         .iter()
         .flat_map(|v| [("--fps", "fps", *v), ("--duration", "after_seconds", *v)])
         .chain(integers.iter().flat_map(|v| {
-            [("--frames", "after_frames", *v), ("--workers", "workers", *v)]
+            [
+                ("--frames", "after_frames", *v),
+                ("--workers", "workers", *v),
+            ]
         }));
     let mut faults = vec![];
     for (flag, key, value) in cases {

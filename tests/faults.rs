@@ -290,19 +290,19 @@ fn a_signal_during_the_model_load_exits_at_once() {
     );
 }
 
-/// Synthetic frames as fast as they come, every queue of one and blocking, every label
+/// Synthetic frames as fast as they come, every queue of `capacity` and blocking, every label
 /// printed, `workers` inference workers: the source outruns inference, so the queues are full
 /// whenever a signal lands.
-fn blocking_run(dir: &Path, workers: &str, more: &[&str]) -> Child {
+fn blocking_run(dir: &Path, workers: &str, capacity: usize, more: &[&str]) -> Child {
+    let edge = format!("capacity = {capacity}\nwhen_full = \"block\"\n");
     let config = write_file(
         dir,
         "blocking.toml",
-        "[source]\nkind = \"synthetic\"\nfps = 0\n\
-         [edges.resize]\ncapacity = 1\nwhen_full = \"block\"\n\
-         [edges.infer]\ncapacity = 1\nwhen_full = \"block\"\n\
-         [edges.smooth]\ncapacity = 1\nwhen_full = \"block\"\n\
-         [edges.sink]\ncapacity = 1\nwhen_full = \"block\"\n\
-         [output]\nevery_frame = true",
+        format!(
+            "[source]\nkind = \"synthetic\"\nfps = 0\n[edges.resize]\n{edge}\
+             [edges.infer]\n{edge}[edges.smooth]\n{edge}[edges.sink]\n{edge}\
+             [output]\nevery_frame = true"
+        ),
     );
     let args = ["run", "--config", arg(&config), "--workers", workers];
     scened_command(&[&args[..], more].concat())
@@ -353,7 +353,7 @@ fn stop_reading(stdout: &ChildStdout) {
 #[test]
 fn a_signal_with_full_queues_drains_and_exits_zero() {
     for workers in ["1", "2"] {
-        let mut child = blocking_run(&tmp_dir("full-queues"), workers, &[]);
+        let mut child = blocking_run(&tmp_dir("full-queues"), workers, 1, &[]);
         let stdout = child.stdout.take().unwrap();
         let (first, got_first) = mpsc::channel();
         let reader = thread::spawn(move || {
@@ -374,9 +374,10 @@ fn a_signal_with_full_queues_drains_and_exits_zero() {
     }
 }
 
-/// A signal while other work keeps both cores busy (twice as many spinning threads as cores,
-/// on top of whatever else runs here), with the slower fp32 Lite2 on two workers: the drain
-/// is slow but moves, so it ends with the report and exit 0, within a few seconds.
+/// A signal while other work keeps both cores busy (four spinning threads per core, on top of
+/// whatever else runs here), with the slower fp32 Lite2 on two workers behind blocking queues
+/// of 4: the drain is slow but moves, so it ends with the report and exit 0, within a few
+/// seconds. (The 750 ms limit this replaced exited 130 here after 0.8 s.)
 #[test]
 fn a_signal_on_a_busy_machine_drains_and_exits_zero() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -384,7 +385,7 @@ fn a_signal_on_a_busy_machine_drains_and_exits_zero() {
 
     let spin = Arc::new(AtomicBool::new(true));
     let cores = thread::available_parallelism().map_or(2, |n| n.get());
-    let spinners: Vec<_> = (0..2 * cores)
+    let spinners: Vec<_> = (0..4 * cores)
         .map(|_| {
             let spin = spin.clone();
             thread::spawn(move || {
@@ -396,7 +397,7 @@ fn a_signal_on_a_busy_machine_drains_and_exits_zero() {
         })
         .collect();
     let lite2 = model("efficientnet_lite2.fp32.tflite");
-    let mut child = blocking_run(&tmp_dir("busy-machine"), "2", &["--model", arg(&lite2)]);
+    let mut child = blocking_run(&tmp_dir("busy-machine"), "2", 4, &["--model", arg(&lite2)]);
     let stdout = child.stdout.take().unwrap();
     let (first, got_first) = mpsc::channel();
     let reader = thread::spawn(move || {
@@ -413,7 +414,7 @@ fn a_signal_on_a_busy_machine_drains_and_exits_zero() {
     spinners.into_iter().for_each(|s| s.join().unwrap());
     let report = stderr_of(&mut child);
     reader.join().unwrap();
-    eprintln!("drained in {took:?} with {} spinning threads", 2 * cores);
+    eprintln!("drained in {took:?} with {} spinning threads", 4 * cores);
     assert_eq!(status.code(), Some(0), "took {took:?}: {report}");
     assert!(took < DRAIN_WITHIN, "took {took:?}: {report}");
     assert_drained(&report, "2");
@@ -423,7 +424,7 @@ fn a_signal_on_a_busy_machine_drains_and_exits_zero() {
 /// Signals a blocking run whose stdout reader is stuck, 50 ms apart; the process must be
 /// gone within `within` of the first, exiting 130. Returns the last line of its stderr.
 fn signal_stuck_run(name: &str, signals: &[libc::c_int], within: Duration) -> String {
-    let mut child = blocking_run(&tmp_dir(name), "1", &[]);
+    let mut child = blocking_run(&tmp_dir(name), "1", 1, &[]);
     let stdout = child.stdout.take().unwrap();
     stop_reading(&stdout);
     let signalled = Instant::now();
@@ -453,11 +454,7 @@ fn a_signal_while_stdout_is_stuck_exits_when_the_drain_stops_moving() {
 
 #[test]
 fn a_second_signal_during_the_drain_exits_at_once() {
-    let err = signal_stuck_run(
-        "second-signal",
-        &[libc::SIGTERM, libc::SIGINT],
-        STOP_WITHIN,
-    );
+    let err = signal_stuck_run("second-signal", &[libc::SIGTERM, libc::SIGINT], STOP_WITHIN);
     assert_eq!(err, "error: signalled again, exiting without draining");
 }
 

@@ -214,7 +214,12 @@ impl Invalid {
     /// [`MAX_SECONDS`](Self::MAX_SECONDS); one too short for a nanosecond is one.
     pub fn positive_seconds(key: &str, seconds: f64) -> Result<Duration, Self> {
         Self::check(seconds > 0.0, key, "more than 0", seconds)?;
-        Self::check(seconds <= Self::MAX_SECONDS, key, "at most 1e9 (31 years)", seconds)?;
+        Self::check(
+            seconds <= Self::MAX_SECONDS,
+            key,
+            "at most 1e9 (31 years)",
+            seconds,
+        )?;
         Ok(Duration::from_secs_f64(seconds).max(Duration::from_nanos(1)))
     }
 }

@@ -185,7 +185,12 @@ impl TelemetryConfig {
             fps,
         )?;
         let key = "telemetry.preview_fps";
-        Invalid::check(1.0 / fps <= Invalid::MAX_SECONDS, key, "a frame every 1e9 s or more often", fps)?;
+        Invalid::check(
+            1.0 / fps <= Invalid::MAX_SECONDS,
+            key,
+            "a frame every 1e9 s or more often",
+            fps,
+        )?;
         auth::check_exposure(self)?;
         Ok(Limits {
             stale_after,

@@ -269,7 +269,12 @@ fn check_fps(fps: f64) -> Result<(), Invalid> {
     )?;
     // A frame period must be a duration: 5e-324 fps would be one every 2e323 s.
     let period_ok = fps == 0.0 || 1.0 / fps <= Invalid::MAX_SECONDS;
-    Invalid::check(period_ok, "source.fps", "0, or a frame every 1e9 s or more often", fps)
+    Invalid::check(
+        period_ok,
+        "source.fps",
+        "0, or a frame every 1e9 s or more often",
+        fps,
+    )
 }
 
 /// Why a frame's bytes gave no picture.
