@@ -109,7 +109,7 @@ impl Started {
                 telemetry.local_addr()
             );
         }
-        let _ = phase.edges.set(daemon.pipeline().edges());
+        let _ = EDGES.set(daemon.pipeline().edges());
         phase.set(PhaseKind::Running);
         Ok(Self {
             config,
@@ -187,50 +187,48 @@ enum PhaseKind {
     Done,
 }
 
-/// The phase, shared with the signal handler, and the edges its drain watch reads.
+/// The phase, shared with the signal handler.
 #[derive(Clone, Default)]
-struct Phase {
-    kind: Arc<AtomicU8>,
-    edges: Arc<OnceLock<Vec<EdgeWatch>>>,
-}
+struct Phase(Arc<AtomicU8>);
 
 impl Phase {
     fn set(&self, phase: PhaseKind) {
-        self.kind.store(phase as u8, Ordering::SeqCst);
+        self.0.store(phase as u8, Ordering::SeqCst);
     }
 
     fn get(&self) -> PhaseKind {
-        match self.kind.load(Ordering::SeqCst) {
+        match self.0.load(Ordering::SeqCst) {
             0 => PhaseKind::Building,
             1 => PhaseKind::Running,
             _ => PhaseKind::Done,
         }
     }
+}
 
-    /// Items sent and received on the pipeline's edges so far: what a drain changes.
-    fn moved(&self) -> u64 {
-        let edges = self.edges.get().map_or(&[][..], Vec::as_slice);
+/// The pipeline's edges, set once it is built: what the drain watch reads.
+static EDGES: OnceLock<Vec<EdgeWatch>> = OnceLock::new();
+
+/// Exits 130 once no item has moved along an edge for [`DRAIN_STALL`] before the run is done.
+fn watch_drain(phase: &Phase) {
+    let edges = EDGES.get().map_or(&[][..], Vec::as_slice);
+    let moved = || -> u64 {
         edges
             .iter()
             .map(EdgeWatch::stats)
             .map(|s| s.sent + s.received)
             .sum()
-    }
-
-    /// Exits 130 once nothing has moved for [`DRAIN_STALL`] before the run is done.
-    fn watch_drain(&self) {
-        let mut last = (self.moved(), Instant::now());
-        while self.get() != PhaseKind::Done {
-            thread::sleep(Duration::from_millis(50));
-            let moved = self.moved();
-            if moved != last.0 {
-                last = (moved, Instant::now());
-            } else if last.1.elapsed() >= DRAIN_STALL {
-                exit_signalled(&format!(
-                    "the drain made no progress for {} s, exiting without the report",
-                    DRAIN_STALL.as_secs()
-                ));
-            }
+    };
+    let mut last = (moved(), Instant::now());
+    while phase.get() != PhaseKind::Done {
+        thread::sleep(Duration::from_millis(50));
+        let now = moved();
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() >= DRAIN_STALL {
+            exit_signalled(&format!(
+                "the drain made no progress for {} s, exiting without the report",
+                DRAIN_STALL.as_secs()
+            ));
         }
     }
 }
@@ -247,7 +245,7 @@ fn stop_on_signals(shutdown: Shutdown, phase: Phase) -> anyhow::Result<()> {
         info!("signal received: stopping the source and draining");
         shutdown.trigger();
         let phase = phase.clone();
-        thread::spawn(move || phase.watch_drain());
+        thread::spawn(move || watch_drain(&phase));
     })
     .context("cannot install the SIGINT/SIGTERM handler")
 }
