@@ -26,6 +26,8 @@ pub const DEFAULT_THREADS: usize = 1;
 pub const DEFAULT_WORKERS: Workers = Workers::Count(1);
 /// Each worker holds a session (the model's activations, a few MB): more than this is a typo.
 pub const MAX_WORKERS: usize = 64;
+/// Most threads tract may use per inference.
+pub const MAX_THREADS: usize = 64;
 
 /// The inference stage's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -143,6 +145,9 @@ impl InferConfig {
             Workers::Auto | Workers::Count(1..=MAX_WORKERS)
         );
         Invalid::check(ok, "infer.workers", "1 to 64 or \"auto\"", self.workers)?;
+        // Each thread is started with the model: a count past the cores only costs.
+        let threads = self.threads;
+        Invalid::check(threads <= MAX_THREADS, "infer.threads", "0 to 64", threads)?;
         Ok(self.workers.resolve())
     }
 
