@@ -293,10 +293,10 @@ impl Engine {
         // An int8 graph's threads are the kernels' own pool; tract's would only sit beside it.
         // More threads than cores would only wait for each other: a pool's workers spin.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let int8_threads = if paths.is_empty() {
-            0
+        let (int8_threads, threads) = if paths.is_empty() {
+            (0, threads)
         } else {
-            threads.min(cores)
+            (threads.min(cores), threads.min(cores))
         };
         Ok(Engine {
             path: path.to_owned(),
@@ -309,12 +309,7 @@ impl Engine {
             labels,
             meta: sidecar.map(|(_, m)| m),
             int8_threads,
-            threads: if paths.is_empty() {
-                threads
-            } else {
-                int8_threads
-            }
-            .max(1),
+            threads: threads.max(1),
             inspection,
             file_bytes,
         })
