@@ -71,7 +71,7 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     in_file(config.check(), Some(path))?;
     if let Some(mqtt) = &config.output.mqtt {
-        in_file(mqtt.build(config.telemetry.camera_name()), Some(path))?;
+        in_file(mqtt.build(&config.telemetry.camera_name()), Some(path))?;
     }
     in_file(Pipeline::build(&config), Some(path))?;
     println!("{}: ok", path.display());
