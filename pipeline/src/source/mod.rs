@@ -230,6 +230,12 @@ pub enum SourceError {
     CameraFrame { what: String, reason: FrameError },
     #[error("{what}: no frame within {} ms", after.as_millis())]
     ReadTimeout { what: String, after: Duration },
+    #[error("{what}: not open within {} ms", after.as_millis())]
+    OpenTimeout { what: String, after: Duration },
+    #[error("{what}: opening it panicked: {panic}")]
+    OpenPanicked { what: String, panic: contain::Panic },
+    #[error("{what}: still closing from before (a call into its driver has not returned)")]
+    StillClosing { what: String },
     #[error("{what}: cannot start its reader thread")]
     Thread {
         what: String,
@@ -241,7 +247,7 @@ pub enum SourceError {
         what: String,
         retry_in: Duration,
         #[source]
-        source: Box<SourceError>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
