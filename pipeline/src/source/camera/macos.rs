@@ -26,7 +26,7 @@ use dispatch2::{DispatchQueue, DispatchRetained};
 use image::RgbImage;
 use nokhwa::utils::{CameraFormat, FrameFormat, Resolution};
 use objc2::rc::{autoreleasepool, Retained};
-use objc2::runtime::{Bool, NSObject, NSObjectProtocol, ProtocolObject};
+use objc2::runtime::{AnyObject, Bool, NSObject, NSObjectProtocol, ProtocolObject};
 use objc2::{available, define_class, msg_send, AnyThread, DefinedClass, Message};
 // Renamed `AVCaptureDeviceTypeExternal` in macOS 14; the old name is for older systems.
 #[allow(deprecated)]
@@ -433,7 +433,8 @@ impl Session {
                 &*std::ptr::from_ref::<CFString>(kCVPixelBufferPixelFormatTypeKey).cast()
             };
             let code = NSNumber::new_u32(format.fourcc());
-            let settings = NSDictionary::from_slices(&[key], &[&*code as &objc2::runtime::AnyObject]);
+            let code: &AnyObject = &code;
+            let settings = NSDictionary::from_slices(&[key], &[code]);
             let (sender, frames) = crossbeam_channel::bounded(QUEUED_FRAMES);
             let receiver = FrameReceiver::new(Frames {
                 sender,
@@ -442,11 +443,11 @@ impl Session {
             });
             let queue = DispatchQueue::new("scened.camera", None);
             guarded("the capture output's settings", || unsafe {
-                output.setVideoSettings(Some(&settings));
+                output.setVideoSettings(Some(&*settings));
                 output.setAlwaysDiscardsLateVideoFrames(true);
                 output.setSampleBufferDelegate_queue(
                     Some(ProtocolObject::from_ref(&*receiver)),
-                    Some(&queue),
+                    Some(&*queue),
                 );
             })?;
             guarded("adding the camera to a capture session", || unsafe {
@@ -630,14 +631,17 @@ mod tests {
         let key: &NSString =
             unsafe { &*std::ptr::from_ref::<CFString>(kCVPixelBufferPixelFormatTypeKey).cast() };
         assert_eq!(key.to_string(), "PixelFormatType");
-        let code = NSNumber::new_u32(format.fourcc());
-        let settings = NSDictionary::from_slices(&[key], &[&*code as &objc2::runtime::AnyObject]);
-        guarded("setVideoSettings", || unsafe { output.setVideoSettings(Some(&settings)) })
+        let settings = |code: u32| {
+            let code = NSNumber::new_u32(code);
+            let code: &AnyObject = &code;
+            NSDictionary::from_slices(&[key], &[code])
+        };
+        let good = settings(format.fourcc());
+        guarded("setVideoSettings", || unsafe { output.setVideoSettings(Some(&*good)) })
             .expect("accepted");
         // And a compressed code is refused with an exception that is caught, not an abort.
-        let jpeg = NSNumber::new_u32(u32::from_be_bytes(*b"jpeg"));
-        let bad = NSDictionary::from_slices(&[key], &[&*jpeg as &objc2::runtime::AnyObject]);
-        let refused = guarded("setVideoSettings", || unsafe { output.setVideoSettings(Some(&bad)) });
+        let bad = settings(u32::from_be_bytes(*b"jpeg"));
+        let refused = guarded("setVideoSettings", || unsafe { output.setVideoSettings(Some(&*bad)) });
         eprintln!("asking for 'jpeg': {refused:?}");
     }
 

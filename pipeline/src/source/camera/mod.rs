@@ -67,7 +67,9 @@ use tracing::{debug, info, warn};
 use self::choice::{
     moved, pinned, ranked_modes, select, CameraEntry, CameraPixelFormat, Selector, Wanted,
 };
-use super::deadline::{read_deadline, Live, FIRST_READ_DEADLINE, MIN_READ_DEADLINE};
+#[cfg(target_os = "macos")]
+use super::deadline::FIRST_READ_DEADLINE;
+use super::deadline::{read_deadline, Live, MIN_READ_DEADLINE};
 use super::reconnect::{Backoff, Reconnecting, Reopen};
 use super::{check_max_pixels, check_size, FrameError, Sequence, SourceError, DEFAULT_MAX_PIXELS, MAX_FPS};
 use crate::config::Invalid;
@@ -88,6 +90,7 @@ const RETRY: Backoff = Backoff {
     max: Duration::from_secs(5),
 };
 /// How long a macOS user has to answer the camera-access prompt.
+#[cfg(target_os = "macos")]
 const PERMISSION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Modes tried, best first, before opening gives up on "cannot fulfill" errors.
 const MODES_TRIED: usize = 4;
@@ -472,7 +475,9 @@ impl Reopen for CameraTarget {
             device: Some(open(camera, &self.config, &what)?),
             what,
             max_pixels: self.config.max_pixels,
+            #[cfg(target_os = "macos")]
             limit: FIRST_READ_DEADLINE,
+            #[cfg(target_os = "macos")]
             deadline: read_deadline(f64::from(self.config.fps)).unwrap_or(MIN_READ_DEADLINE),
             read_failures: 0,
             sequence: Sequence::default(),
@@ -492,8 +497,10 @@ pub struct CameraSource {
     max_pixels: u64,
     /// Always `Some` until dropped, which needs to own it.
     device: Option<Device>,
-    /// How long the next read may wait (macOS): [`FIRST_READ_DEADLINE`] at first.
+    /// How long the next read may wait for a frame: the first after an open longer.
+    #[cfg(target_os = "macos")]
     limit: Duration,
+    #[cfg(target_os = "macos")]
     deadline: Duration,
     read_failures: u32,
     sequence: Sequence,
