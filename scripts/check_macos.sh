@@ -39,11 +39,21 @@ for arg in "$@"; do
     case $arg in *.a) [ -f "$arg" ] || printf '!<arch>\n' > "$arg" ;; esac
 done
 SH
-chmod +x "$STANDIN/cc" "$STANDIN/ar"
+# libproc (metrics-process's macOS side) generates its bindings from the SDK's <libproc.h> in a
+# build script that, run on Linux, generates nothing; it ships the same bindings for docs.rs,
+# used under `--cfg docsrs`, which this wrapper gives that one crate.
+cat > "$STANDIN/rustc" <<'SH'
+#!/bin/sh
+case " $* " in
+    *" --crate-name libproc "*) exec "$@" --cfg docsrs ;;
+    *) exec "$@" ;;
+esac
+SH
+chmod +x "$STANDIN/cc" "$STANDIN/ar" "$STANDIN/rustc"
 cd "$ROOT"
 # SDKROOT: the C builds would otherwise ask `xcrun` where the SDK is.
 env CC_aarch64_apple_darwin="$STANDIN/cc" CXX_aarch64_apple_darwin="$STANDIN/cc" \
-    AR_aarch64_apple_darwin="$STANDIN/ar" SDKROOT=/nonexistent \
+    AR_aarch64_apple_darwin="$STANDIN/ar" SDKROOT=/nonexistent RUSTC_WRAPPER="$STANDIN/rustc" \
     CARGO_TARGET_DIR="$ROOT/target/check-macos" \
     cargo clippy --quiet --locked --target "$TARGET" --workspace --all-targets -- -D warnings
 echo "check_macos: the workspace type-checks and lints clean for $TARGET"

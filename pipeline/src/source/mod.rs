@@ -98,7 +98,7 @@ impl SourceConfig {
 
 /// A file source as it is read: unpaced, directly; paced (live), with its reads under a
 /// deadline and reopened when one is missed.
-fn paced<R: Reopen>(reopen: R, fps: f64) -> Result<Box<dyn Source>, SourceError> {
+fn paced<R: Reopen + Sync>(reopen: R, fps: f64) -> Result<Box<dyn Source>, SourceError> {
     Ok(match deadline::read_deadline(fps) {
         None => Box::new(reopen.reopen()?),
         Some(limit) => {

@@ -374,16 +374,16 @@ mod tests {
 
     #[test]
     fn usb_vendor_and_product_come_from_the_model_id_or_the_unique_id() {
-        let c920 = Some(UsbModel {
+        let c920 = UsbModel {
             vendor: 0x046d,
             product: 0x082d,
-        });
+        };
         assert_eq!(
             usb_model("0x14200000046d082d", "UVC Camera VendorID_1133 ProductID_2093"),
-            c920
+            Some(c920)
         );
-        assert_eq!(usb_model("0x01100000046d082d", ""), c920);
-        assert_eq!(c920.unwrap().to_string(), "046d:082d");
+        assert_eq!(usb_model("0x01100000046d082d", ""), Some(c920));
+        assert_eq!(c920.to_string(), "046d:082d");
         // Apple silicon's built-in camera and an iPhone: UUIDs, not USB.
         assert_eq!(usb_model("47B4B64B-7067-4B9C-AD2B-AE273A71F4B5", "FaceTime HD Camera"), None);
         assert_eq!(usb_model("0x1420000005ac86", ""), None);

@@ -60,7 +60,7 @@ impl OutputFormat {
             && height > 0
             && bytes_per_row >= row
             && bytes.len() >= bytes_per_row * (height - 1) + row
-            && (self == Self::Bgra || width % 2 == 0);
+            && (self == Self::Bgra || width.is_multiple_of(2));
         if !fits {
             return Err(FrameError::Malformed(
                 "the frame's bytes do not match its size and format",
