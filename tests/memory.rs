@@ -45,7 +45,10 @@ fn lite0_runs_within_its_memory_limit() {
             .unwrap();
         // Printed on success too (`--success-output`): the macOS job's log is where macOS's
         // figures come from.
-        eprintln!("{file}: peak RSS {peak} MiB (limit {limit}) on {}", std::env::consts::OS);
+        eprintln!(
+            "{file}: peak RSS {peak} MiB (limit {limit}) on {}",
+            std::env::consts::OS
+        );
         assert!(
             peak <= limit,
             "{file}: peak RSS {peak} MiB over {limit} MiB"

@@ -73,7 +73,12 @@ impl<R: Reopen + Sync> Live<R> {
         Self::with_limits(inner, deadline, OPEN_DEADLINE, CLOSE_WAIT)
     }
 
-    fn with_limits(inner: R, deadline: Duration, open_deadline: Duration, close_wait: Duration) -> Self {
+    fn with_limits(
+        inner: R,
+        deadline: Duration,
+        open_deadline: Duration,
+        close_wait: Duration,
+    ) -> Self {
         Self {
             inner: Arc::new(inner),
             deadline,
@@ -93,7 +98,10 @@ impl<R: Reopen + Sync> Reopen for Live<R> {
 
     fn reopen_until(&self, shutdown: &Shutdown) -> Result<Deadlined, SourceError> {
         let what = self.describe();
-        let mut last = self.last_worker.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self
+            .last_worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(ended) = last.as_ref() {
             if !wait_for_end(ended, self.close_wait, shutdown) {
                 return Err(SourceError::StillClosing { what });
@@ -500,13 +508,17 @@ mod tests {
         };
         const STUCK: &str = "fake camera: still closing from before (a call into its driver \
                              has not returned)";
-        let unavailable = |ms, why: &str| format!("fake camera unavailable, retrying in {ms} ms: {why}");
+        let unavailable =
+            |ms, why: &str| format!("fake camera unavailable, retrying in {ms} ms: {why}");
 
         // Two frames, then it dies, and every open hangs: the first attempt times out, and
         // while that open has not returned no other is started.
         assert_eq!((next(), next()), (None, None));
         set(Behaviour::HangsOnOpen);
-        assert_eq!(next(), Some(unavailable(20, "fake camera: not open within 200 ms")));
+        assert_eq!(
+            next(),
+            Some(unavailable(20, "fake camera: not open within 200 ms"))
+        );
         assert_eq!(next(), Some(unavailable(40, STUCK)));
         assert_eq!(next(), Some(unavailable(80, STUCK)));
         assert_eq!(fake.opens.load(Ordering::SeqCst), 2);
@@ -521,7 +533,10 @@ mod tests {
             assert_eq!(next(), Some(unavailable(80, nothing)));
         }
         assert_eq!(fake.opens.load(Ordering::SeqCst), 5);
-        assert!(matches!(&*said.try_recv().expect("lost"), Event::SourceLost(_)));
+        assert!(matches!(
+            &*said.try_recv().expect("lost"),
+            Event::SourceLost(_)
+        ));
         assert!(said.try_recv().is_err(), "no return while nothing flows");
         assert_eq!(recorded.counter(SOURCE_RECONNECTS_TOTAL, &[]), Some(0));
 

@@ -73,7 +73,9 @@ pub fn moved<'a>(
     id: &str,
     like: Option<&CameraEntry>,
 ) -> Option<&'a CameraEntry> {
-    let model = like.and_then(|camera| camera.usb).or_else(|| usb_model(id, ""))?;
+    let model = like
+        .and_then(|camera| camera.usb)
+        .or_else(|| usb_model(id, ""))?;
     let mut same = cameras.iter().filter(|camera| {
         camera.usb == Some(model)
             && camera.id.as_deref() != Some(id)
@@ -379,13 +381,19 @@ mod tests {
             product: 0x082d,
         };
         assert_eq!(
-            usb_model("0x14200000046d082d", "UVC Camera VendorID_1133 ProductID_2093"),
+            usb_model(
+                "0x14200000046d082d",
+                "UVC Camera VendorID_1133 ProductID_2093"
+            ),
             Some(c920)
         );
         assert_eq!(usb_model("0x01100000046d082d", ""), Some(c920));
         assert_eq!(c920.to_string(), "046d:082d");
         // Apple silicon's built-in camera and an iPhone: UUIDs, not USB.
-        assert_eq!(usb_model("47B4B64B-7067-4B9C-AD2B-AE273A71F4B5", "FaceTime HD Camera"), None);
+        assert_eq!(
+            usb_model("47B4B64B-7067-4B9C-AD2B-AE273A71F4B5", "FaceTime HD Camera"),
+            None
+        );
         assert_eq!(usb_model("0x1420000005ac86", ""), None);
         assert_eq!(usb_model("0x14200000zzzz082d", ""), None);
     }
@@ -400,13 +408,19 @@ mod tests {
         };
         let before = named(1, "0x14200000046d082d", "HD Pro Webcam C920");
         let after = [
-            named(0, "47B4B64B-7067-4B9C-AD2B-AE273A71F4B5", "FaceTime HD Camera"),
+            named(
+                0,
+                "47B4B64B-7067-4B9C-AD2B-AE273A71F4B5",
+                "FaceTime HD Camera",
+            ),
             named(1, "0x01100000046d082d", "HD Pro Webcam C920"),
             named(2, "0x0120000005ac8600", "Other"),
         ];
         let pin = pinned(&before);
         assert!(select(&after, &pin).is_err());
-        let Selector::Id(id) = pin else { panic!("pinned by id") };
+        let Selector::Id(id) = pin else {
+            panic!("pinned by id")
+        };
         assert_eq!(moved(&after, &id, Some(&before)).unwrap().index, 1);
         // A config's id alone (the camera not seen yet this run): vendor and product only.
         assert_eq!(moved(&after, &id, None).unwrap().index, 1);

@@ -41,9 +41,8 @@ use objc2_av_foundation::{
 use objc2_core_foundation::CFString;
 use objc2_core_media::{
     kCMPixelFormat_24RGB, kCMPixelFormat_32BGRA, kCMPixelFormat_422YpCbCr8_yuvs,
-    kCMPixelFormat_8IndexedGray_WhiteIsZero, kCMVideoCodecType_422YpCbCr8,
-    kCMVideoCodecType_JPEG, kCMVideoCodecType_JPEG_OpenDML, CMSampleBuffer, CMTime,
-    CMVideoFormatDescriptionGetDimensions,
+    kCMPixelFormat_8IndexedGray_WhiteIsZero, kCMVideoCodecType_422YpCbCr8, kCMVideoCodecType_JPEG,
+    kCMVideoCodecType_JPEG_OpenDML, CMSampleBuffer, CMTime, CMVideoFormatDescriptionGetDimensions,
 };
 use objc2_core_video::{
     kCVPixelBufferPixelFormatTypeKey, CVPixelBufferGetBaseAddress, CVPixelBufferGetBytesPerRow,
@@ -71,14 +70,15 @@ pub enum MacError {
     #[error("no camera has this id now")]
     Gone,
     #[error("{call} raised {exception}")]
-    Exception { call: &'static str, exception: String },
+    Exception {
+        call: &'static str,
+        exception: String,
+    },
     #[error("cannot open it: {0}")]
     Input(String),
     #[error("its capture session refused {0}")]
     Refused(&'static str),
-    #[error(
-        "its capture output offers no uncompressed pixel format scened reads (it offers {0})"
-    )]
+    #[error("its capture output offers no uncompressed pixel format scened reads (it offers {0})")]
     NoPixelFormat(String),
     #[error("it has no {0} format")]
     NoSuchMode(String),
@@ -327,7 +327,10 @@ impl Frames {
             if CVPixelBufferLockBaseAddress(&pixels, CVPixelBufferLockFlags::ReadOnly) != 0 {
                 return;
             }
-            let (width, height) = (CVPixelBufferGetWidth(&pixels), CVPixelBufferGetHeight(&pixels));
+            let (width, height) = (
+                CVPixelBufferGetWidth(&pixels),
+                CVPixelBufferGetHeight(&pixels),
+            );
             let bytes_per_row = CVPixelBufferGetBytesPerRow(&pixels);
             let base = CVPixelBufferGetBaseAddress(&pixels).cast::<u8>();
             let bytes = if base.is_null() {
@@ -452,13 +455,15 @@ impl Session {
             })?;
             guarded("adding the camera to a capture session", || unsafe {
                 session.beginConfiguration();
-                let added = session.canAddInput(&input) && {
-                    session.addInput(&input);
-                    session.canAddOutput(&output)
-                } && {
-                    session.addOutput(&output);
-                    true
-                };
+                let added = session.canAddInput(&input)
+                    && {
+                        session.addInput(&input);
+                        session.canAddOutput(&output)
+                    }
+                    && {
+                        session.addOutput(&output);
+                        true
+                    };
                 session.commitConfiguration();
                 added
             })?
@@ -502,7 +507,11 @@ impl Session {
     /// The next frame, waiting up to `limit`: a camera that sends nothing (a lid closed,
     /// unplugged) fails here instead of blocking, so its worker can close it.
     /// A frame over `max_pixels` (another app's mode) is refused before it is converted.
-    pub fn frame(&mut self, limit: Duration, max_pixels: u64) -> Result<(Instant, RgbImage), MacError> {
+    pub fn frame(
+        &mut self,
+        limit: Duration,
+        max_pixels: u64,
+    ) -> Result<(Instant, RgbImage), MacError> {
         let raw = match self.frames.recv_timeout(limit) {
             Ok(raw) => raw,
             Err(RecvTimeoutError::Timeout) => return Err(MacError::NoFrame(limit)),
@@ -529,15 +538,18 @@ fn set_mode(device: &AVCaptureDevice, mode: CameraFormat) -> Result<(), MacError
     let wanted = (mode.width(), mode.height(), mode.format());
     let rate = f64::from(mode.frame_rate());
     // SAFETY: property read.
-    let chosen = unsafe { device.formats() }.to_vec().into_iter().find_map(|format| {
-        if describe(&format)? != wanted {
-            return None;
-        }
-        let range = ranges(&format)
-            .into_iter()
-            .find(|(min, max, _)| *min - 0.5 <= rate && rate <= *max + 0.5)?;
-        Some((format, range))
-    });
+    let chosen = unsafe { device.formats() }
+        .to_vec()
+        .into_iter()
+        .find_map(|format| {
+            if describe(&format)? != wanted {
+                return None;
+            }
+            let range = ranges(&format)
+                .into_iter()
+                .find(|(min, max, _)| *min - 0.5 <= rate && rate <= *max + 0.5)?;
+            Some((format, range))
+        });
     let (format, (_, max, range)) = chosen.ok_or_else(|| MacError::NoSuchMode(mode.to_string()))?;
     // The range's own duration at its maximum (29.97 is 1001/30000, not 1/30); else 1/rate.
     let duration = if (rate - max).abs() < 0.5 {
@@ -557,7 +569,8 @@ fn set_mode(device: &AVCaptureDevice, mode: CameraFormat) -> Result<(), MacError
 /// The size and rate the device runs at, read back: what the log reports.
 fn running(device: &AVCaptureDevice) -> (u32, u32, f64) {
     // SAFETY: property reads.
-    let (format, duration) = unsafe { (device.activeFormat(), device.activeVideoMinFrameDuration()) };
+    let (format, duration) =
+        unsafe { (device.activeFormat(), device.activeVideoMinFrameDuration()) };
     let (width, height, _) = describe(&format).unwrap_or((0, 0, FrameFormat::YUYV));
     let fps = if duration.value > 0 {
         f64::from(duration.timescale) / duration.value as f64
@@ -643,11 +656,15 @@ mod tests {
             NSDictionary::from_slices(&[key], &[code])
         };
         let good = settings(format.fourcc());
-        guarded("setVideoSettings", || unsafe { output.setVideoSettings(Some(&*good)) })
-            .expect("accepted");
+        guarded("setVideoSettings", || unsafe {
+            output.setVideoSettings(Some(&*good))
+        })
+        .expect("accepted");
         // And a compressed code is refused with an exception that is caught, not an abort.
         let bad = settings(u32::from_be_bytes(*b"jpeg"));
-        let refused = guarded("setVideoSettings", || unsafe { output.setVideoSettings(Some(&*bad)) });
+        let refused = guarded("setVideoSettings", || unsafe {
+            output.setVideoSettings(Some(&*bad))
+        });
         eprintln!("asking for 'jpeg': {refused:?}");
     }
 

@@ -71,7 +71,9 @@ use self::choice::{
 use super::deadline::FIRST_READ_DEADLINE;
 use super::deadline::{read_deadline, Live, MIN_READ_DEADLINE};
 use super::reconnect::{Backoff, Reconnecting, Reopen};
-use super::{check_max_pixels, check_size, FrameError, Sequence, SourceError, DEFAULT_MAX_PIXELS, MAX_FPS};
+use super::{
+    check_max_pixels, check_size, FrameError, Sequence, SourceError, DEFAULT_MAX_PIXELS, MAX_FPS,
+};
 use crate::config::Invalid;
 #[cfg(not(target_os = "macos"))]
 use crate::contain;
@@ -393,8 +395,11 @@ fn start(camera: &CameraEntry, mode: CameraFormat, what: &str) -> Result<Camera,
             Start::Failed(error)
         }
     };
-    let mut opened = Camera::new(nokhwa_index(camera), request(RequestedFormatType::Exact(mode)))
-        .map_err(fail)?;
+    let mut opened = Camera::new(
+        nokhwa_index(camera),
+        request(RequestedFormatType::Exact(mode)),
+    )
+    .map_err(fail)?;
     if let Err(error) = opened.open_stream() {
         close(opened);
         return Err(fail(error));
@@ -696,7 +701,10 @@ mod tests {
         let mut source = config.build().expect("opens");
         let shutdown = Shutdown::new();
         for _ in 0..3 {
-            let frame = source.next_frame(&shutdown).expect("a frame").expect("not ended");
+            let frame = source
+                .next_frame(&shutdown)
+                .expect("a frame")
+                .expect("not ended");
             assert!(frame.image.width() > 0 && frame.image.height() > 0);
         }
     }

@@ -66,7 +66,10 @@ impl OutputFormat {
                 "the frame's bytes do not match its size and format",
             ));
         }
-        let rows = bytes.chunks(bytes_per_row).take(height).map(|line| &line[..row]);
+        let rows = bytes
+            .chunks(bytes_per_row)
+            .take(height)
+            .map(|line| &line[..row]);
         let (w, h) = (width as u32, height as u32);
         match self {
             Self::Bgra => {
@@ -82,7 +85,9 @@ impl OutputFormat {
                     yuyv.chunks_exact_mut(2).for_each(|pair| pair.swap(0, 1));
                 }
                 let buffer = Buffer::new(Resolution::new(w, h), &yuyv, FrameFormat::YUYV);
-                buffer.decode_image::<RgbFormat>().map_err(FrameError::Decode)
+                buffer
+                    .decode_image::<RgbFormat>()
+                    .map_err(FrameError::Decode)
             }
         }
     }
@@ -107,7 +112,10 @@ mod tests {
     use super::*;
 
     fn fourccs(codes: &[&[u8; 4]]) -> Vec<u32> {
-        codes.iter().map(|code| u32::from_be_bytes(**code)).collect()
+        codes
+            .iter()
+            .map(|code| u32::from_be_bytes(**code))
+            .collect()
     }
 
     /// What a capture output lists on a Mac, whatever the camera sends: the request is
@@ -119,7 +127,10 @@ mod tests {
         assert_eq!(choose_output(&mac), Some(OutputFormat::Bgra));
         // An MJPEG-only webcam: its device formats are 'dmb1'; the output still converts.
         let mjpeg_webcam_output = fourccs(&[b"jpeg", b"dmb1", b"2vuy", b"420v"]);
-        assert_eq!(choose_output(&mjpeg_webcam_output), Some(OutputFormat::Uyvy));
+        assert_eq!(
+            choose_output(&mjpeg_webcam_output),
+            Some(OutputFormat::Uyvy)
+        );
         assert_eq!(choose_output(&fourccs(&[b"jpeg", b"dmb1"])), None);
         assert_eq!(choose_output(&[]), None);
         for format in OutputFormat::PREFERRED {
@@ -153,15 +164,24 @@ mod tests {
         };
         let yuvs = [row([128, 128, 128, 128]), row([128, 128, 128, 128])].concat();
         let uyvy = yuvs.clone();
-        let a = OutputFormat::Yuvs.to_rgb(width, height, stride, &yuvs).unwrap();
-        let b = OutputFormat::Uyvy.to_rgb(width, height, stride, &uyvy).unwrap();
+        let a = OutputFormat::Yuvs
+            .to_rgb(width, height, stride, &yuvs)
+            .unwrap();
+        let b = OutputFormat::Uyvy
+            .to_rgb(width, height, stride, &uyvy)
+            .unwrap();
         assert_eq!(a.dimensions(), (4, 2));
         assert_eq!(a, b);
-        assert!(a.pixels().all(|p| p.0.iter().all(|&c| c.abs_diff(128) <= 2)));
+        assert!(a
+            .pixels()
+            .all(|p| p.0.iter().all(|&c| c.abs_diff(128) <= 2)));
         // Y 235 (white) in UYVY is at the odd bytes.
         let white_uyvy = [128, 235, 128, 235].repeat(4);
         let white = OutputFormat::Uyvy.to_rgb(4, 2, 8, &white_uyvy).unwrap();
-        assert!(white.pixels().all(|p| p.0.iter().all(|&c| c >= 250)), "{white:?}");
+        assert!(
+            white.pixels().all(|p| p.0.iter().all(|&c| c >= 250)),
+            "{white:?}"
+        );
         // An odd width cannot be 4:2:2.
         assert!(OutputFormat::Yuvs.to_rgb(3, 2, 12, &yuvs).is_err());
     }
