@@ -216,6 +216,8 @@ pub enum SourceError {
     CameraPermission,
     #[error("cannot list cameras")]
     CameraQuery(#[source] NokhwaError),
+    #[error("cannot list cameras: {0}")]
+    CameraList(String),
     #[error("{what}")]
     Camera {
         what: String,

@@ -9,9 +9,10 @@
 //!
 //! Objective-C exceptions: AVFoundation raises them for misuse (a pixel format or frame
 //! duration the output or format does not support, an input that cannot be added), and one
-//! unwinding into Rust aborts the process (nokhwa #180). Every call that can raise one runs
-//! inside [`guarded`], which catches it there and turns it into an error; the frame callback
-//! catches Rust panics, so none unwinds into the dispatch queue.
+//! unwinding into Rust aborts the process (nokhwa #180). Every public function here runs its
+//! calls inside [`guarded`], which catches an exception where it is raised and turns it into
+//! an error (the calls documented to raise are guarded again, each with its own name); the
+//! frame callback also catches Rust panics, so none unwinds into the dispatch queue.
 //!
 //! None of this needs the main thread. A [`Session`] is opened, read and dropped on one
 //! thread (the source's worker); only its frame callback runs on a dispatch queue.
@@ -110,39 +111,41 @@ fn guarded<R>(call: &'static str, body: impl FnOnce() -> R) -> Result<R, MacErro
 
 /// Every video camera, listed in AVFoundation's order: built-in, then external (USB, capture
 /// cards), then Continuity Cameras (iPhones), each by its unique id. Needs no camera access.
-pub fn cameras() -> Vec<CameraEntry> {
-    autoreleasepool(|_| {
-        // SAFETY: reading framework constants (extern statics) that exist since macOS 10.15.
-        let mut types: Vec<Retained<AVCaptureDeviceType>> =
-            vec![unsafe { AVCaptureDeviceTypeBuiltInWideAngleCamera }.retain()];
-        if available!(macos = 14.0) {
-            // By value rather than through their extern statics: a reference to a macOS 14
-            // symbol is bound at launch (stable Rust cannot weak-link statics), so the binary
-            // would not start on macOS 13. Each constant's value is its name; a macOS-only
-            // test checks that against the statics.
-            types.push(NSString::from_str(EXTERNAL));
-            types.push(NSString::from_str(CONTINUITY_CAMERA));
-        } else {
-            // SAFETY: as above; renamed `External` in macOS 14.
-            #[allow(deprecated)]
-            types.push(unsafe { AVCaptureDeviceTypeExternalUnknown }.retain());
-        }
-        let types = NSArray::from_retained_slice(&types);
-        // SAFETY: a class method taking a non-empty array of device types, a media type (or
-        // nil) and a position.
-        let session = unsafe {
-            AVCaptureDeviceDiscoverySession::discoverySessionWithDeviceTypes_mediaType_position(
-                &types,
-                AVMediaTypeVideo,
-                AVCaptureDevicePosition::Unspecified,
-            )
-        };
-        // SAFETY: property reads.
-        let devices = unsafe { session.devices() }.to_vec();
-        (0u32..)
-            .zip(&devices)
-            .map(|(index, device)| entry(index, device))
-            .collect()
+pub fn cameras() -> Result<Vec<CameraEntry>, MacError> {
+    guarded("listing cameras", || {
+        autoreleasepool(|_| {
+            // SAFETY: reading framework constants (extern statics) that exist since macOS 10.15.
+            let mut types: Vec<Retained<AVCaptureDeviceType>> =
+                vec![unsafe { AVCaptureDeviceTypeBuiltInWideAngleCamera }.retain()];
+            if available!(macos = 14.0) {
+                // By value rather than through their extern statics: a reference to a macOS 14
+                // symbol is bound at launch (stable Rust cannot weak-link statics), so the binary
+                // would not start on macOS 13. Each constant's value is its name; a macOS-only
+                // test checks that against the statics.
+                types.push(NSString::from_str(EXTERNAL));
+                types.push(NSString::from_str(CONTINUITY_CAMERA));
+            } else {
+                // SAFETY: as above; renamed `External` in macOS 14.
+                #[allow(deprecated)]
+                types.push(unsafe { AVCaptureDeviceTypeExternalUnknown }.retain());
+            }
+            let types = NSArray::from_retained_slice(&types);
+            // SAFETY: a class method taking a non-empty array of device types, a media type (or
+            // nil) and a position.
+            let session = unsafe {
+                AVCaptureDeviceDiscoverySession::discoverySessionWithDeviceTypes_mediaType_position(
+                    &types,
+                    AVMediaTypeVideo,
+                    AVCaptureDevicePosition::Unspecified,
+                )
+            };
+            // SAFETY: property reads.
+            let devices = unsafe { session.devices() }.to_vec();
+            (0u32..)
+                .zip(&devices)
+                .map(|(index, device)| entry(index, device))
+                .collect()
+        })
     })
 }
 
@@ -182,32 +185,34 @@ fn device(id: &str) -> Result<Retained<AVCaptureDevice>, MacError> {
 /// for the listing and the ranking) with the maxima of its frame-rate ranges. Formats of an
 /// encoding scened has no name for are left out; the capture output converts any of them.
 pub fn modes(id: &str) -> Result<Vec<CameraFormat>, MacError> {
-    autoreleasepool(|_| {
-        let device = device(id)?;
-        let mut by_mode: BTreeMap<(u32, u32, u8), (FrameFormat, Vec<u32>)> = BTreeMap::new();
-        // SAFETY: property read.
-        for format in unsafe { device.formats() }.to_vec() {
-            let Some((width, height, encoding)) = describe(&format) else {
-                continue;
-            };
-            let rates = &mut by_mode
-                .entry((width, height, encoding as u8))
-                .or_insert((encoding, Vec::new()))
-                .1;
-            rates.extend(ranges(&format).iter().map(|range| rounded(range.1)));
-        }
-        Ok(by_mode
-            .into_iter()
-            .flat_map(|((width, height, _), (encoding, mut rates))| {
-                rates.sort_unstable();
-                rates.dedup();
-                rates.retain(|&rate| rate > 0);
-                rates.into_iter().map(move |rate| {
-                    CameraFormat::new(Resolution::new(width, height), encoding, rate)
+    guarded("reading its formats", || {
+        autoreleasepool(|_| {
+            let device = device(id)?;
+            let mut by_mode: BTreeMap<(u32, u32, u8), (FrameFormat, Vec<u32>)> = BTreeMap::new();
+            // SAFETY: property read.
+            for format in unsafe { device.formats() }.to_vec() {
+                let Some((width, height, encoding)) = describe(&format) else {
+                    continue;
+                };
+                let rates = &mut by_mode
+                    .entry((width, height, encoding as u8))
+                    .or_insert((encoding, Vec::new()))
+                    .1;
+                rates.extend(ranges(&format).iter().map(|range| rounded(range.1)));
+            }
+            Ok(by_mode
+                .into_iter()
+                .flat_map(|((width, height, _), (encoding, mut rates))| {
+                    rates.sort_unstable();
+                    rates.dedup();
+                    rates.retain(|&rate| rate > 0);
+                    rates.into_iter().map(move |rate| {
+                        CameraFormat::new(Resolution::new(width, height), encoding, rate)
+                    })
                 })
-            })
-            .collect())
-    })
+                .collect())
+        })
+    })?
 }
 
 /// A video format's size and encoding; `None` for another media type or an encoding without
@@ -267,10 +272,12 @@ fn encoding(subtype: u32) -> Option<FrameFormat> {
 /// the launchd job): `Some(true)` granted, `Some(false)` denied or restricted, `None` not asked
 /// yet.
 pub fn access() -> Option<bool> {
-    // SAFETY: a class method with a framework constant; `None` media type is not passed.
-    let status = unsafe { AVMediaTypeVideo }
-        .map(|video| unsafe { AVCaptureDevice::authorizationStatusForMediaType(video) });
-    match status {
+    let status = guarded("reading camera access", || {
+        // SAFETY: a class method with a framework constant; `None` media type is not passed.
+        unsafe { AVMediaTypeVideo }
+            .map(|video| unsafe { AVCaptureDevice::authorizationStatusForMediaType(video) })
+    });
+    match status.ok().flatten() {
         Some(AVAuthorizationStatus::Authorized) => Some(true),
         Some(AVAuthorizationStatus::NotDetermined) => None,
         _ => Some(false),
@@ -290,7 +297,10 @@ pub fn request_access(limit: Duration) -> Option<bool> {
     };
     // SAFETY: a class method with a media type and a block it copies; the block may run on
     // any queue, and only sends on a channel.
-    unsafe { AVCaptureDevice::requestAccessForMediaType_completionHandler(video, &handler) };
+    guarded("asking for camera access", || unsafe {
+        AVCaptureDevice::requestAccessForMediaType_completionHandler(video, &handler)
+    })
+    .ok()?;
     answered.recv_timeout(limit).ok()
 }
 
@@ -372,7 +382,7 @@ define_class!(
             _connection: &AVCaptureConnection,
         ) {
             // A panic must not unwind into the dispatch queue: the frame is dropped.
-            let _ = contain::catch(|| self.ivars().take(sample));
+            let _ = contain::catch(|| guarded("copying a frame", || self.ivars().take(sample)));
         }
     }
 );
@@ -413,95 +423,99 @@ impl Session {
     /// started (Apple: without it, the session's preset would override the mode); a camera
     /// whose lock another app holds opens in the mode it is in.
     pub fn open(id: &str, mode: CameraFormat) -> Result<Self, MacError> {
-        autoreleasepool(|_| {
-            let device = device(id)?;
-            // SAFETY: a class method; access refused or a busy device is an NSError.
-            let input = unsafe { AVCaptureDeviceInput::deviceInputWithDevice_error(&device) }
-                .map_err(|error| MacError::Input(error.localizedDescription().to_string()))?;
-            // SAFETY: plain constructors.
-            let (session, output) =
-                unsafe { (AVCaptureSession::new(), AVCaptureVideoDataOutput::new()) };
-            // SAFETY: a property read.
-            let offered: Vec<u32> = unsafe { output.availableVideoCVPixelFormatTypes() }
-                .to_vec()
-                .iter()
-                .map(|code| code.as_u32())
-                .collect();
-            let format = choose_output(&offered).ok_or_else(|| {
-                let offered: Vec<String> = offered.iter().copied().map(fourcc_text).collect();
-                MacError::NoPixelFormat(offered.join(", "))
-            })?;
-            // SAFETY: Core Video's key, a CFString, is toll-free bridged to NSString.
-            let key: &NSString = unsafe {
-                &*std::ptr::from_ref::<CFString>(kCVPixelBufferPixelFormatTypeKey).cast()
-            };
-            let code = NSNumber::new_u32(format.fourcc());
-            let code: &AnyObject = &code;
-            let settings = NSDictionary::from_slices(&[key], &[code]);
-            let (sender, frames) = crossbeam_channel::bounded(QUEUED_FRAMES);
-            let receiver = FrameReceiver::new(Frames {
-                sender,
-                receiver: frames.clone(),
-                format,
-            });
-            let queue = DispatchQueue::new("scened.camera", None);
-            guarded("the capture output's settings", || unsafe {
-                output.setVideoSettings(Some(&*settings));
-                output.setAlwaysDiscardsLateVideoFrames(true);
-                output.setSampleBufferDelegate_queue(
-                    Some(ProtocolObject::from_ref(&*receiver)),
-                    Some(&*queue),
-                );
-            })?;
-            guarded("adding the camera to a capture session", || unsafe {
-                session.beginConfiguration();
-                let added = session.canAddInput(&input)
-                    && {
-                        session.addInput(&input);
-                        session.canAddOutput(&output)
+        guarded("opening the camera", || {
+            autoreleasepool(|_| {
+                let device = device(id)?;
+                // SAFETY: a class method; access refused or a busy device is an NSError.
+                let input = unsafe { AVCaptureDeviceInput::deviceInputWithDevice_error(&device) }
+                    .map_err(|error| {
+                    MacError::Input(error.localizedDescription().to_string())
+                })?;
+                // SAFETY: plain constructors.
+                let (session, output) =
+                    unsafe { (AVCaptureSession::new(), AVCaptureVideoDataOutput::new()) };
+                // SAFETY: a property read.
+                let offered: Vec<u32> = unsafe { output.availableVideoCVPixelFormatTypes() }
+                    .to_vec()
+                    .iter()
+                    .map(|code| code.as_u32())
+                    .collect();
+                let format = choose_output(&offered).ok_or_else(|| {
+                    let offered: Vec<String> = offered.iter().copied().map(fourcc_text).collect();
+                    MacError::NoPixelFormat(offered.join(", "))
+                })?;
+                // SAFETY: Core Video's key, a CFString, is toll-free bridged to NSString.
+                let key: &NSString = unsafe {
+                    &*std::ptr::from_ref::<CFString>(kCVPixelBufferPixelFormatTypeKey).cast()
+                };
+                let code = NSNumber::new_u32(format.fourcc());
+                let code: &AnyObject = &code;
+                let settings = NSDictionary::from_slices(&[key], &[code]);
+                let (sender, frames) = crossbeam_channel::bounded(QUEUED_FRAMES);
+                let receiver = FrameReceiver::new(Frames {
+                    sender,
+                    receiver: frames.clone(),
+                    format,
+                });
+                let queue = DispatchQueue::new("scened.camera", None);
+                guarded("the capture output's settings", || unsafe {
+                    output.setVideoSettings(Some(&*settings));
+                    output.setAlwaysDiscardsLateVideoFrames(true);
+                    output.setSampleBufferDelegate_queue(
+                        Some(ProtocolObject::from_ref(&*receiver)),
+                        Some(&*queue),
+                    );
+                })?;
+                guarded("adding the camera to a capture session", || unsafe {
+                    session.beginConfiguration();
+                    let added = session.canAddInput(&input)
+                        && {
+                            session.addInput(&input);
+                            session.canAddOutput(&output)
+                        }
+                        && {
+                            session.addOutput(&output);
+                            true
+                        };
+                    session.commitConfiguration();
+                    added
+                })?
+                .then_some(())
+                .ok_or(MacError::Refused("the camera or its output"))?;
+                let mut opened = Self {
+                    session,
+                    input,
+                    output,
+                    _receiver: receiver,
+                    _queue: queue,
+                    frames,
+                    format,
+                    running: (0, 0, 0.0),
+                    configured: false,
+                };
+                // SAFETY: fails with an NSError when another app holds the lock.
+                let locked = unsafe { device.lockForConfiguration() }.is_ok();
+                let started = (|| {
+                    if locked {
+                        set_mode(&device, mode)?;
+                        opened.configured = true;
                     }
-                    && {
-                        session.addOutput(&output);
-                        true
-                    };
-                session.commitConfiguration();
-                added
-            })?
-            .then_some(())
-            .ok_or(MacError::Refused("the camera or its output"))?;
-            let mut opened = Self {
-                session,
-                input,
-                output,
-                _receiver: receiver,
-                _queue: queue,
-                frames,
-                format,
-                running: (0, 0, 0.0),
-                configured: false,
-            };
-            // SAFETY: fails with an NSError when another app holds the lock.
-            let locked = unsafe { device.lockForConfiguration() }.is_ok();
-            let started = (|| {
+                    guarded("starting the capture session", || unsafe {
+                        opened.session.startRunning();
+                        opened.session.isRunning()
+                    })
+                })();
                 if locked {
-                    set_mode(&device, mode)?;
-                    opened.configured = true;
+                    // SAFETY: the lock taken above; unlocking cannot raise.
+                    unsafe { device.unlockForConfiguration() };
                 }
-                guarded("starting the capture session", || unsafe {
-                    opened.session.startRunning();
-                    opened.session.isRunning()
-                })
-            })();
-            if locked {
-                // SAFETY: the lock taken above; unlocking cannot raise.
-                unsafe { device.unlockForConfiguration() };
-            }
-            if !started? {
-                return Err(MacError::NotRunning);
-            }
-            opened.running = running(&device);
-            Ok(opened)
-        })
+                if !started? {
+                    return Err(MacError::NotRunning);
+                }
+                opened.running = running(&device);
+                Ok(opened)
+            })
+        })?
     }
 
     /// The next frame, waiting up to `limit`: a camera that sends nothing (a lid closed,
@@ -672,7 +686,7 @@ mod tests {
     /// to list); every camera it finds has an id and its modes can be asked for.
     #[test]
     fn cameras_are_listed_with_ids() {
-        for camera in cameras() {
+        for camera in cameras().expect("listed") {
             let id = camera.id.expect("AVFoundation gives every camera an id");
             match modes(&id) {
                 Ok(modes) => assert!(modes.iter().all(|mode| mode.frame_rate() > 0)),

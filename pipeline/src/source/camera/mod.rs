@@ -258,7 +258,7 @@ fn access_granted(limit: Duration) -> bool {
 /// Every camera, as `index` and `id` select them.
 #[cfg(target_os = "macos")]
 fn cameras() -> Result<Vec<CameraEntry>, SourceError> {
-    Ok(macos::cameras())
+    macos::cameras().map_err(|error| SourceError::CameraList(error.to_string()))
 }
 
 /// Every camera, as `index` and `id` select them.
