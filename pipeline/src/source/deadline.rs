@@ -467,10 +467,10 @@ mod tests {
     /// until frames flow, and only then is the camera back, once.
     #[test]
     fn the_reconnect_loop_holds_at_most_one_session_and_one_thread() {
+        use crate::error::Chain;
         use crate::events::{Event, Events, Subscriber};
         use crate::metrics::testing::record;
         use crate::metrics::SOURCE_RECONNECTS_TOTAL;
-        use crate::runner::Chain;
         use crate::source::reconnect::{Backoff, Reconnecting};
 
         let (hold, release) = crossbeam_channel::bounded::<()>(0);

@@ -74,11 +74,11 @@ use super::reconnect::{Backoff, Reconnecting, Reopen};
 use super::{
     check_max_pixels, check_size, FrameError, Sequence, SourceError, DEFAULT_MAX_PIXELS, MAX_FPS,
 };
-use crate::config::Invalid;
 #[cfg(not(target_os = "macos"))]
 use crate::contain;
+use crate::error::Chain;
+use crate::error::Invalid;
 use crate::frame::Frame;
-use crate::runner::Chain;
 use crate::stage::{Shutdown, Source, StageError};
 
 pub const DEFAULT_WIDTH: u32 = 1280;
