@@ -554,8 +554,12 @@ fn small_pipe() -> (std::fs::File, std::fs::File) {
     use std::os::fd::FromRawFd;
     let mut fds = [0; 2];
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // The kernel rounds up to a page; the default is 16 pages.
-    unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) };
+    // The kernel rounds up to a page; the default is 16 pages. macOS cannot shrink a pipe
+    // (no F_SETPIPE_SZ): there it fills at its own size, 16 to 64 KiB.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096)
+    };
     unsafe {
         (
             std::fs::File::from_raw_fd(fds[0]),

@@ -98,7 +98,7 @@ impl SourceConfig {
 
 /// A file source as it is read: unpaced, directly; paced (live), with its reads under a
 /// deadline and reopened when one is missed.
-fn paced<R: Reopen>(reopen: R, fps: f64) -> Result<Box<dyn Source>, SourceError> {
+fn paced<R: Reopen + Sync>(reopen: R, fps: f64) -> Result<Box<dyn Source>, SourceError> {
     Ok(match deadline::read_deadline(fps) {
         None => Box::new(reopen.reopen()?),
         Some(limit) => {
@@ -216,6 +216,8 @@ pub enum SourceError {
     CameraPermission,
     #[error("cannot list cameras")]
     CameraQuery(#[source] NokhwaError),
+    #[error("cannot list cameras: {0}")]
+    CameraList(String),
     #[error("{what}")]
     Camera {
         what: String,
@@ -230,6 +232,12 @@ pub enum SourceError {
     CameraFrame { what: String, reason: FrameError },
     #[error("{what}: no frame within {} ms", after.as_millis())]
     ReadTimeout { what: String, after: Duration },
+    #[error("{what}: not open within {} ms", after.as_millis())]
+    OpenTimeout { what: String, after: Duration },
+    #[error("{what}: opening it panicked: {panic}")]
+    OpenPanicked { what: String, panic: contain::Panic },
+    #[error("{what}: still closing from before (a call into its driver has not returned)")]
+    StillClosing { what: String },
     #[error("{what}: cannot start its reader thread")]
     Thread {
         what: String,
@@ -241,7 +249,7 @@ pub enum SourceError {
         what: String,
         retry_in: Duration,
         #[source]
-        source: Box<SourceError>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
