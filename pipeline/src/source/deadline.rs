@@ -537,8 +537,9 @@ mod tests {
             &*said.try_recv().expect("lost"),
             Event::SourceLost(_)
         ));
+        // No return while nothing flows (the counter is read once, at the end: reading it
+        // takes the recorder's snapshot).
         assert!(said.try_recv().is_err(), "no return while nothing flows");
-        assert_eq!(recorded.counter(SOURCE_RECONNECTS_TOTAL, &[]), Some(0));
 
         // It works again: back, once, at the seventh attempt.
         set(Behaviour::Works);
