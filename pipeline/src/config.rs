@@ -96,7 +96,10 @@ impl Config {
         match &mut self.source {
             SourceConfig::Clip(clip) => paths.extend(clip.path.as_mut()),
             SourceConfig::Images(images) => paths.push(&mut images.dir),
-            SourceConfig::Synthetic(_) | SourceConfig::Camera(_) => {}
+            SourceConfig::Synthetic(_)
+            | SourceConfig::Camera(_)
+            | SourceConfig::Http(_)
+            | SourceConfig::Rtsp(_) => {}
         }
         if let Some(mqtt) = &mut self.output.mqtt {
             paths.extend(mqtt.ca_file.as_mut());
