@@ -127,7 +127,9 @@ pub enum SourceArg {
 
 fn parse_source(arg: &str) -> Result<SourceArg, String> {
     // The URL's form is checked with the rest of the config, naming source.url.
-    let scheme = arg.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+    let scheme = arg
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
     match scheme.as_deref() {
         Some("rtsp") => return Ok(SourceArg::Rtsp(arg.to_owned())),
         Some("http" | "https") => return Ok(SourceArg::Http(arg.to_owned())),
@@ -148,9 +150,11 @@ fn parse_source(arg: &str) -> Result<SourceArg, String> {
         ("clip", Some(path)) if !path.is_empty() => Ok(SourceArg::Clip(Some(path.into()))),
         ("images", Some(dir)) if !dir.is_empty() => Ok(SourceArg::Images(dir.into())),
         ("synthetic", None) => Ok(SourceArg::Synthetic),
-        _ => Err("expected camera[:INDEX|:ID], clip[:PATH], images:DIR, synthetic, \
+        _ => Err(
+            "expected camera[:INDEX|:ID], clip[:PATH], images:DIR, synthetic, \
                   rtsp://HOST/PATH or http[s]://HOST/PATH"
-            .into()),
+                .into(),
+        ),
     }
 }
 

@@ -8,8 +8,8 @@ use scened_pipeline::source::camera::choice::Selector;
 use scened_pipeline::source::camera::CameraConfig;
 use scened_pipeline::source::clip::ClipConfig;
 use scened_pipeline::source::http::HttpConfig;
-use scened_pipeline::source::rtsp::RtspConfig;
 use scened_pipeline::source::images::ImagesConfig;
+use scened_pipeline::source::rtsp::RtspConfig;
 use scened_pipeline::source::SourceConfig;
 
 use crate::cli::{PipelineArgs, SourceArg};

@@ -147,23 +147,36 @@ fn capture_row(err: &str) -> (u64, u64) {
 fn assert_password_nowhere(out: &Output) {
     for (name, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
         let text = String::from_utf8_lossy(text);
-        assert!(!text.contains(PASSWORD), "the password is on {name}: {text}");
+        assert!(
+            !text.contains(PASSWORD),
+            "the password is on {name}: {text}"
+        );
     }
 }
 
 fn run_for(url: &str, seconds: &str, extra: &[&str]) -> Output {
-    scened_command(&["run", "--source", url, "--duration", seconds, "--every-frame"])
-        .args(["--no-telemetry"])
-        .args(extra)
-        .env("SCENED_LOG", "info")
-        .output()
-        .unwrap()
+    scened_command(&[
+        "run",
+        "--source",
+        url,
+        "--duration",
+        seconds,
+        "--every-frame",
+    ])
+    .args(["--no-telemetry"])
+    .args(extra)
+    .env("SCENED_LOG", "info")
+    .output()
+    .unwrap()
 }
 
 #[test]
 fn an_rtsp_camera_is_labelled_and_its_password_printed_nowhere() {
     let Some(python) = gst_python() else {
-        return skipped("rtsp", "GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0)");
+        return skipped(
+            "rtsp",
+            "GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0)",
+        );
     };
     let addr = free_port();
     let server = rtsp_server(python, addr, &[]);
@@ -178,13 +191,19 @@ fn an_rtsp_camera_is_labelled_and_its_password_printed_nowhere() {
         "{labelled} of {sent} frames labelled\n{err}"
     );
     // The URL is shown, the password elided.
-    assert!(err.contains(&format!("rtsp://user:***@{addr}/test")), "{err}");
+    assert!(
+        err.contains(&format!("rtsp://user:***@{addr}/test")),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_rtsp_camera_that_stops_for_4_s_is_lost_then_back_and_labelled_again() {
     let Some(python) = gst_python() else {
-        return skipped("rtsp", "GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0)");
+        return skipped(
+            "rtsp",
+            "GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0)",
+        );
     };
     let addr = free_port();
     let server = rtsp_server(python, addr, &[]);
@@ -231,9 +250,17 @@ fn an_rtsp_camera_that_stops_for_4_s_is_lost_then_back_and_labelled_again() {
     signal(&child, libc::SIGTERM);
     let status = wait(&mut child);
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(status.code(), Some(0), "{err}");
-    assert!(err.contains("source_lost") && !err.contains(PASSWORD), "{err}");
+    assert!(
+        err.contains("source_lost") && !err.contains(PASSWORD),
+        "{err}"
+    );
 }
 
 /// The server halves the picture 3 s in, and the config's `max_pixels` admits only the half:
@@ -241,10 +268,17 @@ fn an_rtsp_camera_that_stops_for_4_s_is_lost_then_back_and_labelled_again() {
 #[test]
 fn an_rtsp_camera_changing_resolution_is_followed_and_max_pixels_holds_before_decoding() {
     let Some(python) = gst_python() else {
-        return skipped("rtsp", "GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0)");
+        return skipped(
+            "rtsp",
+            "GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0)",
+        );
     };
     let addr = free_port();
-    let server = rtsp_server(python, addr, &["--resize-after", "3", "--resize-to", "320x240"]);
+    let server = rtsp_server(
+        python,
+        addr,
+        &["--resize-after", "3", "--resize-to", "320x240"],
+    );
     let dir = tmp_dir("rtsp-resize");
     let config = write_file(
         &dir,
@@ -266,7 +300,10 @@ fn an_rtsp_camera_changing_resolution_is_followed_and_max_pixels_holds_before_de
     assert_password_nowhere(&out);
     let (_, errors) = capture_row(&err);
     assert!(errors >= 15, "640x480 frames refused: {errors}\n{err}");
-    assert!(err.contains("640x480 pixels, over source.max_pixels (100000)"), "{err}");
+    assert!(
+        err.contains("640x480 pixels, over source.max_pixels (100000)"),
+        "{err}"
+    );
     assert!(labels(&json_lines(&out.stdout)) >= 15, "{err}");
 }
 
@@ -275,7 +312,14 @@ fn an_rtsp_camera_changing_resolution_is_followed_and_max_pixels_holds_before_de
 fn mjpeg_server(addr: SocketAddr, boundary_in_header: bool) -> Child {
     let mut command = Command::new("ffmpeg");
     // Progress lines (`frame=`) are logged at the info level.
-    command.args(["-hide_banner", "-nostdin", "-loglevel", "info", "-stats", "-re"]);
+    command.args([
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "info",
+        "-stats",
+        "-re",
+    ]);
     command.args(["-f", "lavfi", "-i", "testsrc2=size=640x480:rate=15"]);
     command.args(["-q:v", "5", "-f", "mpjpeg"]);
     if boundary_in_header {
@@ -319,7 +363,12 @@ fn ffmpeg_frames(mut child: Child) -> u64 {
     let _ = child.kill();
     let _ = child.wait();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let last = err.rsplit("frame=").next().unwrap_or_default();
     last.split_whitespace().next().unwrap().parse().unwrap()
 }
@@ -451,7 +500,14 @@ fn an_http_camera_changing_size_and_sending_bad_parts_gets_each_counted() {
     assert!(err.contains("bad part: part is not a JPEG"), "{err}");
     // The wrong password is refused at start, by name.
     let wrong = format!("http://user:wrong@{addr}/video");
-    let out = scened(&["run", "--source", &wrong, "--no-telemetry", "--duration", "1"]);
+    let out = scened(&[
+        "run",
+        "--source",
+        &wrong,
+        "--no-telemetry",
+        "--duration",
+        "1",
+    ]);
     assert_one_line_error(&out, "the camera refused the user and password");
 }
 
@@ -475,7 +531,8 @@ fn bad_server(reply: Option<&'static [u8]>) -> SocketAddr {
     addr
 }
 
-const GARBAGE: &[u8] = b"\x00\x9f\xffGARBAGE\r\n\r\n\x17\x03\x01 not a protocol at all \xfe\xfe\r\n";
+const GARBAGE: &[u8] =
+    b"\x00\x9f\xffGARBAGE\r\n\r\n\x17\x03\x01 not a protocol at all \xfe\xfe\r\n";
 
 #[test]
 fn servers_sending_garbage_or_nothing_fail_the_start_by_name_without_the_password() {
@@ -513,7 +570,9 @@ fn an_h265_camera_is_refused_by_name() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
-        let Ok((mut stream, _)) = listener.accept() else { return };
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
         loop {
             let head = read_head(&mut stream);
             let Some(cseq) = head
@@ -539,7 +598,12 @@ fn an_h265_camera_is_refused_by_name() {
             }
         }
     });
-    let out = scened(&["run", "--source", &format!("rtsp://{addr}/x"), "--no-telemetry"]);
+    let out = scened(&[
+        "run",
+        "--source",
+        &format!("rtsp://{addr}/x"),
+        "--no-telemetry",
+    ]);
     assert_one_line_error(&out, "H.265 (HEVC), which scened does not decode");
 }
 
@@ -547,7 +611,10 @@ fn an_h265_camera_is_refused_by_name() {
 #[test]
 fn validate_checks_a_camera_url_without_connecting() {
     let dir = tmp_dir("validate-network");
-    for (kind, url) in [("rtsp", "rtsp://127.0.0.1:9/x"), ("http", "http://127.0.0.1:9/x")] {
+    for (kind, url) in [
+        ("rtsp", "rtsp://127.0.0.1:9/x"),
+        ("http", "http://127.0.0.1:9/x"),
+    ] {
         let good = write_file(
             &dir,
             &format!("{kind}.toml"),

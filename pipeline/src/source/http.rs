@@ -11,7 +11,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use base64::Engine as _;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT, WWW_AUTHENTICATE};
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -218,7 +217,8 @@ impl HttpCamera {
             .header(HOST, host)
             .header(USER_AGENT, concat!("scened/", env!("CARGO_PKG_VERSION")));
         if let Some((user, password)) = self.endpoint.login() {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
             request = request.header(AUTHORIZATION, format!("Basic {token}"));
         }
         let request = request
@@ -341,7 +341,8 @@ impl Source for HttpSource {
                     if !self.decimator.keep(captured_at) {
                         continue;
                     }
-                    let buffer = Buffer::new(Resolution::new(size.0, size.1), jpeg, FrameFormat::MJPEG);
+                    let buffer =
+                        Buffer::new(Resolution::new(size.0, size.1), jpeg, FrameFormat::MJPEG);
                     let decoded = remote::timed_decode(|| decode(&buffer, self.max_pixels));
                     let image = decoded.map_err(|reason| {
                         StageError::item(SourceError::RemoteFrame {
@@ -375,7 +376,11 @@ mod tests {
         }
     }
 
-    fn answer(camera: &HttpCamera, status: u16, headers: &[(&'static str, &'static str)]) -> Result<Option<String>, String> {
+    fn answer(
+        camera: &HttpCamera,
+        status: u16,
+        headers: &[(&'static str, &'static str)],
+    ) -> Result<Option<String>, String> {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.insert(*name, HeaderValue::from_static(value));
@@ -399,9 +404,13 @@ mod tests {
         );
         let digest = [("www-authenticate", "Digest realm=\"cam\", nonce=\"1\"")];
         assert!(answer(&cam, 401, &digest).unwrap_err().contains("digest"));
-        assert!(answer(&cam, 401, &[]).unwrap_err().contains("refused the user and password"));
+        assert!(answer(&cam, 401, &[])
+            .unwrap_err()
+            .contains("refused the user and password"));
         let anonymous = camera("http://cam/video");
-        assert!(answer(&anonymous, 401, &[]).unwrap_err().contains("password_env"));
+        assert!(answer(&anonymous, 401, &[])
+            .unwrap_err()
+            .contains("password_env"));
         assert_eq!(
             answer(&anonymous, 404, &[]).unwrap_err(),
             "http://cam/video: HTTP 404 Not Found"

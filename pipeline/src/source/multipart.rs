@@ -343,7 +343,10 @@ mod tests {
         let mut parts = Multipart::new(Some("b"), 1 << 20);
         parts.push(&stream);
         let steps = drain(&mut parts);
-        assert_eq!(steps.first().map(String::as_str), Some("part is not a JPEG"));
+        assert_eq!(
+            steps.first().map(String::as_str),
+            Some("part is not a JPEG")
+        );
         assert_eq!(steps.last().map(String::as_str), Some("8x8"));
         assert_eq!(steps.len(), 3, "{steps:?}");
     }
@@ -364,7 +367,10 @@ mod tests {
             skipped.extend(drain(&mut parts));
             assert!(parts.buffered() <= LIMIT + 1000 + 100);
         }
-        assert!(skipped.contains(&"part over the size limit".to_owned()), "{skipped:?}");
+        assert!(
+            skipped.contains(&"part over the size limit".to_owned()),
+            "{skipped:?}"
+        );
         // No boundary at all.
         let mut parts = Multipart::new(Some("b"), LIMIT);
         for _ in 0..100 {
@@ -377,10 +383,17 @@ mod tests {
         parts.push(b"--b\r\n");
         let mut steps = Vec::new();
         for _ in 0..40 {
-            parts.push(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(10).as_slice());
+            parts.push(
+                b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+                    .repeat(10)
+                    .as_slice(),
+            );
             steps.extend(drain(&mut parts));
             assert!(parts.buffered() <= MAX_HEADER_BYTES + 1000);
         }
-        assert!(steps.contains(&"part headers over 16 KiB".to_owned()), "{steps:?}");
+        assert!(
+            steps.contains(&"part headers over 16 KiB".to_owned()),
+            "{steps:?}"
+        );
     }
 }

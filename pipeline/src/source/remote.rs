@@ -179,7 +179,11 @@ fn shown_raw(url: &str) -> String {
 /// The first line of a client library's error: some (retina's) add a hex dump of what was
 /// received below, which belongs in no one-line message.
 pub fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().trim_end().to_owned()
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_owned()
 }
 
 fn percent_decode(text: &str) -> Option<String> {
@@ -383,12 +387,20 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(missing.to_string().contains("source.password_env"), "{missing}");
+        assert!(
+            missing.to_string().contains("source.password_env"),
+            "{missing}"
+        );
     }
 
     #[test]
     fn a_bad_url_is_refused_without_showing_its_password() {
-        for url in ["http://cam/x", "rtsp://", "rtsp//cam", "rtsp://u:hunter2@:554/"] {
+        for url in [
+            "http://cam/x",
+            "rtsp://",
+            "rtsp//cam",
+            "rtsp://u:hunter2@:554/",
+        ] {
             let err = Endpoint::check(url, &RTSP, "an rtsp:// URL").unwrap_err();
             assert_eq!(err.key, "source.url");
             assert!(!err.got.contains("hunter2"), "{err}");

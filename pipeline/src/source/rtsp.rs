@@ -315,10 +315,11 @@ impl Drop for RtspSource {
             drop(self.session.take());
         }
         let group = self.group.clone();
-        let _ = self.runtime.block_on(tokio::time::timeout(
-            TEARDOWN_WAIT,
-            async move { group.await_teardown().await },
-        ));
+        let _ = self
+            .runtime
+            .block_on(tokio::time::timeout(TEARDOWN_WAIT, async move {
+                group.await_teardown().await
+            }));
     }
 }
 
@@ -380,7 +381,11 @@ impl H264 {
     }
 
     /// Decodes one access unit in Annex B form, parameter sets included where they changed.
-    pub fn decode_annex_b(&mut self, data: &[u8], keep: bool) -> Result<Option<RgbImage>, FrameError> {
+    pub fn decode_annex_b(
+        &mut self,
+        data: &[u8],
+        keep: bool,
+    ) -> Result<Option<RgbImage>, FrameError> {
         remote::timed_decode(|| self.decode_picture(data, keep))
     }
 
