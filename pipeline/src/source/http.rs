@@ -322,7 +322,7 @@ impl Source for HttpSource {
     fn next_frame(&mut self, shutdown: &Shutdown) -> Result<Option<Frame>, StageError> {
         loop {
             let what = &self.what;
-            match self.parts.next() {
+            match self.parts.step() {
                 Step::More => {
                     if !self.read(shutdown)? {
                         return Ok(None);

@@ -98,7 +98,7 @@ impl Multipart {
     }
 
     /// The next frame or skipped part from what has been pushed.
-    pub fn next(&mut self) -> Step<'_> {
+    pub fn step(&mut self) -> Step<'_> {
         self.drop_used();
         loop {
             match self.state {
@@ -273,7 +273,7 @@ mod tests {
     fn drain(parts: &mut Multipart) -> Vec<String> {
         let mut steps = Vec::new();
         loop {
-            match parts.next() {
+            match parts.step() {
                 Step::Frame { jpeg, size } => {
                     assert!(jpeg.ends_with(&[0xFF, 0xD9]));
                     steps.push(format!("{}x{}", size.0, size.1));
