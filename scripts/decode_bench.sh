@@ -25,7 +25,6 @@ calc() { "$PYTHON" -c "print(round($1, 3))"; }
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
 echo "size       decoder                          ms/frame   cores at 15 fps"
 for size in 640x480 1280x720 1920x1080; do
-    w=${size%x*}; h=${size#*x}
     port=$(free_port)
     "$PYTHON" "$ROOT/scripts/rtsp_server.py" --port "$port" --size "$size" --pattern "$PATTERN" \
         > "$TMP/server.out" &
