@@ -20,7 +20,9 @@ use anyhow::Context;
 use scened_pipeline::config::Config;
 use scened_pipeline::daemon::{Daemon, DaemonReport};
 use scened_pipeline::events::{self, Subscriber};
-use scened_pipeline::pipeline::{LabelEvent, Pipeline};
+use scened_pipeline::frame::LabelEvent;
+use scened_pipeline::metrics::output_dropped;
+use scened_pipeline::pipeline::Pipeline;
 use scened_pipeline::rss;
 use scened_pipeline::runner::PipelineReport;
 use scened_pipeline::source::SourceConfig;
@@ -30,8 +32,9 @@ use tracing::info;
 use crate::cli::{PipelineArgs, RunArgs};
 use crate::config;
 
-/// Events waiting for stdout; past this the pipeline waits for the reader.
-const STDOUT_QUEUE: usize = 64;
+/// Events waiting for stdout; past this the oldest are dropped, so a reader that stops
+/// reading holds back neither the pipeline nor the other outputs.
+const STDOUT_QUEUE: usize = 256;
 /// How long a stop request may take to drain; then the process exits without the report.
 const DRAIN_LIMIT: Duration = Duration::from_millis(750);
 /// The exit status of a run cut short by a signal, as a shell reports SIGINT.
@@ -127,14 +130,14 @@ impl Started {
         self.daemon.pipeline()
     }
 
-    /// Prints the event stream on stdout, a JSON object a line, until the run is over. A
-    /// reader that stops reading holds the pipeline back rather than lose lines; stdout gone
-    /// stops the run.
+    /// Prints the event stream on stdout, a JSON object a line, until the run is over. What a
+    /// reader that stops reading leaves is dropped, counted in
+    /// `scened_output_dropped_total{output="stdout"}`; stdout gone stops the run.
     pub fn print_events(&mut self) -> anyhow::Result<()> {
-        let lines = self
-            .daemon
-            .events()
-            .subscribe(Subscriber::blocking(STDOUT_QUEUE));
+        let lines = self.daemon.events().subscribe(Subscriber::dropping_oldest(
+            STDOUT_QUEUE,
+            output_dropped("stdout"),
+        ));
         let shutdown = self.shutdown.clone();
         let printer = thread::Builder::new()
             .name("scened-stdout".into())

@@ -57,11 +57,7 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(crate::exit_for(failed))
 }
 
 /// `<stem>.input.npy` (the exact tensor given to tract) and `<stem>.output.npy` (the raw

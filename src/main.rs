@@ -51,3 +51,12 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The exit code of a command that goes on past a failed item: non-zero if `failed` > 0.
+fn exit_for(failed: usize) -> ExitCode {
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

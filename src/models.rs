@@ -72,11 +72,7 @@ pub fn check(models: &[PathBuf]) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if refused == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(crate::exit_for(refused))
 }
 
 fn describe(t: &TensorInfo) -> String {

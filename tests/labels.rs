@@ -2,12 +2,12 @@
 //! demo clip and through `/status`'s view of the run; a region of a composed real photo.
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use image::imageops::{self, FilterType};
 use image::RgbImage;
 use scened_pipeline::config::Config;
+use scened_pipeline::events::Subscriber;
 use scened_pipeline::labels::{classes_named, LabelMap, UNKNOWN};
 use scened_pipeline::pipeline::Pipeline;
 use scened_pipeline::queue::WhenFull;
@@ -66,12 +66,18 @@ fn status_gives_the_scene_as_label_and_its_leading_member_as_class() {
     config.edges = every_edge(2, WhenFull::Block);
     config.output.every_frame = true;
     let map = groups();
-    let status = Arc::new(LiveStatus::new(Duration::from_secs(60)));
-    let pipeline = Pipeline::build(&config).unwrap().report_to(status.clone());
+    let status = LiveStatus::new(Duration::from_secs(60));
+    let pipeline = Pipeline::build(&config).unwrap();
+    status.started("", "", pipeline.names());
+    // Each frame's result is published before its label reaches the sink.
+    let results = pipeline.results().subscribe(Subscriber::blocking(1024));
     let model_labels = pipeline.engine().labels().unwrap().to_vec();
     let mut seen = 0;
     let report = pipeline
         .run(&Shutdown::new(), |event| {
+            let result = results.try_recv().expect("the frame's result");
+            assert_eq!(result.smoothed.stamp.seq, event.frame);
+            status.labelled(&result.smoothed, result.latency, result.at);
             let snapshot = status.snapshot(Instant::now());
             assert_eq!(snapshot.label.as_deref(), Some(event.label.as_str()));
             let class = snapshot.class.expect("a class with every label");

@@ -415,3 +415,73 @@ fn a_browser_shows_the_label_status_gives_and_the_picture() {
     daemon.stop();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A pipe whose buffer holds one page: a reader that never reads fills it at once.
+fn small_pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // The kernel rounds up to a page; the default is 16 pages.
+    unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) };
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// A stdout nobody reads is one output falling behind: `/status` and the live view keep
+/// following the labels, and the events stdout missed are counted. Once stdout is read again,
+/// the run stops cleanly.
+#[test]
+fn a_stdout_nobody_reads_stalls_neither_status_nor_the_live_view() {
+    let (mut unread, stdout) = small_pipe();
+    let mut command = scened_command(&[
+        "run",
+        "--source",
+        "synthetic",
+        "--fps",
+        "60",
+        "--every-frame",
+    ]);
+    command.stdout(Stdio::from(stdout));
+    let daemon = Daemon::spawn(command);
+    let addr = daemon.addr;
+    let dropped = || scraped(addr, "scened_output_dropped_total{output=\"stdout\"}");
+    let frames = || {
+        let (code, body) = get(addr, "/status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["frames"]
+            .as_u64()
+            .unwrap()
+    };
+    let waited = Instant::now();
+    // The counter exists from the start; it moves once the pipe and the queue are full.
+    while dropped() == 0.0 {
+        assert!(
+            waited.elapsed() < PATIENCE,
+            "stdout never fell behind, {} frames labelled",
+            frames()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let before = (frames(), dropped());
+    let snapshot = request(addr, "GET", "/snapshot.jpg", &[]);
+    assert_eq!(snapshot.code, 200);
+    image::load_from_memory(&snapshot.body).expect("a JPEG of a frame captured now");
+    std::thread::sleep(Duration::from_secs(1));
+    let after = (frames(), dropped());
+    assert!(after.0 > before.0, "/status stopped at {before:?}");
+    assert!(after.1 > before.1, "stdout's drops not counted: {after:?}");
+    // Read again, stdout takes the rest, `stopped` last.
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        unread.read_to_string(&mut text).unwrap();
+        text
+    });
+    daemon.stop();
+    let text = reader.join().unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "stopped", "{last}");
+}

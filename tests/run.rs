@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use scened_pipeline::classify::Classifier;
 use scened_pipeline::config::Config;
+use scened_pipeline::config::{EdgesConfig, OutputConfig};
 use scened_pipeline::events::{Event, Label, Subscriber};
+use scened_pipeline::frame::LabelEvent;
 use scened_pipeline::infer::stage::{InferConfig, Workers, DEFAULT_MODEL};
 use scened_pipeline::infer::{top_k, EngineOptions};
-use scened_pipeline::pipeline::{EdgesConfig, LabelEvent, OutputConfig, Pipeline};
+use scened_pipeline::pipeline::Pipeline;
 use scened_pipeline::queue::{EdgeConfig, EdgeStats, WhenFull};
 use scened_pipeline::resize::Fit;
 use scened_pipeline::runner::{PipelineReport, StopReason};

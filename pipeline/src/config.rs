@@ -11,16 +11,18 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::bench::BenchConfig;
+use crate::error::{Invalid, TomlError};
 use crate::infer::stage::InferConfig;
 use crate::labels::LabelsConfig;
-use crate::pipeline::{EdgesConfig, OutputConfig, StopConfig};
+use crate::mqtt::MqttConfig;
+use crate::queue::{EdgeConfig, WhenFull};
 use crate::resize::ResizeConfig;
 use crate::smooth::SmoothConfig;
 use crate::source::SourceConfig;
 use crate::telemetry::TelemetryConfig;
+use crate::verdict::BenchConfig;
 
 /// A whole config file; every table has defaults, so an empty file plays the demo clip.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -46,6 +48,106 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `scened bench`'s thresholds.
     pub bench: BenchConfig,
+}
+
+/// The edges, each named after the stage it feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgesConfig {
+    /// Capture → resize.
+    pub resize: EdgeConfig,
+    /// Resize → infer.
+    pub infer: EdgeConfig,
+    /// Infer → smooth.
+    pub smooth: EdgeConfig,
+    /// Smooth → the sink.
+    pub sink: EdgeConfig,
+}
+
+/// Live defaults. In front of inference, the slowest stage, a stale frame is worse than a
+/// lost one: keep one frame, the newest.
+pub const DEFAULT_EDGE_BEFORE_INFER: EdgeConfig = EdgeConfig {
+    capacity: 1,
+    when_full: WhenFull::DropOldest,
+};
+/// After inference every score counts and the stages are cheap: block, so a slow reader of
+/// the output holds back inference rather than lose labels.
+pub const DEFAULT_EDGE_SMOOTH: EdgeConfig = EdgeConfig {
+    capacity: 4,
+    when_full: WhenFull::Block,
+};
+pub const DEFAULT_EDGE_SINK: EdgeConfig = EdgeConfig {
+    capacity: 16,
+    when_full: WhenFull::Block,
+};
+
+impl Default for EdgesConfig {
+    fn default() -> Self {
+        Self {
+            resize: DEFAULT_EDGE_BEFORE_INFER,
+            infer: DEFAULT_EDGE_BEFORE_INFER,
+            smooth: DEFAULT_EDGE_SMOOTH,
+            sink: DEFAULT_EDGE_SINK,
+        }
+    }
+}
+
+impl EdgesConfig {
+    pub fn check(&self) -> Result<(), Invalid> {
+        self.resize.check("resize")?;
+        self.infer.check("infer")?;
+        self.smooth.check("smooth")?;
+        self.sink.check("sink")
+    }
+}
+
+/// Limits on a run; without any, it lasts until the source ends or a shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StopConfig {
+    /// Stop after this many frames from the source, at least 1.
+    pub after_frames: Option<u64>,
+    /// Stop reading frames after this many seconds, more than 0.
+    pub after_seconds: Option<f64>,
+    /// A stage busy this many seconds on one item is stalled: the run is aborted and fails.
+    pub stall_seconds: f64,
+}
+
+/// A frame takes milliseconds; seconds on one is a hang, not a slow machine.
+pub const DEFAULT_STALL_SECONDS: f64 = 10.0;
+
+impl Default for StopConfig {
+    fn default() -> Self {
+        Self {
+            after_frames: None,
+            after_seconds: None,
+            stall_seconds: DEFAULT_STALL_SECONDS,
+        }
+    }
+}
+
+/// Which smoothed labels reach the sink, and where the events go besides stdout.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Every frame's label, not only changes.
+    pub every_frame: bool,
+    /// The event stream to an MQTT broker; off without the table.
+    pub mqtt: Option<MqttConfig>,
+}
+
+impl StopConfig {
+    /// The run time limit and the stall limit.
+    pub fn check(&self) -> Result<(Option<Duration>, Duration), Invalid> {
+        let frames = self.after_frames;
+        Invalid::check(frames != Some(0), "stop.after_frames", "at least 1", 0)?;
+        let run_for = self
+            .after_seconds
+            .map(|seconds| Invalid::positive_seconds("stop.after_seconds", seconds))
+            .transpose()?;
+        let stall_after = Invalid::positive_seconds("stop.stall_seconds", self.stall_seconds)?;
+        Ok((run_for, stall_after))
+    }
 }
 
 /// A config file that cannot be used as it is.
@@ -150,74 +252,6 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// A TOML error on one line: toml's own message spans lines with a source excerpt, and the CLI
-/// promises one line, so this keeps the message (which names the key) and the line number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TomlError {
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl TomlError {
-    /// `e`, found in `text`.
-    pub fn new(e: &toml::de::Error, text: &str) -> Self {
-        Self {
-            line: e
-                .span()
-                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1),
-            message: e.message().to_owned(),
-        }
-    }
-}
-
-impl fmt::Display for TomlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "line {line}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
-}
-
-impl std::error::Error for TomlError {}
-
-/// A setting outside what it may be: `<table>.<key> must be <expected>, got <value>`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key} must be {expected}, got {got}")]
-pub struct Invalid {
-    /// Where the setting is, e.g. `smooth.alpha` or `edges.infer.capacity`.
-    pub key: String,
-    pub expected: &'static str,
-    pub got: String,
-}
-
-impl Invalid {
-    /// `Ok` if `ok`, else the error for `key` holding `got`.
-    pub fn check(
-        ok: bool,
-        key: &str,
-        expected: &'static str,
-        got: impl fmt::Display,
-    ) -> Result<(), Self> {
-        if ok {
-            Ok(())
-        } else {
-            Err(Self {
-                key: key.to_owned(),
-                expected,
-                got: got.to_string(),
-            })
-        }
-    }
-
-    /// `seconds` as a duration, which must be more than zero (and not NaN).
-    pub fn positive_seconds(key: &str, seconds: f64) -> Result<Duration, Self> {
-        let duration = Duration::try_from_secs_f64(seconds).unwrap_or_default();
-        Self::check(!duration.is_zero(), key, "more than 0", seconds)?;
-        Ok(duration)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +262,45 @@ mod tests {
 
     fn repo() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    #[test]
+    fn stop_limits_are_checked_naming_the_key() {
+        let check = |after_frames, after_seconds, stall_seconds| {
+            StopConfig {
+                after_frames,
+                after_seconds,
+                stall_seconds,
+            }
+            .check()
+            .map_err(|e| e.to_string())
+        };
+        let stall = DEFAULT_STALL_SECONDS;
+        let stall_after = Duration::from_secs(10);
+        assert_eq!(check(None, None, stall), Ok((None, stall_after)));
+        assert_eq!(
+            check(Some(5), Some(1.5), 0.25),
+            Ok((
+                Some(Duration::from_millis(1500)),
+                Duration::from_millis(250)
+            ))
+        );
+        assert_eq!(
+            check(Some(0), None, stall),
+            Err("stop.after_frames must be at least 1, got 0".into())
+        );
+        for seconds in [0.0, -1.0, f64::NAN] {
+            let err = check(None, Some(seconds), stall).expect_err("refused");
+            assert!(
+                err.starts_with("stop.after_seconds must be more than 0"),
+                "{err}"
+            );
+            let err = check(None, None, seconds).expect_err("refused");
+            assert!(
+                err.starts_with("stop.stall_seconds must be more than 0"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -425,24 +498,6 @@ mod tests {
         for (text, expected) in cases {
             let error = Config::parse(text).expect_err(text).to_string();
             assert_eq!(error, expected, "{text:?}");
-        }
-    }
-
-    #[test]
-    fn a_bad_value_is_named_by_its_table_and_key() {
-        let err = Invalid::check(false, "smooth.alpha", "in (0, 1]", 1.5).unwrap_err();
-        assert_eq!(err.to_string(), "smooth.alpha must be in (0, 1], got 1.5");
-        assert!(Invalid::check(true, "smooth.alpha", "in (0, 1]", 0.3).is_ok());
-        assert_eq!(
-            Invalid::positive_seconds("stop.stall_seconds", 0.25),
-            Ok(Duration::from_millis(250))
-        );
-        for seconds in [0.0, -1.0, f64::NAN] {
-            let err = Invalid::positive_seconds("stop.stall_seconds", seconds).unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                format!("stop.stall_seconds must be more than 0, got {seconds}")
-            );
         }
     }
 }

@@ -5,13 +5,15 @@
 use std::io;
 use std::ops::ControlFlow;
 
-use crate::config::{Config, Invalid};
+use crate::config::Config;
+use crate::error::Invalid;
 use crate::events::Events;
+use crate::frame::LabelEvent;
 use crate::mqtt::{Mqtt, MqttError, MqttReport};
-use crate::pipeline::{BuildError, LabelEvent, Pipeline};
+use crate::pipeline::{BuildError, Pipeline};
 use crate::runner::PipelineReport;
 use crate::stage::Shutdown;
-use crate::telemetry::{Telemetry, TelemetryError};
+use crate::telemetry::{RunInfo, Telemetry, TelemetryError};
 
 /// A config that cannot be started.
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +51,19 @@ impl Daemon {
         let mqtt = mqtt.map(|mqtt| mqtt.build(camera)).transpose()?;
         let events = Events::new();
         // Before the model loads: a port in use fails fast, and /healthz answers during the load.
-        let telemetry = config.telemetry.start(&events)?;
+        let mut telemetry = config.telemetry.start(&events)?;
         let mut pipeline = Pipeline::build(config)?.publish_to(events);
-        if let Some(telemetry) = &telemetry {
-            pipeline = pipeline
-                .report_to(telemetry.status())
-                .show_to(telemetry.preview());
+        if let Some(telemetry) = &mut telemetry {
+            let (model, dtype) = pipeline.model();
+            let run = RunInfo {
+                model,
+                dtype,
+                names: pipeline.names(),
+                edges: pipeline.edges(),
+                workers: pipeline.worker_watches(),
+            };
+            telemetry.follow(run, pipeline.results())?;
+            pipeline = pipeline.show_to(telemetry.preview());
         }
         // Connects in the background: a broker that is away is no reason not to run.
         let mqtt = mqtt

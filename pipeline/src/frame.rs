@@ -1,6 +1,6 @@
 //! The items that flow between stages, and the stamp each one carries from capture.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use image::RgbImage;
 use tract_tflite::prelude::Tensor;
@@ -98,4 +98,102 @@ mod tests {
         let stamp = frame.stamp();
         assert_eq!((stamp.seq, stamp.captured_at), (7, frame.captured_at));
     }
+}
+
+/// How many of a frame's best scores go with its label.
+pub const TOP: usize = 5;
+
+/// The smoothed label after one frame. Labels are indices among what the smoother ranks: the
+/// groups when there are groups, else the model's classes ([`crate::labels::Names`] names them).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Smoothed {
+    pub stamp: Stamp,
+    /// The leading label; `None` when its score is below `labels.min_score` (`unknown`).
+    pub label: Option<usize>,
+    /// The leading label's score, what the smoother ranks by: the averaged probability
+    /// (`ema`), its share of the window's votes (`window`), this frame's probability
+    /// (`hysteresis`). With groups, probabilities are the groups' sums.
+    pub score: f32,
+    /// The model class behind the leading label: with groups, its member with the highest
+    /// probability in this frame; else the label itself.
+    pub class: usize,
+    /// The shown label (`unknown` included) differs from the previous frame's, or is the first.
+    pub changed: bool,
+    /// This frame's best scores among what the smoother ranks, before smoothing.
+    pub top: Top,
+}
+
+/// A frame's best [`TOP`] scores, best first (the lower index first on a tie).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Top {
+    best: [(usize, f32); TOP],
+    len: usize,
+}
+
+impl Top {
+    /// The best of `scores`, in one pass with no allocation: this runs on every frame.
+    pub fn of(scores: &[f32]) -> Self {
+        let mut top = Self {
+            best: [(0, 0.0); TOP],
+            len: 0,
+        };
+        for (index, &score) in scores.iter().enumerate() {
+            let at = top.best[..top.len]
+                .iter()
+                .position(|&(_, best)| score > best)
+                .unwrap_or(top.len);
+            if at < TOP {
+                let len = (top.len + 1).min(TOP);
+                top.best.copy_within(at..len - 1, at + 1);
+                top.best[at] = (index, score);
+                top.len = len;
+            }
+        }
+        top
+    }
+
+    /// The best `(label, score)`; `(0, 0.0)` of no scores.
+    pub fn best(&self) -> (usize, f32) {
+        self.best[0]
+    }
+
+    /// `(label, score)`, best first.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, f32)> + '_ {
+        self.best[..self.len].iter().copied()
+    }
+}
+
+impl Stamped for Smoothed {
+    fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+}
+
+/// A smoothed label as it leaves the pipeline: what the sink and every output get.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelEvent {
+    /// The frame's sequence number at the source.
+    pub frame: u64,
+    /// When the frame was captured, by the wall clock.
+    pub captured: SystemTime,
+    /// The model class behind the label, in the model's label order: with groups, the
+    /// label's member that scored highest in this frame.
+    pub class: usize,
+    /// A group's name with groups, else a class's; `unknown` below `labels.min_score`.
+    pub label: String,
+    /// The smoother's score for `label`.
+    pub score: f32,
+    /// Capture to the sink.
+    pub latency: Duration,
+    /// The label differs from the previous frame's (or is the first).
+    pub changed: bool,
+}
+
+/// A frame's smoothed result as it left the pipeline at `at`, `latency` after its capture:
+/// what an output that follows every frame (`/status`) gets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Labelled {
+    pub smoothed: Smoothed,
+    pub latency: Duration,
+    pub at: Instant,
 }

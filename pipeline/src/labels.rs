@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::config::{Invalid, TomlError};
+use crate::error::{Invalid, TomlError};
 use crate::infer::{Engine, MetaError};
 
 /// The label shown when the leading label's smoothed score is below `labels.min_score`.

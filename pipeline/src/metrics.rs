@@ -80,6 +80,10 @@ pub const HTTP_REQUESTS_TOTAL: &str = "scened_http_requests_total";
 pub const HTTP_VIEWERS: &str = "scened_http_viewers";
 /// Counter: events an `/events` viewer did not take in time, dropped oldest first.
 pub const HTTP_EVENTS_DROPPED_TOTAL: &str = "scened_http_events_dropped_total";
+/// Counter, `{output}`: items an output fell too far behind to take, evicted from its queue:
+/// `stdout` (events: a reader of stdout that stopped reading) or `status` (frames `/status`
+/// and the label metric did not follow). MQTT and `/events` have counters of their own.
+pub const OUTPUT_DROPPED_TOTAL: &str = "scened_output_dropped_total";
 /// Histogram: time to encode one frame of the live view as JPEG (only while someone watches).
 pub const PREVIEW_ENCODE_SECONDS: &str = "scened_preview_encode_seconds";
 
@@ -118,6 +122,7 @@ pub const ALL: &[&str] = &[
     HTTP_REQUESTS_TOTAL,
     HTTP_VIEWERS,
     HTTP_EVENTS_DROPPED_TOTAL,
+    OUTPUT_DROPPED_TOTAL,
     PREVIEW_ENCODE_SECONDS,
     MQTT_CONNECTED,
     MQTT_CONNECTIONS_TOTAL,
@@ -149,6 +154,8 @@ pub const VERSION: &str = "version";
 pub const CODE: &str = "code";
 /// Label key: a live-view stream's kind.
 pub const STREAM: &str = "stream";
+/// Label key: an output of the event stream or of the frames' results.
+pub const OUTPUT: &str = "output";
 /// Label key, on every series when configured: which camera a daemon watches.
 pub const CAMERA: &str = "camera";
 
@@ -246,6 +253,11 @@ pub fn describe() {
         Unit::Count,
         "Events an /events viewer did not take in time"
     );
+    describe_counter!(
+        OUTPUT_DROPPED_TOTAL,
+        Unit::Count,
+        "Items an output (stdout, status) fell too far behind to take"
+    );
     describe_histogram!(
         PREVIEW_ENCODE_SECONDS,
         Unit::Seconds,
@@ -285,6 +297,11 @@ pub fn record_run(model: &str, dtype: &str, deadline: Option<Duration>) {
     if let Some(deadline) = deadline {
         ::metrics::gauge!(FRAME_DEADLINE_SECONDS).set(deadline.as_secs_f64());
     }
+}
+
+/// The counter of what `output`'s queue evicted.
+pub fn output_dropped(output: &'static str) -> ::metrics::Counter {
+    ::metrics::counter!(OUTPUT_DROPPED_TOTAL, OUTPUT => output)
 }
 
 /// Counts a label change and moves the `scened_label_info` marker to `current`.

@@ -36,8 +36,8 @@ use rumqttc::{
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use crate::config::Invalid;
 use crate::contain;
+use crate::error::Invalid;
 use crate::events::{Event, Events, NoEvent, Subscriber, Subscription};
 use crate::metrics::{
     MQTT_CONNECTED, MQTT_CONNECTIONS_TOTAL, MQTT_CONNECTION_ERRORS_TOTAL,

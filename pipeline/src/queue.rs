@@ -5,12 +5,15 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ::metrics::{counter, gauge, Counter, Gauge};
-use crossbeam_channel::{select_biased, Receiver, Sender, TrySendError};
+use crossbeam_channel::{
+    select_biased, Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Invalid;
+use crate::error::Invalid;
 use crate::metrics::{
     FRAMES_DROPPED_TOTAL, QUEUE, QUEUE_CAPACITY, QUEUE_DEPTH, QUEUE_HIGH_WATER, REASON, STAGE,
 };
@@ -86,7 +89,28 @@ impl EdgeConfig {
         name: &'static str,
     ) -> Result<(EdgeSender<T>, EdgeReceiver<T>), Invalid> {
         self.check(name)?;
-        let (tx, rx) = crossbeam_channel::bounded(self.capacity);
+        Ok(self.connect(Shared::new(name, self.capacity)))
+    }
+
+    /// An edge outside the pipeline, e.g. an output's queue of events: no queue gauges, and
+    /// what its policy drops (`queue_full`, `evicted`) counted in `dropped` alone. A consumer
+    /// that goes away is not a drop: it unsubscribed.
+    pub fn build_counted<T>(
+        &self,
+        name: &'static str,
+        dropped: Counter,
+    ) -> (EdgeSender<T>, EdgeReceiver<T>) {
+        let shared = Shared {
+            depth_gauge: Gauge::noop(),
+            high_water_gauge: Gauge::noop(),
+            drop_counters: [dropped.clone(), dropped, Counter::noop()],
+            ..Shared::unmetered(name, self.capacity.max(1))
+        };
+        self.connect(shared)
+    }
+
+    fn connect<T>(&self, shared: Shared) -> (EdgeSender<T>, EdgeReceiver<T>) {
+        let (tx, rx) = crossbeam_channel::bounded(shared.capacity);
         let mode = match self.when_full {
             WhenFull::Block => Mode::Block,
             WhenFull::DropNewest => Mode::DropNewest,
@@ -94,13 +118,13 @@ impl EdgeConfig {
             // connected, so the consumer's liveness is tracked by `Shared::consumer_alive`.
             WhenFull::DropOldest => Mode::DropOldest(rx.clone()),
         };
-        let shared = Arc::new(Shared::new(name, self.capacity));
+        let shared = Arc::new(shared);
         let sender = EdgeSender {
             tx,
             mode,
             shared: Arc::clone(&shared),
         };
-        Ok((sender, EdgeReceiver { rx, shared }))
+        (sender, EdgeReceiver { rx, shared })
     }
 }
 
@@ -166,8 +190,20 @@ struct Shared {
 }
 
 impl Shared {
+    /// A pipeline edge's counters, registered as the queue's and the stage's metrics.
     fn new(name: &'static str, capacity: usize) -> Self {
         gauge!(QUEUE_CAPACITY, QUEUE => name).set(capacity as f64);
+        Self {
+            depth_gauge: gauge!(QUEUE_DEPTH, QUEUE => name),
+            high_water_gauge: gauge!(QUEUE_HIGH_WATER, QUEUE => name),
+            drop_counters: DropReason::ALL.map(
+                |reason| counter!(FRAMES_DROPPED_TOTAL, STAGE => name, REASON => reason.as_str()),
+            ),
+            ..Self::unmetered(name, capacity)
+        }
+    }
+
+    fn unmetered(name: &'static str, capacity: usize) -> Self {
         Self {
             name,
             capacity,
@@ -177,11 +213,9 @@ impl Shared {
             dropped: Default::default(),
             high_water: AtomicUsize::new(0),
             consumer_alive: AtomicBool::new(true),
-            depth_gauge: gauge!(QUEUE_DEPTH, QUEUE => name),
-            high_water_gauge: gauge!(QUEUE_HIGH_WATER, QUEUE => name),
-            drop_counters: DropReason::ALL.map(
-                |reason| counter!(FRAMES_DROPPED_TOTAL, STAGE => name, REASON => reason.as_str()),
-            ),
+            depth_gauge: Gauge::noop(),
+            high_water_gauge: Gauge::noop(),
+            drop_counters: [Counter::noop(), Counter::noop(), Counter::noop()],
         }
     }
 
@@ -339,11 +373,23 @@ impl<T> EdgeReceiver<T> {
             recv(abort) -> _ => return Err(Aborted),
             recv(self.rx) -> item => item.ok(),
         };
-        if item.is_some() {
-            self.shared.received.fetch_add(1, Ordering::Relaxed);
-            self.shared.depth_gauge.set(self.rx.len() as f64);
-        }
-        Ok(item)
+        Ok(item.inspect(|_| self.received()))
+    }
+
+    /// The next item, waiting at most `timeout`: `Err(Timeout)` if none came, or
+    /// `Err(Disconnected)` once the sender is gone and the queue is empty.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.rx.recv_timeout(timeout).inspect(|_| self.received())
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.rx.try_recv().inspect(|_| self.received())
+    }
+
+    fn received(&self) {
+        self.shared.received.fetch_add(1, Ordering::Relaxed);
+        self.shared.depth_gauge.set(self.rx.len() as f64);
     }
 
     pub fn watch(&self) -> EdgeWatch {

@@ -8,7 +8,7 @@ use image::RgbImage;
 use serde::Deserialize;
 use tract_tflite::prelude::Tensor;
 
-use crate::config::Invalid;
+use crate::error::Invalid;
 use crate::frame::{Frame, ModelInput, Stamped};
 use crate::infer::{Engine, InputSpec};
 use crate::stage::{Stage, StageError};

@@ -8,8 +8,8 @@ use ringbuf::traits::{Consumer, Observer, RingBuffer};
 use ringbuf::LocalRb;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Invalid;
-use crate::frame::{Scores, Stamp, Stamped};
+use crate::error::Invalid;
+use crate::frame::{Scores, Smoothed, Top};
 use crate::labels::{Groups, Labels, DEFAULT_MIN_SCORE};
 use crate::stage::{Stage, StageError};
 
@@ -157,70 +157,6 @@ impl SmoothConfig {
     }
 }
 
-/// How many of a frame's best scores go with its label.
-pub const TOP: usize = 5;
-
-/// The smoothed label after one frame. Labels are indices among what the smoother ranks: the
-/// groups when there are groups, else the model's classes ([`crate::labels::Names`] names them).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Smoothed {
-    pub stamp: Stamp,
-    /// The leading label; `None` when its score is below `labels.min_score` (`unknown`).
-    pub label: Option<usize>,
-    /// The leading label's score, what the smoother ranks by: the averaged probability
-    /// (`ema`), its share of the window's votes (`window`), this frame's probability
-    /// (`hysteresis`). With groups, probabilities are the groups' sums.
-    pub score: f32,
-    /// The model class behind the leading label: with groups, its member with the highest
-    /// probability in this frame; else the label itself.
-    pub class: usize,
-    /// The shown label (`unknown` included) differs from the previous frame's, or is the first.
-    pub changed: bool,
-    /// This frame's best scores among what the smoother ranks, before smoothing.
-    pub top: Top,
-}
-
-/// A frame's best [`TOP`] scores, best first (the lower index first on a tie).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Top {
-    best: [(usize, f32); TOP],
-    len: usize,
-}
-
-impl Top {
-    /// The best of `scores`, in one pass with no allocation: this runs on every frame.
-    pub fn of(scores: &[f32]) -> Self {
-        let mut top = Self {
-            best: [(0, 0.0); TOP],
-            len: 0,
-        };
-        for (index, &score) in scores.iter().enumerate() {
-            let at = top.best[..top.len]
-                .iter()
-                .position(|&(_, best)| score > best)
-                .unwrap_or(top.len);
-            if at < TOP {
-                let len = (top.len + 1).min(TOP);
-                top.best.copy_within(at..len - 1, at + 1);
-                top.best[at] = (index, score);
-                top.len = len;
-            }
-        }
-        top
-    }
-
-    /// `(label, score)`, best first.
-    pub fn iter(&self) -> impl Iterator<Item = (usize, f32)> + '_ {
-        self.best[..self.len].iter().copied()
-    }
-}
-
-impl Stamped for Smoothed {
-    fn stamp(&self) -> Stamp {
-        self.stamp
-    }
-}
-
 /// Scores the smoother cannot use; the frame is skipped and the state left as it was.
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum ScoresError {
@@ -287,7 +223,7 @@ impl Smoother {
             None => probs,
         };
         let top = Top::of(ranked);
-        let (first, _) = top.best[0];
+        let (first, _) = top.best();
         let (leader, score) = match &mut self.mode {
             Mode::Ema { alpha, average } => {
                 if average.is_empty() {
@@ -413,6 +349,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::frame::Stamp;
     use crate::labels::LabelMap;
 
     fn scores(seq: u64, probs: &[f32]) -> Scores {

@@ -63,6 +63,37 @@ impl<S: Source + ?Sized> Source for Box<S> {
     }
 }
 
+/// Something that wants a look at items as they go by, e.g. the live view at frames: it
+/// is offered each item on the pipeline's thread, so it must only copy what it wants, never
+/// wait.
+pub trait Tap<T>: Send + Sync {
+    fn offer(&self, item: &T);
+}
+
+/// A stage whose input a [`Tap`] is offered before the stage takes it.
+pub struct Tapped<S: Stage> {
+    stage: S,
+    tap: Option<Arc<dyn Tap<S::In>>>,
+}
+
+impl<S: Stage> Tapped<S> {
+    pub fn new(stage: S, tap: Option<Arc<dyn Tap<S::In>>>) -> Self {
+        Self { stage, tap }
+    }
+}
+
+impl<S: Stage> Stage for Tapped<S> {
+    type In = S::In;
+    type Out = S::Out;
+
+    fn process(&mut self, input: S::In) -> Result<S::Out, StageError> {
+        if let Some(tap) = &self.tap {
+            tap.offer(&input);
+        }
+        self.stage.process(input)
+    }
+}
+
 /// A stop request shared by the app (signal handler), the sources and the pipeline.
 ///
 /// A stop (`trigger`) is watched by sources only: the stages behind them stop when their

@@ -23,27 +23,26 @@
 
 mod auth;
 mod server;
+pub mod status;
 pub mod view;
 
-use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::config::Invalid;
+use crate::bus::{Bus, Subscriber};
+use crate::error::Invalid;
 use crate::events::Events;
-use crate::labels::Names;
+use crate::frame::Labelled;
 use crate::metrics;
-use crate::queue::EdgeWatch;
-use crate::runner::StageWatch;
-use crate::smooth::Smoothed;
-use crate::stats;
 use auth::Access;
+use status::RESULTS_QUEUE;
+pub use status::{LiveStatus, NotReady, Ranked, RunInfo, Status, WorkerStatus};
 use view::{Preview, View};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
@@ -302,15 +301,39 @@ impl Telemetry {
         self.local_addr
     }
 
-    /// What `/readyz` and `/status` report; give it to [`crate::pipeline::Pipeline::report_to`].
+    /// What `/readyz` and `/status` report.
     pub fn status(&self) -> Arc<LiveStatus> {
         self.status.clone()
     }
 
-    /// Where the live view takes frames and scores from; give it to
-    /// [`crate::pipeline::Pipeline::show_to`].
+    /// Where the live view takes frames from: a tap to offer them to
+    /// ([`crate::pipeline::Pipeline::show_to`]).
     pub fn preview(&self) -> Arc<Preview> {
         self.preview.clone()
+    }
+
+    /// Follows a pipeline about to run: `/status` names `run`'s model and labels and counts
+    /// its edges and workers, and a thread follows what it publishes on `results` until the
+    /// run closes them.
+    pub fn follow(&mut self, run: RunInfo, results: &Bus<Labelled>) -> Result<(), TelemetryError> {
+        let RunInfo {
+            model,
+            dtype,
+            names,
+            edges,
+            workers,
+        } = run;
+        self.status.started(&model, &dtype, Arc::clone(&names));
+        self.status.watch_edges(edges);
+        self.status.workers(workers);
+        let dropped = metrics::output_dropped("status");
+        let results = results.subscribe(Subscriber::dropping_oldest(RESULTS_QUEUE, dropped));
+        let status = self.status.clone();
+        let thread = spawn("scened-status", move || {
+            status::follow(&status, &names, &results);
+        })?;
+        self.threads.push(thread);
+        Ok(())
     }
 }
 
@@ -325,365 +348,10 @@ impl Drop for Telemetry {
     }
 }
 
-/// The pipeline's state as `/readyz` and `/status` see it, updated by the pipeline per label.
-#[derive(Debug)]
-pub struct LiveStatus {
-    stale_after: Duration,
-    inner: Mutex<Live>,
-}
-
-#[derive(Debug, Default)]
-struct Live {
-    model: Option<(String, String)>,
-    /// What the indices of a [`Smoothed`] name; given with the model.
-    names: Option<Arc<Names>>,
-    stopped: bool,
-    last: Option<Last>,
-    labelled: u64,
-    first_at: Option<Instant>,
-    /// When each label of the last [`FPS_WINDOW`] came out, and its latency.
-    recent: VecDeque<(Instant, Duration)>,
-    /// The pipeline's edges, whose drops `/status` adds up.
-    edges: Vec<EdgeWatch>,
-    /// The inference workers, while they run.
-    workers: Vec<StageWatch>,
-}
-
-#[derive(Debug)]
-struct Last {
-    smoothed: Smoothed,
-    latency: Duration,
-    at: Instant,
-}
-
-/// Why `/readyz` fails.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum NotReady {
-    #[error("the model is not loaded yet")]
-    Loading,
-    #[error("the pipeline has stopped")]
-    Stopped,
-    #[error("no frame labelled yet")]
-    NoLabel,
-    #[error(
-        "no frame labelled for {:.1} s (limit {:.1} s)",
-        since.as_secs_f64(),
-        stale_after.as_secs_f64()
-    )]
-    Stale {
-        since: Duration,
-        stale_after: Duration,
-    },
-}
-
-/// `/status`'s JSON body.
-#[derive(Debug, PartialEq, Serialize)]
-pub struct Status {
-    pub ready: bool,
-    /// Why not ready, when not.
-    pub reason: Option<String>,
-    pub model: Option<String>,
-    pub dtype: Option<String>,
-    /// The label: a group with `[labels] groups`, else a model class; `unknown` below
-    /// `labels.min_score`.
-    pub label: Option<String>,
-    /// The model class behind the label: with groups, its member that scored highest in the
-    /// last frame.
-    pub class: Option<String>,
-    /// The smoother's score for the label.
-    pub score: Option<f32>,
-    /// The last frame's best scores among the labels (groups, or classes), best first.
-    pub top: Vec<Ranked>,
-    /// Labels per second over the last two seconds.
-    pub fps: f64,
-    /// Frames labelled since the start.
-    pub frames: u64,
-    /// Capture to label, of the last frame.
-    pub last_latency_ms: Option<f64>,
-    /// Capture to label, the median over the last two seconds.
-    pub latency_p50_ms: Option<f64>,
-    /// Frames dropped on the pipeline's queues since the start, for any reason.
-    pub dropped: u64,
-    /// Since the last label came out.
-    pub last_label_age_ms: Option<f64>,
-    /// The inference workers, in worker order.
-    pub workers: Vec<WorkerStatus>,
-}
-
-/// One inference worker in `/status`.
-#[derive(Debug, PartialEq, Serialize)]
-pub struct WorkerStatus {
-    pub worker: usize,
-    /// Frames it has run the model on.
-    pub frames: u64,
-    /// Frames it failed on.
-    pub errors: u64,
-    /// How long it has been on its current frame; `None` while it waits for one.
-    pub busy_ms: Option<f64>,
-}
-
-/// One of `/status`'s `top`.
-#[derive(Debug, PartialEq, Serialize)]
-pub struct Ranked {
-    pub label: String,
-    pub score: f32,
-}
-
-impl LiveStatus {
-    pub fn new(stale_after: Duration) -> Self {
-        Self {
-            stale_after,
-            inner: Mutex::default(),
-        }
-    }
-
-    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
-        // Every update leaves the state whole, so a panic elsewhere does not spoil it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The model is loaded and frames are about to flow; `names` names its labels.
-    pub fn started(&self, model: &str, dtype: &str, names: Arc<Names>) {
-        let mut live = self.live();
-        live.model = Some((model.to_owned(), dtype.to_owned()));
-        live.names = Some(names);
-        live.stopped = false;
-    }
-
-    /// The pipeline's queues, whose drops `/status` reports.
-    pub fn watch_edges(&self, edges: Vec<EdgeWatch>) {
-        self.live().edges = edges;
-    }
-
-    /// The pipeline has stopped; no more labels will come.
-    pub fn stopped(&self) {
-        self.live().stopped = true;
-    }
-
-    /// The inference workers are running: `/status` shows their counts live.
-    pub fn workers(&self, workers: Vec<StageWatch>) {
-        self.live().workers = workers;
-    }
-
-    /// A frame's smoothed label came out at `at`, `latency` after its capture. Kept as
-    /// indices: names are looked up when `/status` is asked, not per frame.
-    pub fn labelled(&self, smoothed: &Smoothed, latency: Duration, at: Instant) {
-        let mut live = self.live();
-        live.labelled += 1;
-        live.first_at.get_or_insert(at);
-        live.recent.push_back((at, latency));
-        while live
-            .recent
-            .front()
-            .is_some_and(|&(t, _)| at.saturating_duration_since(t) > FPS_WINDOW)
-        {
-            live.recent.pop_front();
-        }
-        live.last = Some(Last {
-            smoothed: *smoothed,
-            latency,
-            at,
-        });
-    }
-
-    /// `Ok` when the model is loaded and the last label is recent; else why not.
-    pub fn readiness(&self, now: Instant) -> Result<(), NotReady> {
-        Self::readiness_of(&self.live(), self.stale_after, now)
-    }
-
-    fn readiness_of(live: &Live, stale_after: Duration, now: Instant) -> Result<(), NotReady> {
-        if live.model.is_none() {
-            return Err(NotReady::Loading);
-        }
-        if live.stopped {
-            return Err(NotReady::Stopped);
-        }
-        let Some(last) = &live.last else {
-            return Err(NotReady::NoLabel);
-        };
-        let since = now.saturating_duration_since(last.at);
-        if since > stale_after {
-            return Err(NotReady::Stale { since, stale_after });
-        }
-        Ok(())
-    }
-
-    pub fn snapshot(&self, now: Instant) -> Status {
-        let live = self.live();
-        let ready = Self::readiness_of(&live, self.stale_after, now);
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let mut in_window: Vec<f64> = live
-            .recent
-            .iter()
-            .filter(|&&(t, _)| now.saturating_duration_since(t) <= FPS_WINDOW)
-            .map(|&(_, latency)| ms(latency))
-            .collect();
-        in_window.sort_by(f64::total_cmp);
-        // Early in a run the window is not full yet: divide by the time there has been.
-        let span = live
-            .first_at
-            .map_or(FPS_WINDOW, |first| now.saturating_duration_since(first))
-            .min(FPS_WINDOW);
-        let fps = if span.is_zero() {
-            0.0
-        } else {
-            in_window.len() as f64 / span.as_secs_f64()
-        };
-        let named = live.names.as_deref().zip(live.last.as_ref());
-        Status {
-            ready: ready.is_ok(),
-            reason: ready.err().map(|why| why.to_string()),
-            model: live.model.as_ref().map(|(model, _)| model.clone()),
-            dtype: live.model.as_ref().map(|(_, dtype)| dtype.clone()),
-            label: named.map(|(names, last)| names.label(last.smoothed.label).to_owned()),
-            class: named.map(|(names, last)| names.class(last.smoothed.class).to_owned()),
-            score: live.last.as_ref().map(|last| last.smoothed.score),
-            top: named.map_or_else(Vec::new, |(names, last)| {
-                let top = last.smoothed.top.iter();
-                top.map(|(label, score)| Ranked {
-                    label: names.label(Some(label)).to_owned(),
-                    score,
-                })
-                .collect()
-            }),
-            fps,
-            frames: live.labelled,
-            last_latency_ms: live.last.as_ref().map(|last| ms(last.latency)),
-            latency_p50_ms: stats::quantile(&in_window, 0.5),
-            dropped: live
-                .edges
-                .iter()
-                .map(|edge| edge.stats().dropped.total())
-                .sum(),
-            last_label_age_ms: live
-                .last
-                .as_ref()
-                .map(|last| ms(now.saturating_duration_since(last.at))),
-            workers: live
-                .workers
-                .iter()
-                .map(|watch| WorkerStatus {
-                    worker: watch.worker.unwrap_or(0),
-                    frames: watch.frames(),
-                    errors: watch.errors(),
-                    busy_ms: watch.busy_for(now).map(ms),
-                })
-                .collect(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::Stamp;
-    use crate::smooth::Top;
 
-    const LATENCY: Duration = Duration::from_millis(20);
-
-    /// Classes `tabby`, `Egyptian cat`, `espresso`; `grouped`: as `Cat` and `Drink`.
-    fn names(grouped: bool) -> Arc<Names> {
-        let classes = ["tabby", "Egyptian cat", "espresso"]
-            .map(String::from)
-            .to_vec();
-        let groups = grouped.then(|| vec!["Cat".into(), "Drink".into()]);
-        Arc::new(Names::new(classes, groups))
-    }
-
-    /// A smoothed `label` (`None`: unknown) led by `class`, over `ranked` scores.
-    fn smoothed(label: Option<usize>, class: usize, ranked: &[f32]) -> Smoothed {
-        let top = Top::of(ranked);
-        let (_, score) = top.iter().next().expect("a score");
-        Smoothed {
-            stamp: Stamp {
-                seq: 0,
-                captured_at: Instant::now(),
-            },
-            label,
-            score,
-            class,
-            changed: false,
-            top,
-        }
-    }
-
-    #[test]
-    fn ready_means_model_loaded_and_labels_flowing() {
-        let status = LiveStatus::new(Duration::from_secs(2));
-        let t0 = Instant::now();
-        let why = |ready: Result<(), NotReady>| ready.unwrap_err().to_string();
-        assert_eq!(why(status.readiness(t0)), "the model is not loaded yet");
-        status.started("m.tflite", "int8", names(false));
-        assert_eq!(why(status.readiness(t0)), "no frame labelled yet");
-        let espresso = smoothed(Some(2), 2, &[0.05, 0.05, 0.9]);
-        status.labelled(&espresso, LATENCY, t0);
-        assert_eq!(status.readiness(t0 + Duration::from_secs(1)), Ok(()));
-        let stale = why(status.readiness(t0 + Duration::from_secs(3)));
-        assert_eq!(stale, "no frame labelled for 3.0 s (limit 2.0 s)");
-        status.labelled(&espresso, LATENCY, t0 + Duration::from_secs(3));
-        assert_eq!(status.readiness(t0 + Duration::from_secs(3)), Ok(()));
-        status.stopped();
-        assert_eq!(
-            why(status.readiness(t0 + Duration::from_secs(3))),
-            "the pipeline has stopped"
-        );
-    }
-
-    #[test]
-    fn status_reports_the_last_label_and_the_recent_rate() {
-        let status = LiveStatus::new(Duration::from_secs(2));
-        status.started("m.tflite", "float32", names(false));
-        let t0 = Instant::now();
-        let tabby = smoothed(Some(0), 0, &[0.5, 0.3, 0.2]);
-        let espresso = smoothed(Some(2), 2, &[0.1, 0.1, 0.8]);
-        // 10 labels per second for 4 s, then silence.
-        for i in 0..40 {
-            let label = if i < 30 { &tabby } else { &espresso };
-            status.labelled(label, LATENCY, t0 + Duration::from_millis(100 * i));
-        }
-        let now = t0 + Duration::from_millis(3950);
-        let snap = status.snapshot(now);
-        assert!(snap.ready);
-        assert_eq!(snap.label.as_deref(), Some("espresso"));
-        assert_eq!(snap.class.as_deref(), Some("espresso"));
-        assert_eq!(snap.score, Some(0.8));
-        assert_eq!(snap.frames, 40);
-        assert_eq!(snap.dtype.as_deref(), Some("float32"));
-        assert!((snap.fps - 10.0).abs() < 0.6, "fps {}", snap.fps);
-        assert_eq!(snap.last_latency_ms, Some(20.0));
-        assert_eq!(snap.latency_p50_ms, Some(20.0));
-        let quiet = status.snapshot(t0 + Duration::from_secs(10));
-        assert_eq!(quiet.fps, 0.0);
-        assert!(!quiet.ready);
-        // Early on the rate is over the time there has been, not the whole window.
-        let early = LiveStatus::new(Duration::from_secs(2));
-        early.labelled(&tabby, LATENCY, t0);
-        early.labelled(&tabby, LATENCY, t0 + Duration::from_millis(100));
-        let snap = early.snapshot(t0 + Duration::from_millis(200));
-        assert!((snap.fps - 10.0).abs() < 1e-9, "fps {}", snap.fps);
-    }
-
-    #[test]
-    fn status_gives_the_group_as_label_its_leading_class_and_the_top_groups() {
-        let status = LiveStatus::new(Duration::from_secs(2));
-        status.started("m.tflite", "float32", names(true));
-        let t0 = Instant::now();
-        status.labelled(&smoothed(Some(0), 1, &[0.75, 0.25]), LATENCY, t0);
-        let snap = status.snapshot(t0);
-        assert_eq!(snap.label.as_deref(), Some("Cat"));
-        assert_eq!(snap.class.as_deref(), Some("Egyptian cat"));
-        let json = serde_json::to_value(&snap).unwrap();
-        assert_eq!(
-            json["top"],
-            serde_json::json!([{"label": "Cat", "score": 0.75}, {"label": "Drink", "score": 0.25}])
-        );
-        status.labelled(&smoothed(None, 0, &[0.5, 0.5]), LATENCY, t0);
-        let snap = status.snapshot(t0);
-        assert_eq!(snap.label.as_deref(), Some("unknown"));
-        assert_eq!(snap.class.as_deref(), Some("tabby"));
-    }
-
-    /// One request over plain HTTP/1.0: the whole response.
     fn request(addr: SocketAddr, method: &str, path: &str) -> String {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(addr).unwrap();

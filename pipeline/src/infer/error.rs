@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use super::inspect::Refusal;
-use crate::config::TomlError;
 use crate::contain::Panic;
+use crate::error::TomlError;
 
 /// Everything that can be wrong with a model file, each naming the file.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::error::MetaError;
-use crate::config::TomlError;
+use crate::error::TomlError;
 
 /// Pixel normalization of the models in `models/`: `(x − 127) / 128`.
 pub const DEFAULT_MEAN: [f32; 3] = [127.0; 3];

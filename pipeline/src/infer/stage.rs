@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use super::{Engine, EngineOptions, InferError, ModelError, Session};
-use crate::config::Invalid;
+use crate::error::Invalid;
 use crate::frame::{ModelInput, Scores};
 use crate::stage::{Stage, StageError};
 

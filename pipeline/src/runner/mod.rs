@@ -17,47 +17,40 @@
 //! with its own report row, metrics (a `worker` label), panics and stall watch; they share
 //! the input edge and their results leave in input order ([`workers`] says how).
 
+mod handle;
+mod log;
 mod report;
 mod watchdog;
+mod work;
 mod workers;
 
+pub use handle::{StageHandle, StageWatch, WorkerWatches};
 pub use report::{
     LatencyMeter, LatencyReport, PipelineReport, SinkReport, StageReport, StopReason,
 };
 pub use watchdog::Watchdog;
 
-use std::convert::Infallible;
-use std::error::Error;
-use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use ::metrics::{counter, histogram, Counter, Histogram as MetricHistogram, Label};
-use crossbeam_channel::Receiver;
 use tracing::{info, trace, warn};
 
 use crate::contain;
-use crate::frame::{Frame, Stamp, Stamped};
+use crate::error::Chain;
+use crate::frame::{Frame, Stamped};
 use crate::metrics::{
     FRAMES_TOTAL, FRAME_AGE_SECONDS, FRAME_ERRORS_TOTAL, REASON, STAGE, STAGE_DURATION_SECONDS,
     STAGE_FAILURES_TOTAL, WORKER,
 };
-use crate::queue::{Aborted, DropReason, EdgeReceiver, EdgeSender, EdgeWatch};
+use crate::queue::{DropReason, EdgeReceiver, EdgeSender, EdgeWatch};
 use crate::stage::{Shutdown, Source, Stage, StageError};
+use log::ErrorLog;
 use report::record_micros;
 use watchdog::Activity;
-use workers::{Dispatch, Resequencer};
-
-/// A stage logs at most `ERROR_LOG_BURST` item errors per `ERROR_LOG_INTERVAL`; all are counted.
-const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
-const ERROR_LOG_BURST: u32 = 10;
-/// After an abort, how long the join waits for a stage to stop before reporting it stalled:
-/// a stage that is not stuck only has to finish its current item.
-const ABORT_GRACE: Duration = Duration::from_millis(300);
-/// How often a join looks whether its stage has stopped.
-const JOIN_POLL: Duration = Duration::from_millis(2);
+use work::{Outlet, SourceWork, StageWork, Work};
 
 /// What the runner measures on a stage's items besides the time `process()` takes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,89 +59,6 @@ pub enum Probe {
     None,
     /// Frame age when the stage starts on an item: put on the inference stage.
     FrameAge,
-}
-
-/// A running source or stage.
-pub struct StageHandle {
-    name: &'static str,
-    /// Which of the stage's workers, when it runs as several.
-    worker: Option<usize>,
-    probe: Probe,
-    input: Option<EdgeWatch>,
-    activity: Arc<Activity>,
-    shutdown: Shutdown,
-    thread: JoinHandle<StageReport>,
-}
-
-/// A live view of a running stage's counts, for `/status`.
-#[derive(Clone, Debug)]
-pub struct StageWatch {
-    pub name: &'static str,
-    pub worker: Option<usize>,
-    activity: Arc<Activity>,
-}
-
-impl StageWatch {
-    /// Items processed and handed on so far.
-    pub fn frames(&self) -> u64 {
-        self.activity.frames()
-    }
-
-    /// Items failed or panicked on so far.
-    pub fn errors(&self) -> u64 {
-        self.activity.errors()
-    }
-
-    /// How long the current item has been in `process()`; `None` between items.
-    pub fn busy_for(&self, now: Instant) -> Option<Duration> {
-        self.activity.busy_for(now)
-    }
-}
-
-impl StageHandle {
-    /// Waits for the stage to stop. Join the stages upstream first (as
-    /// [`PipelineReport::join`] does) so the input edge's counts are final. Panics in
-    /// `process()` are in the report; a panic anywhere else in the thread loses the counts
-    /// and is reported alone. After an abort, a stage still busy after [`ABORT_GRACE`] is
-    /// left running and reported stalled, its counts lost.
-    pub fn join(self) -> StageReport {
-        let mut aborted_at = None;
-        while !self.thread.is_finished() {
-            if self.shutdown.is_aborted() {
-                let now = Instant::now();
-                if now.duration_since(*aborted_at.get_or_insert(now)) >= ABORT_GRACE {
-                    let busy = self.activity.busy_for(now).unwrap_or_default();
-                    let mut report = StageReport::new(
-                        self.name,
-                        self.worker,
-                        self.probe,
-                        StopReason::Stalled(busy),
-                    );
-                    report.input = self.input.map(|edge| edge.stats());
-                    return report;
-                }
-            }
-            thread::sleep(JOIN_POLL);
-        }
-        let mut report = self.thread.join().unwrap_or_else(|payload| {
-            StageReport::new(
-                self.name,
-                self.worker,
-                self.probe,
-                StopReason::Panicked(contain::message(&*payload)),
-            )
-        });
-        report.input = self.input.map(|edge| edge.stats());
-        report
-    }
-
-    pub fn watch(&self) -> StageWatch {
-        StageWatch {
-            name: self.name,
-            worker: self.worker,
-            activity: Arc::clone(&self.activity),
-        }
-    }
 }
 
 /// Runs `source` on its own thread until its stream ends, `shutdown` is triggered or
@@ -223,171 +133,6 @@ where
         handles.push(spawn(name, Some(worker), work, watch, output, probe)?);
     }
     Ok(())
-}
-
-/// Where a stage's items come from, and what comes with each to go back with its result:
-/// nothing from a stage's own edge; the dispatch number for one of several workers.
-trait Inlet<T>: Send + 'static {
-    type Ticket: Copy + Send + 'static;
-
-    /// The next item; `None` once the input is closed and drained.
-    fn take(&self, abort: &Receiver<Infallible>) -> Result<Option<(Self::Ticket, T)>, Aborted>;
-}
-
-impl<T: Send + 'static> Inlet<T> for EdgeReceiver<T> {
-    type Ticket = ();
-
-    fn take(&self, abort: &Receiver<Infallible>) -> Result<Option<((), T)>, Aborted> {
-        self.recv_unless(abort)
-            .map(|item| item.map(|item| ((), item)))
-    }
-}
-
-impl<T: Send + 'static> Inlet<T> for Arc<Dispatch<T>> {
-    type Ticket = u64;
-
-    fn take(&self, abort: &Receiver<Infallible>) -> Result<Option<(u64, T)>, Aborted> {
-        Dispatch::take(self, abort)
-    }
-}
-
-/// Where results go: the output edge, or the workers' re-sequencer.
-trait Outlet<T>: Send + 'static {
-    type Ticket;
-
-    /// Hands on `item`, the result for `ticket`: `Err` says why it was dropped, or, from the
-    /// re-sequencer, that the output is gone.
-    fn put(
-        &self,
-        ticket: Self::Ticket,
-        item: T,
-        abort: &Receiver<Infallible>,
-    ) -> Result<(), DropReason>;
-
-    /// No result will come for `ticket`: its item failed or panicked.
-    fn release(&self, ticket: Self::Ticket, abort: &Receiver<Infallible>);
-}
-
-impl<T: Send + 'static> Outlet<T> for EdgeSender<T> {
-    type Ticket = ();
-
-    fn put(&self, (): (), item: T, abort: &Receiver<Infallible>) -> Result<(), DropReason> {
-        self.send_unless(item, abort)
-    }
-
-    fn release(&self, (): (), _: &Receiver<Infallible>) {}
-}
-
-impl<T: Send + 'static> Outlet<T> for Arc<Resequencer<T>> {
-    type Ticket = u64;
-
-    fn put(&self, number: u64, item: T, abort: &Receiver<Infallible>) -> Result<(), DropReason> {
-        Resequencer::put(self, number, Some(item), abort)
-    }
-
-    fn release(&self, number: u64, abort: &Receiver<Infallible>) {
-        // A gone output is found by this worker's next put.
-        let _ = Resequencer::put(self, number, None, abort);
-    }
-}
-
-/// A source and a stage seen the same way: something that takes an input, then turns it
-/// into zero or one output.
-trait Work: Send + 'static {
-    /// What the input's [`Inlet`] gives with it, for the [`Outlet`].
-    type Ticket: Copy;
-    type In;
-    type Out: Stamped + Send + 'static;
-
-    /// The next input, or why there is none.
-    fn take(&mut self) -> Result<(Self::Ticket, Self::In), StopReason>;
-    /// The stamp to measure frame age from.
-    fn stamp_of(input: &Self::In) -> Option<Stamp>;
-    /// `Ok(None)`: nothing more will come.
-    fn run(&mut self, input: Self::In) -> Result<Option<Self::Out>, StageError>;
-    /// Why `run` returned `Ok(None)`.
-    fn finished(&self) -> StopReason;
-    fn shutdown(&self) -> &Shutdown;
-}
-
-struct SourceWork<S> {
-    source: S,
-    shutdown: Shutdown,
-}
-
-impl<S: Source> Work for SourceWork<S> {
-    type Ticket = ();
-    type In = ();
-    type Out = Frame;
-
-    fn take(&mut self) -> Result<((), ()), StopReason> {
-        if self.shutdown.is_triggered() {
-            Err(StopReason::Shutdown)
-        } else {
-            Ok(((), ()))
-        }
-    }
-
-    fn stamp_of((): &()) -> Option<Stamp> {
-        None
-    }
-
-    fn run(&mut self, (): ()) -> Result<Option<Frame>, StageError> {
-        self.source.next_frame(&self.shutdown)
-    }
-
-    fn finished(&self) -> StopReason {
-        // A source cut short in a wait by the shutdown request also ends its stream.
-        if self.shutdown.is_triggered() {
-            StopReason::Shutdown
-        } else {
-            StopReason::EndOfStream
-        }
-    }
-
-    fn shutdown(&self) -> &Shutdown {
-        &self.shutdown
-    }
-}
-
-struct StageWork<S, I> {
-    stage: S,
-    input: I,
-    shutdown: Shutdown,
-}
-
-impl<S: Stage, I: Inlet<S::In>> Work for StageWork<S, I>
-where
-    S::In: Stamped,
-    S::Out: Stamped,
-{
-    type Ticket = I::Ticket;
-    type In = S::In;
-    type Out = S::Out;
-
-    fn take(&mut self) -> Result<(I::Ticket, S::In), StopReason> {
-        match self.input.take(self.shutdown.aborted()) {
-            Ok(Some(input)) => Ok(input),
-            Ok(None) => Err(StopReason::InputClosed),
-            Err(Aborted) => Err(StopReason::Aborted),
-        }
-    }
-
-    fn stamp_of(input: &S::In) -> Option<Stamp> {
-        Some(input.stamp())
-    }
-
-    fn run(&mut self, input: S::In) -> Result<Option<S::Out>, StageError> {
-        self.stage.process(input).map(Some)
-    }
-
-    fn finished(&self) -> StopReason {
-        StopReason::InputClosed
-    }
-
-    fn shutdown(&self) -> &Shutdown {
-        &self.shutdown
-    }
 }
 
 fn spawn<W, O>(
@@ -571,56 +316,6 @@ impl StageReport {
         record_micros(&mut self.process_micros, took);
         meters.duration.record(took);
         meters.errors.increment(1);
-    }
-}
-
-/// Logs item errors in bursts of at most `ERROR_LOG_BURST` per interval, so a source that
-/// fails every frame cannot flood the log; each line says how many were left out before it.
-#[derive(Default)]
-struct ErrorLog {
-    interval_start: Option<Instant>,
-    logged: u32,
-    suppressed: u64,
-}
-
-impl ErrorLog {
-    fn note(&mut self, stage: &'static str, worker: Option<usize>, error: &(dyn Error + 'static)) {
-        if let Some(suppressed) = self.admit(Instant::now()) {
-            warn!(stage, worker, error = %Chain(error), suppressed, "item skipped");
-        }
-    }
-
-    /// Whether an error at `now` gets logged: `Some(errors left out since the last one)`.
-    fn admit(&mut self, now: Instant) -> Option<u64> {
-        if self
-            .interval_start
-            .is_none_or(|start| now.saturating_duration_since(start) >= ERROR_LOG_INTERVAL)
-        {
-            self.interval_start = Some(now);
-            self.logged = 0;
-        }
-        if self.logged == ERROR_LOG_BURST {
-            self.suppressed += 1;
-            return None;
-        }
-        self.logged += 1;
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
-/// An error and its sources, `outer: inner: …`, since library errors leave their source out
-/// of their own message.
-pub(crate) struct Chain<'a>(pub(crate) &'a (dyn Error + 'static));
-
-impl fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
-        }
-        Ok(())
     }
 }
 
@@ -1217,31 +912,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn error_logging_is_limited_to_bursts_and_says_what_it_left_out() {
-        let mut log = ErrorLog::default();
-        let start = Instant::now();
-        let admitted: Vec<_> = (0..25).map(|_| log.admit(start)).collect();
-        assert_eq!(admitted.iter().flatten().count(), ERROR_LOG_BURST as usize);
-        assert!(admitted[10..].iter().all(Option::is_none));
-        assert_eq!(log.admit(start + ERROR_LOG_INTERVAL), Some(15));
-        assert_eq!(log.admit(start + ERROR_LOG_INTERVAL), Some(0));
-    }
-
-    #[test]
-    fn an_error_chain_shows_every_source() {
-        let io = std::io::Error::other("disk on fire");
-        let outer = crate::source::SourceError::Io {
-            path: "/clips/a.mjpeg".into(),
-            source: io,
-        };
-        let wrapped = StageError::item(outer);
-        assert_eq!(
-            Chain(&wrapped).to_string(),
-            "cannot read /clips/a.mjpeg: disk on fire"
-        );
     }
 
     #[test]

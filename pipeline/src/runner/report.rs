@@ -10,6 +10,7 @@ use ::metrics::{counter, histogram, Counter, Histogram as MetricHistogram};
 use hdrhistogram::Histogram;
 
 use super::{Probe, StageHandle};
+use crate::events::{self, Event, StageFailed, Stopped};
 use crate::frame::Stamp;
 use crate::metrics::{DEADLINE_MISSES_TOTAL, FRAME_LATENCY_SECONDS};
 use crate::queue::{DropCounts, EdgeStats};
@@ -401,6 +402,55 @@ impl fmt::Display for PipelineReport {
             writeln!(f)?;
         }
         Ok(())
+    }
+}
+
+/// The report as the event stream says it.
+impl PipelineReport {
+    /// One `stage_failed` event per stage the report says failed, in pipeline order.
+    pub fn failure_events(&self) -> impl Iterator<Item = Event> + '_ {
+        self.stages.iter().filter_map(|stage| {
+            let (reason, error) = match &stage.stop {
+                StopReason::Failed(error) => ("failed", error.clone()),
+                StopReason::Panicked(message) => ("panicked", message.clone()),
+                StopReason::Stalled(_) => ("stalled", stage.stop.to_string()),
+                _ => return None,
+            };
+            Some(Event::StageFailed(StageFailed {
+                ts: events::now(),
+                stage: stage.name.to_owned(),
+                reason: reason.to_owned(),
+                error,
+            }))
+        })
+    }
+
+    /// The `stopped` event: the summary of a run that took `seconds`, with the process's
+    /// peak memory.
+    pub fn stopped_event(&self, seconds: f64, peak_rss_bytes: u64) -> Event {
+        let capture = self.stages.first().map(|stage| &stage.stop);
+        let reason = if !self.is_clean() {
+            "stage_failed"
+        } else if capture == Some(&StopReason::EndOfStream) {
+            "end_of_stream"
+        } else {
+            "shutdown"
+        };
+        let frames = self.labels();
+        Event::Stopped(Stopped {
+            ts: events::now(),
+            reason: reason.to_owned(),
+            frames,
+            fps: if seconds > 0.0 {
+                events::round(frames as f64 / seconds, 2)
+            } else {
+                0.0
+            },
+            drops: self.dropped().total(),
+            errors: self.stages.iter().map(|stage| stage.errors).sum(),
+            seconds: events::round(seconds, 3),
+            peak_rss_mib: events::round(crate::rss::mib(peak_rss_bytes), 1),
+        })
     }
 }
 

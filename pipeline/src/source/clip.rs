@@ -21,7 +21,7 @@ use super::{
     check_fps, check_max_pixels, check_size, decode, FrameError, Pacer, PixelFormat, Sequence,
     SourceError, DEFAULT_MAX_PIXELS,
 };
-use crate::config::Invalid;
+use crate::error::Invalid;
 use crate::frame::Frame;
 use crate::jpeg::{self, Parse, SOI};
 use crate::stage::{Shutdown, Source, StageError};

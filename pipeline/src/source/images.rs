@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::reconnect::Reopen;
 use super::{check_fps, check_max_pixels, Pacer, Sequence, SourceError, DEFAULT_MAX_PIXELS};
-use crate::config::Invalid;
 use crate::decode;
+use crate::error::Invalid;
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
 

@@ -23,8 +23,8 @@ use nokhwa::{Buffer, NokhwaError};
 use serde::{Deserialize, Serialize};
 
 use self::reconnect::Reopen;
-use crate::config::Invalid;
 use crate::contain;
+use crate::error::Invalid;
 use crate::events::Events;
 use crate::frame::Frame;
 use crate::jpeg;

@@ -18,10 +18,10 @@ use ::metrics::{counter, Counter};
 use tracing::{info, warn};
 
 use super::SourceError;
+use crate::error::Chain;
 use crate::events::{Event, Events};
 use crate::frame::Frame;
 use crate::metrics::SOURCE_RECONNECTS_TOTAL;
-use crate::runner::Chain;
 use crate::stage::{Shutdown, Source, StageError};
 
 /// Something that opens a source, as often as needed.

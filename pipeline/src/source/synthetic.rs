@@ -6,7 +6,7 @@ use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use super::{check_fps, check_size, Pacer, Sequence, SourceError};
-use crate::config::Invalid;
+use crate::error::Invalid;
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
 

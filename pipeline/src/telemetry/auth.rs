@@ -13,7 +13,7 @@ use hyper::header::HeaderValue;
 use subtle::ConstantTimeEq;
 
 use super::{TelemetryConfig, TelemetryError};
-use crate::config::Invalid;
+use crate::error::Invalid;
 
 /// Shorter tokens can be guessed over the network.
 pub(super) const MIN_TOKEN_CHARS: usize = 16;

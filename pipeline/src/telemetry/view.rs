@@ -1,8 +1,8 @@
 //! The live view's supply: frames handed over by the pipeline only while someone watches, and
 //! the thread that turns them into JPEGs and the page's figures.
 //!
-//! The pipeline side is a [`Slot`]. A stage wrapped in [`Watched`] loads one atomic flag per
-//! item; only when the view has asked for a frame does it copy one (resize's input) into the
+//! The pipeline side is a [`Slot`], offered resize's input as a [`Tap`]: it loads one atomic
+//! flag per item; only when the view has asked for a frame does it copy one (resize's input) into the
 //! slot. It never waits: the view asks again when it wants the next one, so it takes at most
 //! `preview_fps` frames however fast the pipeline runs.
 //!
@@ -25,7 +25,7 @@ use tracing::debug;
 use super::LiveStatus;
 use crate::frame::Frame;
 use crate::metrics;
-use crate::stage::{Stage, StageError};
+use crate::stage::Tap;
 
 /// Longer than any source's frame period; then the view goes on without a new frame.
 const FRAME_WAIT: Duration = Duration::from_secs(1);
@@ -38,45 +38,11 @@ pub struct Preview {
     frames: Slot<Frame>,
 }
 
-/// An item the live view may want a look at.
-pub trait Shown {
-    /// Puts what the view needs of this item into its slot, if the view asked for it.
-    fn show(&self, preview: &Preview);
-}
-
-impl Shown for Frame {
-    fn show(&self, preview: &Preview) {
-        if preview.frames.wanted() {
-            preview.frames.put(self.clone());
+impl Tap<Frame> for Preview {
+    fn offer(&self, frame: &Frame) {
+        if self.frames.wanted() {
+            self.frames.put(frame.clone());
         }
-    }
-}
-
-/// A stage whose input the live view may look at before the stage takes it.
-pub struct Watched<S> {
-    stage: S,
-    preview: Option<Arc<Preview>>,
-}
-
-impl<S> Watched<S> {
-    /// `stage`, shown to `preview` if there is one.
-    pub fn new(stage: S, preview: Option<Arc<Preview>>) -> Self {
-        Self { stage, preview }
-    }
-}
-
-impl<S: Stage> Stage for Watched<S>
-where
-    S::In: Shown,
-{
-    type In = S::In;
-    type Out = S::Out;
-
-    fn process(&mut self, input: S::In) -> Result<S::Out, StageError> {
-        if let Some(preview) = &self.preview {
-            input.show(preview);
-        }
-        self.stage.process(input)
     }
 }
 
@@ -319,14 +285,14 @@ mod tests {
     fn the_pipeline_hands_over_a_frame_only_when_asked() {
         let preview = Preview::default();
         // Nobody asked: nothing is copied.
-        frame(0).show(&preview);
+        preview.offer(&frame(0));
         assert!(preview.frames.take(Duration::ZERO).is_none());
         preview.frames.request();
         assert!(preview.frames.wanted());
-        frame(1).show(&preview);
+        preview.offer(&frame(1));
         // Asked once, given once: later frames pass untouched.
         assert!(!preview.frames.wanted());
-        frame(2).show(&preview);
+        preview.offer(&frame(2));
         assert_eq!(preview.frames.take(Duration::ZERO).map(|f| f.seq), Some(1));
         assert!(preview.frames.take(Duration::ZERO).is_none());
     }
@@ -339,7 +305,7 @@ mod tests {
             let preview = preview.clone();
             thread::spawn(move || {
                 for seq in 0..1000 {
-                    frame(seq).show(&preview);
+                    preview.offer(&frame(seq));
                     thread::sleep(Duration::from_millis(1));
                 }
             })
@@ -372,7 +338,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !(pictures.has_changed().unwrap() && figures.has_changed().unwrap()) {
             assert!(Instant::now() < deadline, "nothing published");
-            frame(0).show(&preview);
+            preview.offer(&frame(0));
             thread::sleep(Duration::from_millis(1));
         }
         let jpeg = pictures.borrow_and_update().clone().unwrap();

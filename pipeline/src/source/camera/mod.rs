@@ -68,10 +68,10 @@ use super::reconnect::{Backoff, Reconnecting, Reopen};
 use super::{
     check_max_pixels, check_size, decode, Sequence, SourceError, DEFAULT_MAX_PIXELS, MAX_FPS,
 };
-use crate::config::Invalid;
 use crate::contain;
+use crate::error::Chain;
+use crate::error::Invalid;
 use crate::frame::Frame;
-use crate::runner::Chain;
 use crate::stage::{Shutdown, Source, StageError};
 
 pub const DEFAULT_WIDTH: u32 = 1280;
