@@ -19,7 +19,7 @@ use url::Url;
 use super::deadline::{FIRST_READ_DEADLINE, MIN_READ_DEADLINE};
 use super::reconnect::Backoff;
 use super::SourceError;
-use crate::config::Invalid;
+use crate::error::Invalid;
 use crate::stage::Shutdown;
 
 /// A camera that sends nothing for this long is lost. Longer than a local camera's deadline:

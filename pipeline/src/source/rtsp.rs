@@ -41,7 +41,7 @@ use super::remote::{
     self, next_within, Credentials, Decimator, Endpoint, Waited, CONNECT_DEADLINE, READ_DEADLINE,
 };
 use super::{check_fps, check_max_pixels, FrameError, Sequence, SourceError, DEFAULT_MAX_PIXELS};
-use crate::config::Invalid;
+use crate::error::Invalid;
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
 
