@@ -78,6 +78,9 @@ pub struct PipelineArgs {
     /// [infer] workers.
     #[arg(long, value_name = "N")]
     pub workers: Option<Workers>,
+    /// Threads each inference is split between, overriding the config's [infer] threads.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Stop after this many frames.
     #[arg(long)]
     pub frames: Option<u64>,

@@ -32,6 +32,9 @@ pub fn for_args(args: &PipelineArgs) -> anyhow::Result<Config> {
     if let Some(workers) = args.workers {
         config.infer.workers = workers;
     }
+    if let Some(threads) = args.threads {
+        config.infer.threads = threads;
+    }
     if let Some(frames) = args.frames {
         config.stop.after_frames = Some(frames);
     }
@@ -161,6 +164,8 @@ mod tests {
             "30",
             "--workers",
             "3",
+            "--threads",
+            "2",
         ]);
         let config = for_args(&args.pipeline).unwrap();
         let replay = Config::load(&repo().join("config/replay.toml")).unwrap();
@@ -176,6 +181,7 @@ mod tests {
         assert_eq!(clip.looping, replayed.looping);
         assert_eq!(config.infer.model(), Path::new("m.tflite"));
         assert_eq!(config.infer.workers, Workers::Count(3));
+        assert_eq!(config.infer.threads, 2);
         assert_eq!(config.stop.after_frames, Some(7));
         assert_eq!(config.stop.after_seconds, Some(2.5));
         assert_eq!(config.edges, replay.edges);

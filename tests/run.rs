@@ -329,6 +329,8 @@ fn scened_run_with_no_flags_plays_the_demo_clip() {
     assert_eq!(started["dtype"], "int8");
     assert_eq!(started["source"], "clip (built-in demo clip)");
     assert_eq!(started["camera"], "default");
+    assert_eq!(started["workers"], 1);
+    assert_eq!(started["threads"], 1);
     assert_eq!(stopped["event"], "stopped", "{stopped}");
     assert_eq!(stopped["reason"], "end_of_stream");
     // The live queues drop the oldest frame in front of inference: every frame is labelled

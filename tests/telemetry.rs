@@ -521,3 +521,72 @@ fn metrics_stay_live_during_a_bench() {
     // memory growth, so its verdict fails (bench::thresholds_judge_what_was_measured_…).
     daemon.stop_with(1);
 }
+
+/// What a fleet installs: the systemd unit passes `systemd-analyze verify` (pointed at this
+/// build), the launchd agent reads as a property list running `scened run --config`, and the
+/// fleet's scrape config passes `promtool check config` (with a token file where it names one).
+#[test]
+fn the_shipped_units_and_the_fleet_scrape_config_are_valid() {
+    let dir = tmp_dir("fleet");
+    let unit = std::fs::read_to_string(repo().join("deploy/scened.service")).unwrap();
+    let exec = "ExecStart=/usr/local/bin/scened run --config /etc/scened/scened.toml";
+    assert!(unit.contains(exec), "{unit}");
+    let here = format!(
+        "ExecStart={} run --config /etc/scened/scened.toml",
+        env!("CARGO_BIN_EXE_scened")
+    );
+    std::fs::write(dir.join("scened.service"), unit.replace(exec, &here)).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.join("scened.service"))
+        .output()
+        .expect("systemd-analyze (.ci/setup installs systemd)");
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success() && said.trim().is_empty(), "{said}");
+
+    let agent = Command::new("python3")
+        .args([
+            "-c",
+            "import json, plistlib, sys; print(json.dumps(plistlib.load(open(sys.argv[1], 'rb'))))",
+        ])
+        .arg(repo().join("deploy/io.github.scened.plist"))
+        .output()
+        .unwrap();
+    assert!(
+        agent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&agent.stderr)
+    );
+    let agent: Value = serde_json::from_slice(&agent.stdout).unwrap();
+    let args: Vec<&str> = agent["ProgramArguments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[1..3], ["run", "--config"], "{agent}");
+    assert_eq!(agent["KeepAlive"]["SuccessfulExit"], false, "{agent}");
+
+    let token = dir.join("scened-token");
+    std::fs::write(&token, "a-token-of-at-least-sixteen-bytes").unwrap();
+    let fleet = std::fs::read_to_string(repo().join("grafana/prometheus-fleet.yml")).unwrap();
+    let fleet = fleet
+        .replace("/etc/prometheus/scened-token", &token.display().to_string())
+        .replace(
+            "- alerts.yml",
+            &format!("- {}", repo().join("grafana/alerts.yml").display()),
+        );
+    std::fs::write(dir.join("prometheus.yml"), fleet).unwrap();
+    let check = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(dir.join("prometheus.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -2,10 +2,12 @@
 
 mod util;
 
+mod any_cpu;
 mod bench;
 mod classify;
 mod engine;
 mod eval;
+mod extremes;
 mod faults;
 mod http;
 mod int8_ops;

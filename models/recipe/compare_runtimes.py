@@ -9,7 +9,8 @@ to back, so drift on a shared machine hits both alike; a configuration's figure 
 over rounds of each run's median. Prints one markdown table per file (tract / LiteRT), then,
 for every model given as both `<stem>.fp32.tflite` and `<stem>.int8.tflite`, the ratios the
 int8 path is judged by: tract int8 / tract fp32, tract int8 / LiteRT int8, and tract fp32 /
-LiteRT fp32. Both runtimes get the same committed photo: LiteRT at the model's size as the
+LiteRT fp32; and, when 1 and 2 threads were both timed, the scaling each runtime gets from a
+second thread (2-thread time / 1-thread time). Both runtimes get the same committed photo: LiteRT at the model's size as the
 goldens were made, scened from the same PNG (already at size, so not resampled). Only
 inference is timed on either side.
 """
@@ -40,6 +41,17 @@ def tract(scened, model, threads, photo, runs, warmup):
     return json.loads(out.stdout.splitlines()[0])
 
 
+def cpu_name():
+    """The CPU, as lscpu names it: every figure is quoted beside it."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+")
@@ -63,6 +75,7 @@ def main():
               file=sys.stderr, flush=True)
     ms = {c: {k: statistics.median(v) for k, v in t.items()} for c, t in times.items()}
 
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores")
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
     print("| model | threads | LiteRT-XNNPACK ms | tract ms | tract / LiteRT |")
     print("| --- | ---: | ---: | ---: | ---: |")
@@ -70,6 +83,16 @@ def main():
         m = ms[(model, threads)]
         name = pathlib.Path(model).name
         print(f"| {name} | {threads} | {m['litert']:.2f} | {m['tract']:.2f} | {m['tract'] / m['litert']:.2f}× |")
+
+    if 1 in args.threads and 2 in args.threads:
+        print()
+        print("| model | tract 2T / 1T | LiteRT 2T / 1T | tract / LiteRT 1T | tract / LiteRT 2T |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for model in args.models:
+            one, two = ms[(model, 1)], ms[(model, 2)]
+            print(f"| {pathlib.Path(model).name} | {two['tract'] / one['tract']:.2f} | "
+                  f"{two['litert'] / one['litert']:.2f} | {one['tract'] / one['litert']:.2f}× | "
+                  f"{two['tract'] / two['litert']:.2f}× |")
 
     by_name = {pathlib.Path(m).name: m for m in args.models}
     pairs = sorted({n.rsplit(".", 2)[0] for n in by_name

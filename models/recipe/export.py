@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 import docs  # noqa: E402
 import golden  # noqa: E402
 import photos  # noqa: E402
+import quantize  # noqa: E402
 import tflite_info  # noqa: E402
 
 ROOT = HERE.parent.parent
@@ -201,12 +202,7 @@ def convert(concrete_fn, rep_images=None):
             for img in rep_images:
                 yield [golden.normalize(img, MEAN, STD)]
 
-        # Full-integer: int8 in, int8 out, per-channel int8 weights (converter default).
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        quantize.full_int8(conv, representative)
     return conv.convert()
 
 

@@ -5,7 +5,8 @@ Run from the repository root:
     /opt/scened-venv/bin/python models/recipe/int8_ops.py
 
 Writes tests/data/ops/: for each op below, `<op>.tflite` (made by the TF converter exactly as
-the shipped int8 models are: full-integer, int8 in and out, per-channel int8 weights),
+the shipped int8 models are, by `quantize.full_int8`: full-integer, int8 in and out,
+per-channel int8 weights),
 `<op>.input<i>.npy` (random int8 inputs, SAMPLES of them stacked on a leading axis) and
 `<op>.<kernels>.npy` (LiteRT's output for each sample on each of its three kernel sets:
 xnnpack, builtin, reference), plus summary.json (where the kernel sets disagree) and
@@ -28,6 +29,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import golden  # noqa: E402
+import quantize  # noqa: E402
 import tflite_info  # noqa: E402
 
 ROOT = HERE.parent.parent
@@ -147,12 +149,7 @@ def convert(spec, rng):
                    for s, (lo, hi) in zip(spec["inputs"], ranges)]
 
     c = tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn)
-    c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = representative
-    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    c.inference_input_type = tf.int8
-    c.inference_output_type = tf.int8
-    return c.convert()
+    return quantize.full_int8(c, representative).convert()
 
 
 def steps(a, b):

@@ -66,11 +66,20 @@ impl Invalid {
         }
     }
 
-    /// `seconds` as a duration, which must be more than zero (and not NaN).
+    /// The longest time a setting may give: a deadline this far ahead fits any clock.
+    pub const MAX_SECONDS: f64 = 1e9;
+
+    /// `seconds` as a duration, which must be more than zero (and not NaN) and at most
+    /// [`MAX_SECONDS`](Self::MAX_SECONDS); one too short for a nanosecond is one.
     pub fn positive_seconds(key: &str, seconds: f64) -> Result<Duration, Self> {
-        let duration = Duration::try_from_secs_f64(seconds).unwrap_or_default();
-        Self::check(!duration.is_zero(), key, "more than 0", seconds)?;
-        Ok(duration)
+        Self::check(seconds > 0.0, key, "more than 0", seconds)?;
+        Self::check(
+            seconds <= Self::MAX_SECONDS,
+            key,
+            "at most 1e9 (31 years)",
+            seconds,
+        )?;
+        Ok(Duration::from_secs_f64(seconds).max(Duration::from_nanos(1)))
     }
 }
 
@@ -110,6 +119,15 @@ mod tests {
                 format!("stop.stall_seconds must be more than 0, got {seconds}")
             );
         }
+        // Past any deadline a clock can hold; too short for a nanosecond is one.
+        for seconds in [1e10, f64::MAX, f64::INFINITY] {
+            let err = Invalid::positive_seconds("stop.stall_seconds", seconds).unwrap_err();
+            assert_eq!(err.expected, "at most 1e9 (31 years)");
+        }
+        assert_eq!(
+            Invalid::positive_seconds("stop.stall_seconds", 5e-324),
+            Ok(Duration::from_nanos(1))
+        );
     }
 
     #[test]

@@ -105,6 +105,10 @@ pub struct Started {
     pub source: String,
     /// `[telemetry] camera`, `default` when unset.
     pub camera: String,
+    /// Inference workers (frames in parallel: throughput) and threads per inference (one
+    /// frame split between cores: latency), as the run uses them (docs/inference.md).
+    pub workers: usize,
+    pub threads: usize,
 }
 
 /// The run is over: the report's summary. Always the last event.
@@ -195,13 +199,22 @@ impl Event {
         })
     }
 
-    pub fn started(model: &str, dtype: &str, source: String, camera: &str) -> Self {
+    /// The run starts: `workers` inference workers of `threads` threads each.
+    pub fn started(
+        model: &str,
+        dtype: &str,
+        source: String,
+        camera: &str,
+        (workers, threads): (usize, usize),
+    ) -> Self {
         Self::Started(Started {
             ts: now(),
             model: model.to_owned(),
             dtype: dtype.to_owned(),
             source,
             camera: camera.to_owned(),
+            workers,
+            threads,
         })
     }
 
@@ -284,7 +297,7 @@ mod tests {
                 Duration::from_secs(1),
             ),
             Event::source_back("camera 0".into(), 3, 2, Instant::now()),
-            Event::started("m.tflite", "int8", "camera 0".into(), "default"),
+            Event::started("m.tflite", "int8", "camera 0".into(), "default", (1, 2)),
         ];
         for event in events {
             let json: serde_json::Value = serde_json::from_str(&event.to_json()).unwrap();

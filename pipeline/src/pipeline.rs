@@ -214,6 +214,7 @@ impl Pipeline {
         sink: impl FnMut(&LabelEvent) -> ControlFlow<()>,
     ) -> io::Result<PipelineReport> {
         let (model, dtype) = self.model();
+        let parallel = (self.workers(), self.engine.threads());
         let Pipeline {
             stages,
             names,
@@ -230,7 +231,13 @@ impl Pipeline {
             ..
         } = self;
         // Before the source starts, so that every frame's label comes after it.
-        events.publish(Event::started(&model, &dtype, source_name, &camera));
+        events.publish(Event::started(
+            &model,
+            &dtype,
+            source_name,
+            &camera,
+            parallel,
+        ));
         let (to_sink, sink_in) = edges.sink;
         let sink_watch = sink_in.watch();
         let inner = (edges.resize, edges.infer, edges.smooth, to_sink);

@@ -183,6 +183,13 @@ impl TelemetryConfig {
             "more than 0 and at most 60",
             fps,
         )?;
+        let key = "telemetry.preview_fps";
+        Invalid::check(
+            1.0 / fps <= Invalid::MAX_SECONDS,
+            key,
+            "a frame every 1e9 s or more often",
+            fps,
+        )?;
         auth::check_exposure(self)?;
         Ok(Limits {
             stale_after,

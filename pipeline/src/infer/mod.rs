@@ -33,7 +33,8 @@ pub use meta::ModelMeta;
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
-    /// Threads tract's matrix kernels may use per inference; 0 or 1 runs on the calling thread.
+    /// Threads one inference may use (the calling thread counted): the int8 kernels' own pool
+    /// ([`int8::threads`]), or tract's for a float model; 0 or 1 runs on the calling thread.
     pub threads: usize,
     /// Labels file overriding the sidecar's.
     pub labels: Option<PathBuf>,
@@ -187,6 +188,10 @@ pub struct Engine {
     meta: Option<ModelMeta>,
     inspection: Inspection,
     file_bytes: u64,
+    /// The size of each session's int8 thread pool; 0 for a model tract runs alone.
+    int8_threads: usize,
+    /// Threads per inference, as run (the calling thread counted).
+    threads: usize,
 }
 
 impl Engine {
@@ -269,7 +274,7 @@ impl Engine {
             let plan = contain::catch(|| {
                 let model = built.model.into_optimized()?;
                 log_memory("optimized");
-                model.into_runnable_with_options(&run_options)
+                model.into_runnable_with_options(&RunOptions::default())
             })
             .map_err(|panic| err(ModelErrorKind::Panic(panic)))?
             .map_err(tract_err)?;
@@ -285,6 +290,14 @@ impl Engine {
             .map_or((meta::DEFAULT_MEAN, meta::DEFAULT_STD), |(_, m)| {
                 (m.mean, m.std)
             });
+        // An int8 graph's threads are the kernels' own pool; tract's would only sit beside it.
+        // More threads than cores would only wait for each other: a pool's workers spin.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let int8_threads = if paths.is_empty() {
+            0
+        } else {
+            threads.min(cores)
+        };
         Ok(Engine {
             path: path.to_owned(),
             plan,
@@ -295,6 +308,13 @@ impl Engine {
             paths,
             labels,
             meta: sidecar.map(|(_, m)| m),
+            int8_threads,
+            threads: if paths.is_empty() {
+                threads
+            } else {
+                int8_threads
+            }
+            .max(1),
             inspection,
             file_bytes,
         })
@@ -306,10 +326,13 @@ impl Engine {
             .plan
             .spawn()
             .map_err(|e| InferError::Tract(first_line(&e)))?;
+        let pool = int8::threads::Pool::new(self.int8_threads)
+            .map_err(|e| InferError::Tract(format!("cannot start the int8 threads: {e}")))?;
         Ok(Session {
             state,
             output: self.output.clone(),
             lowered: self.lowered,
+            pool,
         })
     }
 
@@ -342,6 +365,10 @@ impl Engine {
     }
     pub fn file_bytes(&self) -> u64 {
         self.file_bytes
+    }
+    /// Threads one inference runs on (the calling thread counted).
+    pub fn threads(&self) -> usize {
+        self.threads
     }
     /// The label of class `index`, or its number when there is no labels file.
     pub fn label(&self, index: usize) -> String {
@@ -453,6 +480,8 @@ pub struct Session {
     state: TypedSimpleState,
     output: OutputSpec,
     lowered: Lowered,
+    /// The int8 kernels' threads, installed for each run.
+    pool: Option<int8::threads::Pool>,
 }
 
 /// The model's raw output (in the model's declared type) and the class probabilities.
@@ -465,9 +494,13 @@ pub struct Inference {
 impl Session {
     pub fn run(&mut self, input: Tensor) -> Result<Inference, InferError> {
         let input = self.tract_input(input)?;
-        let outputs = contain::catch(|| self.state.run(tvec![input.into_tvalue()]))
-            .map_err(InferError::Panic)?
-            .map_err(|e| InferError::Tract(first_line(&e)))?;
+        let input = tvec![input.into_tvalue()];
+        let (state, pool) = (&mut self.state, self.pool.as_ref());
+        let outputs = contain::catch(|| {
+            int8::threads::scope(pool, || state.run_plan_with_eval(input, eval_clean))
+        })
+        .map_err(InferError::Panic)?
+        .map_err(|e| InferError::Tract(first_line(&e)))?;
         let raw = outputs[0].clone().into_tensor();
         let raw = match self.lowered.output {
             Some((elem, q)) => requantize(&raw, elem, q)?,
@@ -495,9 +528,11 @@ impl Session {
             ));
             out
         };
-        self.state
-            .run_plan_with_eval(tvec![input.into_tvalue()], timed)
-            .map_err(|e| InferError::Tract(first_line(&e)))?;
+        let (state, pool) = (&mut self.state, self.pool.as_ref());
+        int8::threads::scope(pool, || {
+            state.run_plan_with_eval(tvec![input.into_tvalue()], timed)
+        })
+        .map_err(|e| InferError::Tract(first_line(&e)))?;
         Ok(times)
     }
 
@@ -508,6 +543,32 @@ impl Session {
             None => Ok(input),
         }
     }
+}
+
+/// Evaluates one node as tract does, then clears the upper halves of the vector registers if
+/// the CPU has them. tract's matmul kernels are AVX assembly that returns with them dirty, and
+/// on Intel CPUs each SSE instruction run after that (the code compiled for the x86-64
+/// baseline, as this build is so that it runs on any x86-64 CPU) pays a state-transition
+/// penalty: Lite0 fp32 ran 26.2 ms instead of 15.4 (docs/performance.md#any-x86-64-cpu).
+fn eval_clean(
+    ctx: &EvalContext<'_>,
+    state: Option<&mut (dyn OpState + 'static)>,
+    node: &TypedNode,
+    inputs: TVec<TValue>,
+) -> TractResult<TVec<TValue>> {
+    let outputs = tract_tflite::internal::tract_core::plan::eval(ctx, state, node, inputs);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX, checked just above.
+        unsafe { zero_upper() }
+    }
+    outputs
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn zero_upper() {
+    std::arch::x86_64::_mm256_zeroupper()
 }
 
 fn dequantize(t: &Tensor, q: Quant) -> Result<Tensor, InferError> {

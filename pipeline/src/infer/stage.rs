@@ -19,12 +19,15 @@ use crate::stage::{Stage, StageError};
 /// The int8 model: scened runs it on int8 kernels, faster and in less memory than the float one
 /// (`docs/inference.md`).
 pub const DEFAULT_MODEL: &str = "models/efficientnet_lite0.int8.tflite";
-/// One thread per inference leaves the other cores to capture and resize.
+/// One thread per inference leaves the other cores to capture and resize; a second one lowers
+/// latency when a core is free (docs/inference.md, "Threads and workers").
 pub const DEFAULT_THREADS: usize = 1;
 /// One worker: the frame-level parallelism is opt-in (`workers = "auto"` takes every core).
 pub const DEFAULT_WORKERS: Workers = Workers::Count(1);
 /// Each worker holds a session (the model's activations, a few MB): more than this is a typo.
 pub const MAX_WORKERS: usize = 64;
+/// Most threads tract may use per inference.
+pub const MAX_THREADS: usize = 64;
 
 /// The inference stage's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -33,7 +36,8 @@ pub struct InferConfig {
     /// The `.tflite` classifier; its `.toml` sidecar, if present, gives normalization and labels.
     /// Without one, [`DEFAULT_MODEL`].
     pub model: Option<PathBuf>,
-    /// Threads tract's matrix kernels may use per inference; 0 or 1 runs on the stage's thread.
+    /// Threads each inference is split between (the int8 kernels' pool, or tract's for a float
+    /// model); 0 or 1 runs on the stage's thread.
     pub threads: usize,
     /// Labels file, one per line, overriding the sidecar's.
     pub labels: Option<PathBuf>,
@@ -141,6 +145,9 @@ impl InferConfig {
             Workers::Auto | Workers::Count(1..=MAX_WORKERS)
         );
         Invalid::check(ok, "infer.workers", "1 to 64 or \"auto\"", self.workers)?;
+        // Each thread is started with the model: a count past the cores only costs.
+        let threads = self.threads;
+        Invalid::check(threads <= MAX_THREADS, "infer.threads", "0 to 64", threads)?;
         Ok(self.workers.resolve())
     }
 

@@ -295,6 +295,14 @@ fn check_fps(fps: f64) -> Result<(), Invalid> {
         "source.fps",
         "0 (as fast as possible) to 1000",
         fps,
+    )?;
+    // A frame period must be a duration: 5e-324 fps would be one every 2e323 s.
+    let period_ok = fps == 0.0 || 1.0 / fps <= Invalid::MAX_SECONDS;
+    Invalid::check(
+        period_ok,
+        "source.fps",
+        "0, or a frame every 1e9 s or more often",
+        fps,
     )
 }
 
@@ -563,7 +571,8 @@ mod tests {
 
     #[test]
     fn fps_must_be_in_range() {
-        for fps in [-1.0, f64::NAN, 1000.5] {
+        // 5e-324 fps would be a frame every 2e323 s, past any duration.
+        for fps in [-1.0, f64::NAN, 1000.5, 5e-324, f64::INFINITY] {
             let err = check_fps(fps).expect_err("refused");
             assert!(err.to_string().starts_with("source.fps must be 0"), "{err}");
         }

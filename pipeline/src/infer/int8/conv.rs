@@ -2,9 +2,9 @@
 //! any other (the 3×3 stride-2 stem) gathers each output pixel's patch (im2col), padding
 //! with the input's zero point — a real zero, as TFLite pads.
 
-use tract_tflite::internal::TractResult;
-
 use super::gemm::Gemm;
+use super::isa::Isa;
+use super::requant::Requant;
 use super::window::Window;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -16,15 +16,36 @@ pub struct Conv {
 }
 
 impl Conv {
+    /// `weights` is the filter as TFLite stores it, `[out channels][kh][kw][in channels]`;
+    /// the output channels are `bias.len()`.
+    pub fn new(
+        window: Window,
+        input_zero_point: i8,
+        weights: &[i8],
+        bias: &[i32],
+        requant: Requant,
+        isa: Isa,
+    ) -> Conv {
+        let k = window.filter[0] * window.filter[1] * window.input[2];
+        let zp = input_zero_point as i32;
+        Conv {
+            window,
+            input_zero_point,
+            gemm: Gemm::new(weights, bias.len(), k, bias, zp, requant, isa),
+        }
+    }
+
     /// Whether the input rows are the GEMM's rows as they lie in memory.
     fn pointwise(&self) -> bool {
         let w = &self.window;
         w.filter == [1, 1] && w.stride == [1, 1] && w.pad == [0, 0]
     }
 
-    pub fn run(&self, x: &[i8], out: &mut [i8]) -> TractResult<()> {
+    /// `x` is the input image, `out` the output image, both NHWC as the window says.
+    pub fn run(&self, x: &[i8], out: &mut [i8]) {
         let w = self.window;
-        let [_, in_w, cin] = w.input;
+        let [in_h, in_w, cin] = w.input;
+        assert_eq!(x.len(), in_h * in_w * cin, "convolution input size");
         let [out_h, out_w] = w.output;
         let rows = out_h * out_w;
         if self.pointwise() {
@@ -133,6 +154,9 @@ pub(super) mod tests {
             ([11, 9, 5], [3, 3], [2, 2], 33),
             ([6, 6, 8], [3, 3], [1, 1], 8),
             ([1, 1, 96], [1, 1], [1, 1], 100),
+            ([5, 7, 1], [3, 3], [1, 1], 1),
+            ([1, 1, 3], [3, 3], [2, 2], 5),
+            ([4, 4, 1], [1, 1], [1, 1], 3),
         ];
         for (input, filter, stride, cout) in cases {
             let w = Window::new(input, filter, stride, Padding::SAME).unwrap();
@@ -144,13 +168,9 @@ pub(super) mod tests {
             let rq = Requant::new(&multipliers(&mut rng, cout), -3, (-128, 100));
             let want = reference(&w, &x, zp, &weights, &bias, &rq);
             for isa in Isa::available() {
-                let conv = Conv {
-                    window: w,
-                    input_zero_point: zp as i8,
-                    gemm: Gemm::new(&weights, cout, k, &bias, zp, rq.clone(), isa),
-                };
+                let conv = Conv::new(w, zp as i8, &weights, &bias, rq.clone(), isa);
                 let mut got = vec![0; want.len()];
-                conv.run(&x, &mut got).unwrap();
+                conv.run(&x, &mut got);
                 assert_eq!(
                     got, want,
                     "{isa:?} {input:?} {filter:?}/{stride:?} → {cout}"

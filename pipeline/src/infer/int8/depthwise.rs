@@ -15,19 +15,22 @@
 //!   4.0 ms for the portable version, whose 32-bit multiplies LLVM cannot turn into
 //!   `vpmaddwd` pairs on its own.
 
-use tract_linalg::multithread::par_chunks_mut;
-use tract_tflite::internal::TractResult;
-
 use super::isa::Isa;
+#[cfg(target_arch = "x86_64")]
+use super::isa::Level;
 use super::requant::{Requant, Rounding};
+use super::threads;
 use super::window::Window;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Depthwise {
     window: Window,
     input_zero_point: i8,
+    /// Widened to int16 (an int8 product fits int16, so the multiplies run on 16-bit lanes).
     /// Portable: `[kh][kw][channels]`, as TFLite stores the filter. AVX2: see [`avx2::pack`].
-    weights: Vec<i8>,
+    weights: Vec<i16>,
+    /// Per filter tap, the offset of its input pixel from the window's first, in values.
+    offsets: Vec<usize>,
     /// `bias − zero_point · Σ_taps w`, per channel (AVX2: in its lane order).
     bias: Vec<i32>,
     requant: Requant,
@@ -44,6 +47,10 @@ impl Depthwise {
         isa: Isa,
     ) -> Depthwise {
         let c = window.input[2];
+        let [kh, kw] = window.filter;
+        let offsets = (0..kh * kw)
+            .map(|t| ((t / kw) * window.input[1] + t % kw) * c)
+            .collect();
         let bias: Vec<i32> = (0..c)
             .map(|ch| {
                 let sum: i32 = weights.iter().skip(ch).step_by(c).map(|&w| w as i32).sum();
@@ -51,24 +58,30 @@ impl Depthwise {
             })
             .collect();
         #[cfg(target_arch = "x86_64")]
-        if isa >= Isa::Avx2 && c.is_multiple_of(16) {
-            let taps = window.filter[0] * window.filter[1];
-            return Depthwise {
-                window,
-                input_zero_point,
-                weights: avx2::pack(weights, c, taps),
-                bias: avx2::permute(&bias),
-                requant,
-                isa: Isa::Avx2,
-            };
+        if c.is_multiple_of(16) {
+            let isa = isa.best_of(&[Level::Avx2]);
+            if isa.level() == Level::Avx2 {
+                let taps = window.filter[0] * window.filter[1];
+                return Depthwise {
+                    window,
+                    input_zero_point,
+                    weights: avx2::pack(weights, c, taps),
+                    offsets,
+                    bias: avx2::permute(&bias),
+                    requant,
+                    isa,
+                };
+            }
         }
+        let _ = isa;
         Depthwise {
             window,
             input_zero_point,
-            weights: weights.to_vec(),
+            weights: weights.iter().map(|&w| w as i16).collect(),
+            offsets,
             bias,
             requant,
-            isa: Isa::Portable,
+            isa: Isa::portable(),
         }
     }
 
@@ -81,57 +94,67 @@ impl Depthwise {
         self.isa
     }
 
-    pub fn run(&self, x: &[i8], out: &mut [i8]) -> TractResult<()> {
+    /// `x` is the input image, `out` the output image, both NHWC as the window says. Output
+    /// pixels are split between the session's threads.
+    pub fn run(&self, x: &[i8], out: &mut [i8]) {
         let w = self.window;
-        let [_, in_w, c] = w.input;
-        let [_, out_w] = w.output;
+        let [in_h, in_w, c] = w.input;
+        let [out_h, out_w] = w.output;
         let [kh, kw] = w.filter;
-        let work = out.len() * kh * kw;
-        par_chunks_mut(out, out_w * c, work, |first_row, rows| {
+        assert_eq!(x.len(), in_h * in_w * c, "depthwise input size");
+        assert_eq!(out.len(), out_h * out_w * c, "depthwise output size");
+        threads::split_mut(out, c, out.len() * kh * kw, |first, pixels| {
             let zeros = vec![self.input_zero_point; c];
             let mut acc = vec![0i32; c];
             let mut taps = vec![&zeros[..]; kh * kw + 1];
-            for (i, row) in rows.chunks_exact_mut(out_w * c).enumerate() {
-                let oy = first_row + i;
-                for (ox, pixel) in row.chunks_exact_mut(c).enumerate() {
-                    for ky in 0..kh {
-                        let iy = w.source(0, oy, ky);
-                        for kx in 0..kw {
-                            taps[ky * kw + kx] = match (iy, w.source(1, ox, kx)) {
-                                (Some(iy), Some(ix)) => &x[(iy * in_w + ix) * c..][..c],
-                                _ => &zeros[..],
-                            };
+            for (i, pixel) in pixels.chunks_exact_mut(c).enumerate() {
+                let (oy, ox) = ((first + i) / out_w, (first + i) % out_w);
+                match (w.inside(0, oy), w.inside(1, ox)) {
+                    // The whole window on the image: every tap at its fixed offset.
+                    (Some(iy), Some(ix)) => {
+                        let at = &x[(iy * in_w + ix) * c..];
+                        for (tap, &offset) in taps.iter_mut().zip(&self.offsets) {
+                            *tap = &at[offset..][..c];
                         }
                     }
-                    match self.isa {
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: this version is only chosen where the CPU has AVX2, for a
-                        // channel count that is a multiple of 16; `taps` holds one more row
-                        // (of zero points) for an odd tap count, as the pairs read.
-                        Isa::Avx2 | Isa::Avx512Vnni => unsafe { avx2::pixel(self, &taps, pixel) },
-                        _ => {
-                            acc.copy_from_slice(&self.bias);
-                            for (tap, src) in taps[..kh * kw].iter().enumerate() {
-                                multiply_add(&mut acc, src, &self.weights[tap * c..][..c]);
+                    _ => {
+                        for ky in 0..kh {
+                            let iy = w.source(0, oy, ky);
+                            for kx in 0..kw {
+                                taps[ky * kw + kx] = match (iy, w.source(1, ox, kx)) {
+                                    (Some(iy), Some(ix)) => &x[(iy * in_w + ix) * c..][..c],
+                                    _ => &zeros[..],
+                                };
                             }
-                            self.requant.row(Rounding::Up, &acc, pixel);
                         }
                     }
                 }
+                #[cfg(target_arch = "x86_64")]
+                if self.isa.level() == Level::Avx2 {
+                    // SAFETY: this version is only chosen where the CPU has AVX2, for a
+                    // channel count that is a multiple of 16; `taps` holds one more row (of
+                    // zero points) for an odd tap count, as the pairs read.
+                    unsafe { avx2::pixel(self, &taps, pixel) };
+                    continue;
+                }
+                acc.copy_from_slice(&self.bias);
+                for (tap, src) in taps[..kh * kw].iter().enumerate() {
+                    multiply_add(&mut acc, src, &self.weights[tap * c..][..c]);
+                }
+                self.requant.row(Rounding::Up, 0, &acc, pixel);
             }
-            Ok(())
-        })
+        });
     }
 }
 
 /// `acc[i] += x[i] · w[i]`; an int8 product fits int16, so the multiply can run on 16-bit
 /// lanes.
 #[inline(always)]
-fn multiply_add(acc: &mut [i32], x: &[i8], w: &[i8]) {
+fn multiply_add(acc: &mut [i32], x: &[i8], w: &[i16]) {
     let n = acc.len();
     let (x, w) = (&x[..n], &w[..n]);
     for i in 0..n {
-        acc[i] += (x[i] as i16 * w[i] as i16) as i32;
+        acc[i] += (x[i] as i16 * w[i]) as i32;
     }
 }
 
@@ -139,6 +162,7 @@ fn multiply_add(acc: &mut [i32], x: &[i8], w: &[i8]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use super::super::requant::avx2::{apply8, narrow16, params8};
     use super::Depthwise;
 
     /// `vpunpcklwd` / `vpunpckhwd` interleave within 128-bit lanes: the low half of a block's
@@ -148,16 +172,17 @@ mod avx2 {
     /// `[16-channel block][tap pair][32 bytes]`: per pair, the two taps' weights of each
     /// channel side by side in [`LANES`] order, so that widening each 16 bytes gives what
     /// `vpmaddwd` multiplies the interleaved inputs by. An odd tap count gets a zero tap.
-    pub fn pack(w: &[i8], c: usize, taps: usize) -> Vec<i8> {
+    pub fn pack(w: &[i8], c: usize, taps: usize) -> Vec<i16> {
         let pairs = taps.div_ceil(2);
-        let mut packed = vec![0i8; c / 16 * pairs * 32];
+        let mut packed = vec![0i16; c / 16 * pairs * 32];
         for b in 0..c / 16 {
             for p in 0..pairs {
                 for (i, &lane) in LANES.iter().enumerate() {
                     for t in 0..2 {
                         let tap = 2 * p + t;
                         if tap < taps {
-                            packed[(b * pairs + p) * 32 + i * 2 + t] = w[tap * c + b * 16 + lane];
+                            packed[(b * pairs + p) * 32 + i * 2 + t] =
+                                w[tap * c + b * 16 + lane] as i16;
                         }
                     }
                 }
@@ -173,6 +198,12 @@ mod avx2 {
             .collect()
     }
 
+    /// One output pixel, all channels.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; the channel count is a multiple of 16; `taps` holds an even
+    /// number of rows (the tap count rounded up, the extra one of zero points) of at least the
+    /// channel count each; `out` holds the channel count.
     #[target_feature(enable = "avx2")]
     pub unsafe fn pixel(d: &Depthwise, taps: &[&[i8]], out: &mut [i8]) {
         let c = d.window.input[2];
@@ -187,51 +218,20 @@ mod avx2 {
                     _mm256_cvtepi8_epi16(_mm_loadu_si128(src.as_ptr().add(ch) as *const _))
                 };
                 let (x0, x1) = (load(taps[2 * p]), load(taps[2 * p + 1]));
-                let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(p * 32) as *const _));
-                let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(p * 32 + 16) as *const _));
+                let w0 = _mm256_loadu_si256(w.add(p * 32) as *const _);
+                let w1 = _mm256_loadu_si256(w.add(p * 32 + 16) as *const _);
                 lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), w0));
                 hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), w1));
             }
             // Back to channel order: 0–7, then 8–15.
-            let q0 = requantize(d, ch, _mm256_permute2x128_si256(lo, hi, 0x20));
-            let q1 = requantize(d, ch + 8, _mm256_permute2x128_si256(lo, hi, 0x31));
-            let words = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
-            let bytes = _mm256_permute4x64_epi64(_mm256_packs_epi16(words, words), 0x08);
-            _mm_storeu_si128(
-                out.as_mut_ptr().add(ch) as *mut _,
-                _mm256_castsi256_si128(bytes),
+            let rq = &d.requant;
+            let q0 = apply8::<true>(&params8(rq, ch), _mm256_permute2x128_si256(lo, hi, 0x20));
+            let q1 = apply8::<true>(
+                &params8(rq, ch + 8),
+                _mm256_permute2x128_si256(lo, hi, 0x31),
             );
+            _mm_storeu_si128(out.as_mut_ptr().add(ch) as *mut _, narrow16(rq, q0, q1));
         }
-    }
-
-    /// [`Multiplier::apply_double_up`](super::super::quant::Multiplier::apply_double_up) on
-    /// channels `ch..ch + 8`, then the zero point and the clamp.
-    #[target_feature(enable = "avx2")]
-    unsafe fn requantize(d: &Depthwise, ch: usize, v: __m256i) -> __m256i {
-        let rq = &d.requant;
-        let [mult, left, right] = rq
-            .params()
-            .map(|p| _mm256_loadu_si256(p.as_ptr().add(ch) as *const _));
-        let v = _mm256_sllv_epi32(v, left);
-        // The high half of the doubled product, rounded half up: (v · mult + 2^30) >> 31; its
-        // low 32 bits are all that is kept, so a logical shift does.
-        let half = _mm256_set1_epi64x(1 << 30);
-        let even = _mm256_add_epi64(_mm256_mul_epi32(v, mult), half);
-        let odd = _mm256_mul_epi32(_mm256_srli_epi64(v, 32), _mm256_srli_epi64(mult, 32));
-        let odd = _mm256_slli_epi64(_mm256_srli_epi64(_mm256_add_epi64(odd, half), 31), 32);
-        let high = _mm256_blend_epi32(_mm256_srli_epi64(even, 31), odd, 0xAA);
-        // Rounding right shift, ties upward: (h >> r) + bit r − 1 of h.
-        let one = _mm256_set1_epi32(1);
-        let zero = _mm256_setzero_si256();
-        let below = _mm256_max_epi32(_mm256_sub_epi32(right, one), zero);
-        let round = _mm256_and_si256(
-            _mm256_srav_epi32(high, below),
-            _mm256_cmpgt_epi32(right, zero),
-        );
-        let v = _mm256_add_epi32(_mm256_srav_epi32(high, right), _mm256_and_si256(round, one));
-        let v = _mm256_add_epi32(v, _mm256_set1_epi32(rq.zero_point));
-        let v = _mm256_max_epi32(v, _mm256_set1_epi32(rq.min));
-        _mm256_min_epi32(v, _mm256_set1_epi32(rq.max))
     }
 }
 
@@ -240,17 +240,27 @@ mod tests {
     use tract_tflite::tflite::Padding;
 
     use super::super::conv::tests::{multipliers, Rng};
+    use super::super::threads::{scope, Pool};
     use super::*;
 
+    /// Edge shapes (1 channel, channels off the vector width, a 1×1 image, windows larger
+    /// than the image) and the committed models' kinds, in every version this CPU runs, inline
+    /// and split between 2 and 3 threads.
     #[test]
-    fn every_version_matches_tflite_reference_loops() {
+    fn every_version_and_split_matches_tflite_reference_loops() {
         let mut rng = Rng(0x2545f4914f6cdd1d);
+        let pools: Vec<Option<Pool>> = [1, 2, 3].map(|t| Pool::with_min_work(t, 0).unwrap()).into();
         for (input, filter, stride) in [
             ([10, 10, 32], [3, 3], [1, 1]),
             ([12, 12, 19], [3, 3], [2, 2]),
             ([9, 9, 48], [5, 5], [1, 1]),
             ([13, 13, 7], [5, 5], [2, 2]),
             ([6, 6, 16], [3, 3], [2, 2]),
+            ([5, 4, 1], [3, 3], [1, 1]),
+            ([1, 1, 1], [3, 3], [1, 1]),
+            ([1, 1, 32], [5, 5], [2, 2]),
+            ([2, 3, 17], [3, 3], [2, 2]),
+            ([7, 7, 1152], [5, 5], [1, 1]),
         ] {
             let w = Window::new(input, filter, stride, Padding::SAME).unwrap();
             let c = input[2];
@@ -280,9 +290,15 @@ mod tests {
             }
             for isa in Isa::available() {
                 let dw = Depthwise::new(w, zp, &weights, &bias, rq.clone(), isa);
-                let mut got = vec![0; want.len()];
-                dw.run(&x, &mut got).unwrap();
-                assert_eq!(got, want, "{isa:?} {input:?} {filter:?}/{stride:?}");
+                for pool in &pools {
+                    let mut got = vec![0; want.len()];
+                    scope(pool.as_ref(), || dw.run(&x, &mut got));
+                    let threads = pool.as_ref().map_or(1, Pool::threads);
+                    assert_eq!(
+                        got, want,
+                        "{isa:?} {input:?} {filter:?}/{stride:?} {threads}"
+                    );
+                }
             }
         }
     }

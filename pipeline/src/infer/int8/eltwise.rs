@@ -5,8 +5,11 @@
 
 use super::quant::{Grid, Multiplier};
 use super::requant::double;
+use super::threads;
 
 const LEFT_SHIFT: i32 = 20;
+/// Elements per unit of the split between threads.
+const RUN: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Add {
@@ -36,18 +39,26 @@ impl Add {
         })
     }
 
+    /// `a`, `b` and `out` have the same length; runs of elements are split between the
+    /// session's threads.
     pub fn run(&self, a: &[i8], b: &[i8], out: &mut [i8]) {
-        let n = out.len();
-        let (a, b) = (&a[..n], &b[..n]);
+        assert!(a.len() == out.len() && b.len() == out.len(), "ADD sizes");
         // Every shift is a right shift (checked in `new`), in the branch-free form that
         // vectorizes.
         let apply = |m: Multiplier, x: i32| double(x, m.mult, 0, -m.shift);
         let scaled =
             |x: i8, i: usize| apply(self.inputs[i], (x as i32 + self.offsets[i]) << LEFT_SHIFT);
-        for i in 0..n {
-            let sum = scaled(a[i], 0) + scaled(b[i], 1);
-            let v = apply(self.output, sum) + self.zero_point;
-            out[i] = v.clamp(self.range.0, self.range.1) as i8;
-        }
+        let whole = out.len() - out.len() % RUN;
+        let (body, tail) = out.split_at_mut(whole);
+        let part = |first: usize, out: &mut [i8]| {
+            let (a, b) = (&a[first..][..out.len()], &b[first..][..out.len()]);
+            for i in 0..out.len() {
+                let sum = scaled(a[i], 0) + scaled(b[i], 1);
+                let v = apply(self.output, sum) + self.zero_point;
+                out[i] = v.clamp(self.range.0, self.range.1) as i8;
+            }
+        };
+        threads::split_mut(body, RUN, whole, |first, out| part(first * RUN, out));
+        part(whole, tail);
     }
 }

@@ -14,34 +14,27 @@ pub mod conv;
 pub mod depthwise;
 pub mod eltwise;
 pub mod gemm;
+mod graph;
 pub mod isa;
 pub mod op;
 pub mod pool;
 pub mod quant;
 pub mod requant;
 pub mod softmax;
+pub mod threads;
 pub mod window;
 
 use std::sync::Arc;
 
-use flatbuffers::{ForwardsUOffset, Vector};
 use tract_tflite::internal::*;
-use tract_tflite::tflite::{self as fb, ActivationFunctionType, TensorType};
+use tract_tflite::tflite as fb;
 
-use super::flat::{self, Options};
+use super::flat;
 use super::inspect::Refusal;
-use super::{fake_quant, inspect, prepare, ElemType, FormatError, PrepareError};
-use conv::Conv;
-use depthwise::Depthwise;
-use eltwise::Add;
-use gemm::Gemm;
+use super::{fake_quant, inspect, prepare, FormatError, PrepareError};
+use graph::{Graph, TensorRef, Wire};
 pub use isa::Isa;
 use op::{Int8Op, Kernel};
-use pool::AvgPool;
-use quant::{Grid, Multiplier};
-use requant::Requant;
-use softmax::Softmax;
-use window::Window;
 
 /// How one op of a quantized model runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -333,373 +326,111 @@ fn splice_float(
         .collect()
 }
 
-/// What an op becomes in the int8 graph.
-enum Wire {
-    Kernel(Arc<Kernel>, Vec<usize>),
-    Reshape(Vec<usize>, Vec<usize>),
-}
+#[cfg(test)]
+mod tests {
+    use std::path::{Path as FsPath, PathBuf};
 
-/// The main graph of a `.tflite`, read in place.
-struct Graph<'a> {
-    tensors: Vector<'a, ForwardsUOffset<fb::Tensor<'a>>>,
-    buffers: Vector<'a, ForwardsUOffset<fb::Buffer<'a>>>,
-    codes: Vector<'a, ForwardsUOffset<fb::OperatorCode<'a>>>,
-    ops: Vector<'a, ForwardsUOffset<fb::Operator<'a>>>,
-    inputs: Vec<usize>,
-    outputs: Vec<usize>,
-}
+    use super::conv::tests::Rng;
+    use super::threads::{scope, Pool};
+    use super::*;
 
-/// One tensor of the graph and its constant data, if any.
-struct TensorRef<'a> {
-    t: fb::Tensor<'a>,
-    data: Option<&'a [u8]>,
-}
-
-impl<'a> Graph<'a> {
-    fn new(bytes: &'a [u8]) -> Result<Graph<'a>, FormatError> {
-        let (m, g) = flat::first_subgraph(bytes)?;
-        let ids = |v: Option<Vector<'a, i32>>| -> Vec<usize> {
-            v.into_iter()
-                .flatten()
-                .filter_map(|t| usize::try_from(t).ok())
-                .collect()
-        };
-        Ok(Graph {
-            tensors: g.tensors().ok_or(FormatError::Missing("tensors"))?,
-            buffers: m.buffers().ok_or(FormatError::Missing("buffers"))?,
-            codes: m
-                .operator_codes()
-                .ok_or(FormatError::Missing("operator codes"))?,
-            ops: g.operators().unwrap_or_default(),
-            inputs: ids(g.inputs()),
-            outputs: ids(g.outputs()),
-        })
+    fn repo(path: &str) -> PathBuf {
+        FsPath::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path)
     }
 
-    fn tensor(&self, t: usize) -> Result<TensorRef<'a>, FormatError> {
-        if t >= self.tensors.len() {
-            return Err(FormatError::TensorIndex(t));
-        }
-        let tensor = self.tensors.get(t);
-        let buffer = tensor.buffer() as usize;
-        let data = (buffer < self.buffers.len())
-            .then(|| self.buffers.get(buffer).data())
-            .flatten()
-            .map(|d| d.bytes())
-            .filter(|d| !d.is_empty());
-        Ok(TensorRef { t: tensor, data })
+    fn committed_int8_models() -> Vec<PathBuf> {
+        let mut models: Vec<PathBuf> = std::fs::read_dir(repo("models"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".int8.tflite"))
+            .collect();
+        models.sort();
+        assert!(models.len() >= 3, "{models:?}");
+        models
     }
 
-    fn op_name(&self, op: &fb::Operator<'_>) -> String {
-        let code = op.opcode_index() as usize;
-        if code >= self.codes.len() {
-            return "?".into();
-        }
-        let builtin = inspect::builtin(&self.codes.get(code));
-        builtin
-            .variant_name()
-            .map_or_else(|| format!("builtin {}", builtin.0), str::to_string)
-    }
-
-    /// The int8 kernel for op `index`, with its weights packed for `isa`, or why there is none.
-    fn kernel(&self, index: usize, isa: Isa) -> Result<Wire, Uncovered> {
-        let op = self.ops.get(index);
-        let name = self.op_name(&op);
-        let ids: Vec<i32> = op.inputs().into_iter().flatten().collect();
-        let input = |i: usize| -> Result<TensorRef<'a>, Uncovered> {
-            let t = *ids.get(i).ok_or(Uncovered::InputLeftOut(i))?;
-            Ok(self.tensor(usize::try_from(t).map_err(|_| Uncovered::InputLeftOut(i))?)?)
-        };
-        let outs: Vec<i32> = op.outputs().into_iter().flatten().collect();
-        let &[out] = outs.as_slice() else {
-            return Err(Uncovered::Outputs(outs.len()));
-        };
-        let out = self.tensor(usize::try_from(out).map_err(|_| FormatError::TensorIndex(0))?)?;
-        let out_shape = out.shape()?;
-        // Only the ops with a kernel have their options read: flat.rs models no others'.
-        let options = match name.as_str() {
-            "CONV_2D" | "DEPTHWISE_CONV_2D" | "ADD" | "AVERAGE_POOL_2D" | "SOFTMAX" => {
-                flat::read_options(index, &op)?
-            }
-            _ => Options::None,
-        };
-        let kernel = match (name.as_str(), options) {
-            (
-                "CONV_2D",
-                Options::Conv2D {
-                    padding,
-                    stride,
-                    act,
-                    dilation,
-                },
-            ) => {
-                no_dilation(dilation)?;
-                let (x, w) = (input(0)?, input(1)?);
-                let (grid, out_grid) = (x.int8_grid("input")?, out.int8_grid("output")?);
-                let [_, h, wd, cin] = image(&x.shape()?)?;
-                let filter = w.shape()?;
-                let &[cout, kh, kw, filter_cin] = filter.as_slice() else {
-                    return Err(Uncovered::Filter(filter));
-                };
-                if filter_cin != cin {
-                    return Err(Uncovered::Grouped {
-                        input: cin,
-                        filter: filter_cin,
-                    });
-                }
-                let window = window([h, wd, cin], [kh, kw], stride, padding, &out_shape, cout)?;
-                let (weights, scales) = w.per_channel_weights(cout, 0)?;
-                let bias = bias(ids.get(2).copied(), self, cout)?;
-                let requant = requant(grid, &scales, out_grid, act)?;
-                let k = kh * kw * cin;
-                Kernel::Conv(Conv {
-                    window,
-                    input_zero_point: grid.zero_point as i8,
-                    gemm: Gemm::new(weights, cout, k, &bias, grid.zero_point, requant, isa),
-                })
-            }
-            (
-                "DEPTHWISE_CONV_2D",
-                Options::Depthwise {
-                    padding,
-                    stride,
-                    multiplier,
-                    act,
-                    dilation,
-                },
-            ) => {
-                no_dilation(dilation)?;
-                let (x, w) = (input(0)?, input(1)?);
-                let (grid, out_grid) = (x.int8_grid("input")?, out.int8_grid("output")?);
-                let [_, h, wd, c] = image(&x.shape()?)?;
-                let filter = w.shape()?;
-                let &[1, kh, kw, filter_c] = filter.as_slice() else {
-                    return Err(Uncovered::Filter(filter));
-                };
-                if multiplier != 1 || filter_c != c {
-                    return Err(Uncovered::DepthMultiplier(multiplier));
-                }
-                let window = window([h, wd, c], [kh, kw], stride, padding, &out_shape, c)?;
-                let (weights, scales) = w.per_channel_weights(c, 3)?;
-                let bias = bias(ids.get(2).copied(), self, c)?;
-                let requant = requant(grid, &scales, out_grid, act)?;
-                let zero = grid.zero_point as i8;
-                Kernel::Depthwise(Depthwise::new(window, zero, weights, &bias, requant, isa))
-            }
-            ("ADD", Options::Arith { act, .. }) => {
-                let (a, b) = (input(0)?, input(1)?);
-                if a.shape()? != out_shape || b.shape()? != out_shape {
-                    return Err(Uncovered::Broadcast);
-                }
-                let out_grid = out.int8_grid("output")?;
-                let (a, b) = (a.int8_grid("input")?, b.int8_grid("input")?);
-                Kernel::Add(
-                    Add::new(a, b, out_grid, range(act, out_grid)?).ok_or(Uncovered::Rescale)?,
-                )
-            }
-            (
-                "AVERAGE_POOL_2D",
-                Options::Pool2D {
-                    padding,
-                    stride,
-                    filter,
-                    act,
-                },
-            ) => {
-                let x = input(0)?;
-                let out_grid = out.int8_grid("output")?;
-                if x.int8_grid("input")? != out_grid {
-                    return Err(Uncovered::Regrid);
-                }
-                let [_, h, wd, c] = image(&x.shape()?)?;
-                let filter = filter.map(|f| usize::try_from(f).unwrap_or(0));
-                let window = window([h, wd, c], filter, stride, padding, &out_shape, c)?;
-                Kernel::AvgPool(AvgPool {
-                    window,
-                    range: range(act, out_grid)?,
-                })
-            }
-            ("SOFTMAX", Options::Softmax { beta }) => {
-                let x = input(0)?.int8_grid("input")?;
-                Kernel::Softmax(Softmax::new(x.scale, beta, out.int8_grid("output")?))
-            }
-            ("QUANTIZE", _) if input(0)?.t.type_() == TensorType::FLOAT32 => {
-                Kernel::Quantize(out.int8_grid("output")?)
-            }
-            ("DEQUANTIZE", _) if out.t.type_() == TensorType::FLOAT32 => {
-                Kernel::Dequantize(input(0)?.int8_grid("input")?)
-            }
-            ("RESHAPE" | "SQUEEZE", _) => {
-                let x = input(0)?;
-                x.int8_grid("input")?;
-                return Ok(Wire::Reshape(x.shape()?, out_shape));
-            }
-            _ => return Err(Uncovered::NoKernel(name)),
-        };
-        Ok(Wire::Kernel(Arc::new(kernel), out_shape))
-    }
-}
-
-impl<'a> TensorRef<'a> {
-    fn name(&self) -> String {
-        self.t.name().unwrap_or_default().to_string()
-    }
-
-    fn shape(&self) -> Result<Vec<usize>, Uncovered> {
-        self.t
-            .shape()
-            .into_iter()
-            .flatten()
-            .map(|d| usize::try_from(d).map_err(|_| Uncovered::Dynamic(self.name())))
+    /// A random input for `op`.
+    fn input(op: &Int8Op, rng: &mut Rng) -> Vec<Tensor> {
+        let len = op.kernel.input_len(op.shape.iter().product());
+        (0..op.kernel.inputs())
+            .map(|_| match op.kernel.input_type() {
+                DatumType::F32 => tensor1(
+                    &(0..len)
+                        .map(|_| rng.below(200) as f32 - 100.0)
+                        .collect::<Vec<_>>(),
+                ),
+                _ => tensor1(&rng.i8s(len)),
+            })
             .collect()
     }
 
-    /// tract's type for the tensor as a graph input.
-    fn datum(&self) -> DatumType {
-        match (self.t.type_(), self.grid()) {
-            (TensorType::INT8, Some(g)) => DatumType::QI8(QParams::ZpScale {
-                zero_point: g.zero_point,
-                scale: g.scale,
-            }),
-            (TensorType::INT8, None) => DatumType::I8,
-            (TensorType::UINT8, _) => DatumType::U8,
-            _ => DatumType::F32,
-        }
-    }
-
-    /// Its per-tensor int8 grid, if it has one.
-    fn grid(&self) -> Option<Grid> {
-        let q = self.t.quantization()?;
-        let (scale, zp) = (q.scale()?, q.zero_point()?);
-        let usable = self.t.type_() == TensorType::INT8
-            && scale.len() == 1
-            && zp.len() == 1
-            && scale.get(0).is_finite()
-            && scale.get(0) > 0.0
-            && (-128..=127).contains(&zp.get(0));
-        usable.then(|| Grid {
-            scale: scale.get(0),
-            zero_point: zp.get(0) as i32,
-        })
-    }
-
-    fn int8_grid(&self, what: &'static str) -> Result<Grid, Uncovered> {
-        self.grid().ok_or_else(|| Uncovered::NotInt8 {
-            what,
-            ty: ElemType::from_tflite(self.t.type_()).name(),
-        })
-    }
-
-    /// Constant int8 weights quantized symmetrically per channel along `dim` (or per tensor):
-    /// the raw values, and one scale per channel.
-    fn per_channel_weights(
-        &self,
-        channels: usize,
-        dim: usize,
-    ) -> Result<(&'a [i8], Vec<f32>), Uncovered> {
-        let data = self.data.ok_or(Uncovered::Weights("are not constant"))?;
-        if self.t.type_() != TensorType::INT8 {
-            return Err(Uncovered::Weights("are not int8"));
-        }
-        let q = self
-            .t
-            .quantization()
-            .ok_or(Uncovered::Weights("are not quantized"))?;
-        let scales: Vec<f32> = q.scale().into_iter().flatten().collect();
-        if q.zero_point().into_iter().flatten().any(|z| z != 0) {
-            return Err(Uncovered::Weights("are asymmetric (zero point ≠ 0)"));
-        }
-        let scales = match scales.len() {
-            1 => vec![scales[0]; channels],
-            n if n == channels && q.quantized_dimension() as usize == dim => scales,
-            n => {
-                return Err(Uncovered::WeightScales {
-                    scales: n,
-                    channels,
-                })
+    /// Every kernel of every committed model, at its own shapes, gives the same bytes split
+    /// between 2 or 3 threads as on one.
+    #[test]
+    fn every_op_of_the_committed_models_is_bit_identical_on_any_thread_count() {
+        let mut rng = Rng(0xda942042e4dd58b5);
+        let pools = [2, 3].map(|t| Pool::with_min_work(t, 0).unwrap());
+        for path in committed_int8_models() {
+            let built = build(&std::fs::read(&path).unwrap(), Isa::native()).unwrap();
+            for p in &built.paths {
+                assert!(matches!(p.path, Path::Int8(_)), "{}: {p}", path.display());
             }
-        };
-        if data.len() != self.shape()?.iter().product::<usize>() {
-            return Err(Uncovered::Weights("do not fill their shape"));
+            let mut ops = 0;
+            for node in built.model.nodes() {
+                let Some(op) = node.op_as::<Int8Op>() else {
+                    continue;
+                };
+                let inputs = input(op, &mut rng);
+                let inputs: Vec<&Tensor> = inputs.iter().collect();
+                let one = op.compute(&inputs).unwrap();
+                for pool in &pools {
+                    let split = scope(pool.as_ref(), || op.compute(&inputs).unwrap());
+                    assert_eq!(one, split, "{} {}", path.display(), node.name);
+                }
+                ops += 1;
+            }
+            assert!(ops > 50, "{}: {ops} int8 ops", path.display());
         }
-        // SAFETY: i8 and u8 have the same size and alignment.
-        let values = unsafe { std::slice::from_raw_parts(data.as_ptr() as *const i8, data.len()) };
-        Ok((values, scales))
     }
-}
 
-fn image(shape: &[usize]) -> Result<[usize; 4], Uncovered> {
-    match *shape {
-        [1, h, w, c] => Ok([1, h, w, c]),
-        _ => Err(Uncovered::NotImage(shape.to_vec())),
+    /// The whole Lite0 graph gives the same output on every instruction set this CPU runs, and
+    /// `models check` names the one each convolution uses.
+    #[test]
+    fn every_instruction_set_runs_a_whole_model_to_the_same_bytes() {
+        let bytes = std::fs::read(repo("models/efficientnet_lite0.int8.tflite")).unwrap();
+        let mut outputs = vec![];
+        for isa in Isa::available() {
+            let built = build(&bytes, isa).unwrap();
+            let conv = built.paths.iter().find(|p| p.op == "CONV_2D").unwrap();
+            assert!(
+                conv.to_string().ends_with(&format!("{})", isa.name())),
+                "{conv}"
+            );
+            let plan = built.model.into_runnable().unwrap();
+            let fact = plan.model().input_fact(0).unwrap().clone();
+            let shape = fact.shape.as_concrete().unwrap().to_vec();
+            let values = Rng(0x5851f42d4c957f2d).i8s(shape.iter().product());
+            let mut x = Tensor::from_shape(&shape, &values).unwrap();
+            // SAFETY: the input is int8 with its grid attached; the bytes are the same values.
+            unsafe { x.set_datum_type(fact.datum_type) };
+            outputs.push(
+                plan.run(tvec![x.into_tvalue()])
+                    .unwrap()
+                    .remove(0)
+                    .into_tensor(),
+            );
+        }
+        assert!(outputs.windows(2).all(|w| w[0] == w[1]));
     }
-}
 
-fn no_dilation(dilation: [i32; 2]) -> Result<(), Uncovered> {
-    (dilation == [1, 1])
-        .then_some(())
-        .ok_or(Uncovered::Dilation(dilation))
-}
-
-fn window(
-    input: [usize; 3],
-    filter: [usize; 2],
-    stride: [i32; 2],
-    padding: fb::Padding,
-    out_shape: &[usize],
-    out_channels: usize,
-) -> Result<Window, Uncovered> {
-    let strides = stride.map(|s| usize::try_from(s).unwrap_or(0));
-    let w = Window::new(input, filter, strides, padding).ok_or(Uncovered::Window {
-        input,
-        filter,
-        stride,
-    })?;
-    let expected = vec![1, w.output[0], w.output[1], out_channels];
-    if out_shape != expected {
-        return Err(Uncovered::OutputShape {
-            got: out_shape.to_vec(),
-            expected,
-        });
+    #[test]
+    fn a_truncated_or_corrupt_model_is_a_format_error_not_a_panic() {
+        let bytes = std::fs::read(repo("tests/data/ops/conv1x1_relu6.tflite")).unwrap();
+        assert!(build(&bytes, Isa::native()).is_ok());
+        for cut in [0, 8, bytes.len() / 2] {
+            assert!(build(&bytes[..cut], Isa::native()).is_err(), "cut at {cut}");
+        }
     }
-    Ok(w)
-}
-
-/// The int32 bias (zeros when left out).
-fn bias(id: Option<i32>, g: &Graph<'_>, channels: usize) -> Result<Vec<i32>, Uncovered> {
-    let Some(t) = id.and_then(|t| usize::try_from(t).ok()) else {
-        return Ok(vec![0; channels]);
-    };
-    let t = g.tensor(t)?;
-    match t.data {
-        Some(data) if t.t.type_() == TensorType::INT32 && data.len() == channels * 4 => Ok(data
-            .chunks_exact(4)
-            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()),
-        _ => Err(Uncovered::Bias),
-    }
-}
-
-/// A convolution's requantization onto `out`, clamped by `act`: per output channel,
-/// `input_scale · weight_scale / output_scale` in f64 as TFLite's
-/// `PopulateConvolutionQuantizationParams` computes it.
-fn requant(
-    x: Grid,
-    weight_scales: &[f32],
-    out: Grid,
-    act: ActivationFunctionType,
-) -> Result<Requant, Uncovered> {
-    let multipliers = weight_scales
-        .iter()
-        .map(|&s| {
-            let real = x.scale as f64 * s as f64 / out.scale as f64;
-            Multiplier::new(real).ok_or(Uncovered::Multiplier(real))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Requant::new(&multipliers, out.zero_point, range(act, out)?))
-}
-
-fn range(act: ActivationFunctionType, out: Grid) -> Result<(i32, i32), Uncovered> {
-    quant::activation_range(act, out.scale, out.zero_point)
-        .ok_or(Uncovered::Activation(act.variant_name().unwrap_or("?")))
 }

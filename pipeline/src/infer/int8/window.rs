@@ -58,6 +58,15 @@ impl Window {
             .filter(|&i| i < self.input[d])
     }
 
+    /// The input row (or column, `d = 1`) under the first filter tap of output position `o`,
+    /// if every tap of the window falls inside the input.
+    #[inline(always)]
+    pub fn inside(&self, d: usize, o: usize) -> Option<usize> {
+        (o * self.stride[d])
+            .checked_sub(self.pad[d])
+            .filter(|&i| i + self.filter[d] <= self.input[d])
+    }
+
     /// The filter taps of output position `o` that fall inside the input.
     #[inline(always)]
     pub fn taps(&self, d: usize, o: usize) -> std::ops::Range<usize> {
@@ -87,6 +96,17 @@ mod tests {
         let w = Window::new([7, 7, 8], [7, 7], [1, 1], Padding::VALID).unwrap();
         assert_eq!((w.output, w.pad), ([1, 1], [0, 0]));
         assert!(Window::new([3, 3, 8], [5, 5], [1, 1], Padding::VALID).is_none());
+    }
+
+    #[test]
+    fn a_window_is_inside_exactly_when_all_its_taps_are() {
+        for (size, f, s, padding) in [(12, 5, 2, Padding::SAME), (9, 3, 1, Padding::VALID)] {
+            let w = Window::new([size, size, 1], [f, f], [s, s], padding).unwrap();
+            for o in 0..w.output[0] {
+                let all = (0..f).all(|t| w.source(0, o, t).is_some());
+                assert_eq!(w.inside(0, o), all.then(|| w.source(0, o, 0).unwrap()));
+            }
+        }
     }
 
     #[test]
