@@ -26,6 +26,7 @@ for model in models/*.tflite; do
     done
     read -r lo mid hi < <(printf '%s\n' "${peaks[@]}" | sort -n | awk '
         { v[NR] = $1 } END { print v[1], v[int((NR + 1) / 2)], v[NR] }')
-    size=$(awk -v b="$(stat -c %s "$model")" 'BEGIN { printf "%.1f", b / 1048576 }')
+    # wc, not GNU stat -c: the same on macOS.
+    size=$(awk -v b="$(wc -c < "$model")" 'BEGIN { printf "%.1f", b / 1048576 }')
     echo "| $(basename "$model") | $size | $lo / $mid / $hi |"
 done

@@ -17,6 +17,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 
 /// The glibc tunables scened runs with, unless `GLIBC_TUNABLES` already sets malloc's own.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TUNABLES: &str = "glibc.malloc.arena_max=1:glibc.malloc.tcache_count=0";
 
 /// Executes this program again with [`TUNABLES`] in its environment, before anything is

@@ -72,7 +72,7 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     in_file(config.check(), Some(path))?;
     if let Some(mqtt) = &config.output.mqtt {
-        in_file(mqtt.build(config.telemetry.camera_name()), Some(path))?;
+        in_file(mqtt.build(&config.telemetry.camera_name()), Some(path))?;
     }
     // A network camera is not connected to: its URL's form was checked above, and the rest
     // of the pipeline is built around a stand-in source.

@@ -47,7 +47,7 @@ smooth = { kind = "window", frames = 5 }
 [[variant]]
 stop = { after_frames = 900, after_seconds = 60.0, stall_seconds = 10.0 }
 [[variant]]
-output = { every_frame = false, mqtt = { broker = "mqtt://127.0.0.1:1", keep_alive_seconds = 30, qos = 0, outbox = 1000 } }
+output = { every_frame = false, mqtt = { broker = "mqtt://127.0.0.1:1", keep_alive_seconds = 30, qos = 0, outbox = 1000, image_every_seconds = 0 } }
 "#;
 
 /// A numeric setting: where it is (`edges.infer.capacity`, `resize.region[2]`).

@@ -354,14 +354,7 @@ fn stop_reading(stdout: &ChildStdout) {
 fn a_signal_with_full_queues_drains_and_exits_zero() {
     for workers in ["1", "2"] {
         let mut child = blocking_run(&tmp_dir("full-queues"), workers, 1, &[]);
-        let stdout = child.stdout.take().unwrap();
-        let (first, got_first) = mpsc::channel();
-        let reader = thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = first.send(lines.next());
-            lines.count()
-        });
-        got_first.recv_timeout(PATIENCE).expect("a first label");
+        let reader = read_after_first_label(&mut child);
         thread::sleep(Duration::from_millis(200));
         let signalled = Instant::now();
         signal(&child, libc::SIGTERM);
@@ -398,14 +391,7 @@ fn a_signal_on_a_busy_machine_drains_and_exits_zero() {
         .collect();
     let lite2 = model("efficientnet_lite2.fp32.tflite");
     let mut child = blocking_run(&tmp_dir("busy-machine"), "2", 4, &["--model", arg(&lite2)]);
-    let stdout = child.stdout.take().unwrap();
-    let (first, got_first) = mpsc::channel();
-    let reader = thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let _ = first.send(lines.next());
-        lines.count()
-    });
-    got_first.recv_timeout(PATIENCE).expect("a first label");
+    let reader = read_after_first_label(&mut child);
     thread::sleep(Duration::from_millis(500));
     let signalled = Instant::now();
     signal(&child, libc::SIGINT);
@@ -534,4 +520,18 @@ fn a_live_feed_that_pauses_is_reopened_and_the_run_goes_on() {
     assert!(lines[back]["down_ms"].as_u64().unwrap() > 0);
     assert_eq!(kinds.first(), Some(&"started"));
     assert_eq!(kinds.last(), Some(&"stopped"));
+}
+
+/// Reads `child`'s stdout on a thread, once its first line (a label) has come; the thread
+/// counts the lines after it.
+fn read_after_first_label(child: &mut Child) -> thread::JoinHandle<usize> {
+    let stdout = child.stdout.take().unwrap();
+    let (first, got_first) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let _ = first.send(lines.next());
+        lines.count()
+    });
+    got_first.recv_timeout(PATIENCE).expect("a first label");
+    reader
 }

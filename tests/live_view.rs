@@ -194,6 +194,73 @@ fn events_carry_the_label_changes_stdout_prints() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The next block of an `/events` stream: its lines, up to the blank one that ends it.
+fn next_block(events: &mut Streaming) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            events.body.read_line(&mut line).unwrap() > 0,
+            "stream ended"
+        );
+        match line.trim_end() {
+            "" if lines.is_empty() => {}
+            "" => return lines,
+            line => lines.push(line.to_owned()),
+        }
+    }
+}
+
+/// The next run event (not `status`) of an `/events` stream: its id and its data.
+fn next_numbered(events: &mut Streaming) -> (u64, String) {
+    loop {
+        let block = next_block(events);
+        let field = |name: &str| {
+            block
+                .iter()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::to_owned)
+        };
+        let id = field("id: ").expect("every event has an id");
+        if field("event: ").as_deref() != Some("status") {
+            return (id.parse().unwrap(), field("data: ").unwrap());
+        }
+    }
+}
+
+#[test]
+fn events_are_numbered_and_a_client_back_with_last_event_id_gets_what_it_missed() {
+    let dir = tmp_dir("live-event-ids");
+    let config = write_config(
+        &dir,
+        "scened.toml",
+        "[source]\nkind = \"clip\"\nloop = true\n[output]\nevery_frame = true\n",
+    );
+    let daemon = Daemon::start(&["run", "--config", &config]);
+    let mut events = Streaming::open(daemon.addr, "/events", &[]);
+    // `retry` rides in the first event's block: a block of its own is an empty message to
+    // some clients.
+    let first = next_block(&mut events);
+    assert!(first[0].starts_with("retry: "), "{first:?}");
+    assert!(first[1].starts_with("id: "), "{first:?}");
+    assert!(first.iter().any(|l| l.starts_with("data: {")), "{first:?}");
+    let (seen, _) = next_numbered(&mut events);
+    let missed: Vec<_> = (0..3).map(|_| next_numbered(&mut events)).collect();
+    assert!(
+        missed.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+        "{missed:?}"
+    );
+    drop(events);
+    // Back, saying the last it saw: the ones after it come first, the same.
+    let last = seen.to_string();
+    let mut again = Streaming::open(daemon.addr, "/events", &[("Last-Event-ID", &last)]);
+    let replayed: Vec<_> = (0..3).map(|_| next_numbered(&mut again)).collect();
+    assert_eq!(replayed, missed);
+    drop(again);
+    daemon.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A browser and its WebDriver, found by `SCENED_CHROME` and `SCENED_CHROMEDRIVER`, else on the
 /// usual paths (Debian's chromium and chromium-driver; Google Chrome on macOS, with GitHub's
 /// runners' `CHROMEWEBDRIVER`).
@@ -307,7 +374,9 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn open(driver: &'a WebDriver, chrome: &Path) -> Self {
+    /// A window of `size` (width, height), as a person's would be.
+    fn open(driver: &'a WebDriver, chrome: &Path, size: (u32, u32)) -> Self {
+        let window = format!("--window-size={},{}", size.0, size.1);
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             // The page's streams never end: waiting for the load would never return.
@@ -315,7 +384,7 @@ impl<'a> Session<'a> {
             "goog:chromeOptions": {
                 "binary": chrome,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,800"],
+                         "--disable-dev-shm-usage", window],
             },
         }}});
         let session = driver
@@ -349,18 +418,22 @@ impl Drop for Session<'_> {
     }
 }
 
-#[test]
-fn a_browser_shows_the_label_status_gives_and_the_picture() {
-    let Some((chrome, driver)) = browser() else {
+/// The browser and its driver, or `None` after saying why the test is skipped.
+fn browser_or_skip() -> Option<(PathBuf, PathBuf)> {
+    let found = browser();
+    if found.is_none() {
         eprintln!(
             "SKIPPED: no Chrome or Chromium with chromedriver found (set SCENED_CHROME and \
              SCENED_CHROMEDRIVER; on Debian `.ci/setup` installs chromium and chromium-driver)"
         );
-        return;
-    };
-    // One photo over and over: a steady label to compare. Served off loopback, so the page
-    // is loaded with the token, as a person would type it into the browser's prompt.
-    let dir = tmp_dir("browser");
+    }
+    found
+}
+
+/// A daemon showing one photo over and over, at 10 fps: a steady label to compare. Served off
+/// loopback, so the page is loaded with the token, as a person would type it into the
+/// browser's prompt.
+fn photo_daemon(dir: &Path) -> Daemon {
     let photos = dir.join("photos");
     std::fs::create_dir_all(&photos).unwrap();
     std::fs::copy(data("photos/full/chelsea.png"), photos.join("chelsea.png")).unwrap();
@@ -368,7 +441,67 @@ fn a_browser_shows_the_label_status_gives_and_the_picture() {
         "[source]\nkind = \"images\"\ndir = \"{}\"\nloop = true\nfps = 10.0\n",
         photos.display()
     );
-    let daemon = exposed_daemon(&dir, &source);
+    exposed_daemon(dir, &source)
+}
+
+#[test]
+fn at_1280_by_720_the_picture_and_its_label_fit_the_window() {
+    let Some((chrome, driver)) = browser_or_skip() else {
+        return;
+    };
+    let dir = tmp_dir("browser-720");
+    let daemon = photo_daemon(&dir);
+    let addr = daemon.addr;
+    let webdriver = WebDriver::start(&driver);
+    let session = Session::open(&webdriver, &chrome, (1280, 720));
+    let url = format!("http://scened:{TOKEN}@{addr}/");
+    session.command("POST", "/url", Some(json!({ "url": url })));
+    let page = eventually("the picture and the label", || {
+        let page = session.eval(
+            "const box = (id) => { const r = document.getElementById(id).getBoundingClientRect();
+                                   return [r.top, r.bottom, r.left, r.right]; };
+             const img = document.getElementById('picture');
+             return {label: box('label'), picture: box('picture'),
+                     text: document.getElementById('label').textContent,
+                     loaded: img.naturalWidth, width: innerWidth, height: innerHeight};",
+        );
+        let ready = page["loaded"].as_u64().is_some_and(|w| w > 0)
+            && page["text"].as_str().is_some_and(|t| t != "…");
+        ready.then_some(page)
+    });
+    let (width, height) = (
+        page["width"].as_f64().unwrap(),
+        page["height"].as_f64().unwrap(),
+    );
+    assert!(width <= 1280.0 && height <= 720.0, "{page}");
+    for element in ["label", "picture"] {
+        let rect: Vec<f64> = page[element]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let [top, bottom, left, right] = rect[..] else {
+            unreachable!()
+        };
+        let inside = top >= 0.0 && bottom <= height && left >= 0.0 && right <= width;
+        assert!(
+            inside && bottom > top,
+            "{element} at {rect:?} in {width}x{height}: {page}"
+        );
+    }
+    drop(session);
+    daemon.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_browser_shows_the_label_status_gives_and_the_picture() {
+    let Some((chrome, driver)) = browser_or_skip() else {
+        return;
+    };
+    let dir = tmp_dir("browser");
+    let daemon = photo_daemon(&dir);
     let addr = daemon.addr;
     eventually("/readyz", || (get(addr, "/readyz").0 == 200).then_some(()));
     let (_, status) = get(addr, "/status");
@@ -376,7 +509,7 @@ fn a_browser_shows_the_label_status_gives_and_the_picture() {
     let label = status["label"].as_str().unwrap().to_owned();
 
     let webdriver = WebDriver::start(&driver);
-    let session = Session::open(&webdriver, &chrome);
+    let session = Session::open(&webdriver, &chrome, (1280, 800));
     let url = format!("http://scened:{TOKEN}@{addr}/");
     session.command("POST", "/url", Some(json!({ "url": url })));
     let shown = eventually("the page to show the label and the picture", || {
@@ -421,8 +554,12 @@ fn small_pipe() -> (std::fs::File, std::fs::File) {
     use std::os::fd::FromRawFd;
     let mut fds = [0; 2];
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // The kernel rounds up to a page; the default is 16 pages.
-    unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) };
+    // The kernel rounds up to a page; the default is 16 pages. macOS cannot shrink a pipe
+    // (no F_SETPIPE_SZ): there it fills at its own size, 16 to 64 KiB.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096)
+    };
     unsafe {
         (
             std::fs::File::from_raw_fd(fds[0]),

@@ -10,7 +10,17 @@ use crate::util::*;
 /// (docs/memory.md), 57–58 MiB for the test build this runs (unoptimized code is larger). The
 /// fp32 bound fails a load that holds a third copy of the weights (+18 MiB) or an allocator left
 /// at glibc's defaults (+20 to 40 MiB); the int8 one a float copy of the int8 weights (+18 MiB).
+#[cfg(not(target_os = "macos"))]
 const LIMITS_MIB: [(&str, f64); 2] = [(LITE0, 64.0), ("efficientnet_lite0.int8.tflite", 40.0)];
+
+/// macOS's own bounds, NOT MEASURED ON A MAC (nobody here has one): the Linux figures with
+/// room for what macOS adds and Linux does not have: no glibc tunables (the system allocator
+/// keeps freed memory by its own rules), the AVFoundation, Core Media and Core Video frameworks
+/// loaded at launch and their pages counted in the peak, and `ru_maxrss` as the only peak
+/// (Linux reads VmHWM). The macOS CI job prints the measured peak beside its bound: replace
+/// these with those figures plus a margin once it has run (docs/macos.md).
+#[cfg(target_os = "macos")]
+const LIMITS_MIB: [(&str, f64); 2] = [(LITE0, 112.0), ("efficientnet_lite0.int8.tflite", 88.0)];
 
 #[test]
 fn lite0_runs_within_its_memory_limit() {
@@ -33,7 +43,12 @@ fn lite0_runs_within_its_memory_limit() {
             .unwrap_or_else(|| panic!("{file}: no peak RSS in:\n{report}"))
             .parse()
             .unwrap();
-        eprintln!("{file}: peak RSS {peak} MiB (limit {limit})");
+        // Printed on success too (`--success-output`): the macOS job's log is where macOS's
+        // figures come from.
+        eprintln!(
+            "{file}: peak RSS {peak} MiB (limit {limit}) on {}",
+            std::env::consts::OS
+        );
         assert!(
             peak <= limit,
             "{file}: peak RSS {peak} MiB over {limit} MiB"

@@ -582,3 +582,139 @@ fn mqtts_connects_to_a_broker_whose_certificate_the_ca_file_vouches_for() {
     let config = run_config(&dir, &url, "", "ca_file = \"other.pem\"");
     refused_and_retried(&config, &[], "TLS");
 }
+
+/// The camera's name when `[telemetry] camera` is unset: the host's.
+fn host_camera() -> String {
+    let host = scened_pipeline::telemetry::host_name().unwrap_or_default();
+    scened_pipeline::telemetry::camera_of_host(&host)
+}
+
+#[test]
+fn the_same_config_started_twice_is_refused_naming_the_camera_and_the_first_stays_online() {
+    let dir = tmp_dir("mqtt-twice");
+    let broker = Broker::start(&dir);
+    // No camera named: both would publish as the host.
+    let text = format!(
+        "[source]\nkind = \"clip\"\nloop = true\n[output.mqtt]\nbroker = \"{}\"\ndiscovery = true\n",
+        broker.url()
+    );
+    let config = write_config(&dir, "scened.toml", &text);
+    let camera = host_camera();
+    let availability = format!("scened/{camera}/availability");
+    let instance = format!("scened/{camera}/instance");
+    let first = Scened::start(&config, &[]);
+    broker.await_retained(&availability, "online");
+    let marker = broker
+        .retained(&instance)
+        .expect("the first's instance marker");
+    let marker: Value = serde_json::from_str(&marker).unwrap();
+    assert_eq!(marker["pid"], first.child.id(), "{marker}");
+
+    let started = std::time::Instant::now();
+    let second = scened(&["run", "--config", &config]);
+    let took = started.elapsed();
+    assert!(!second.status.success(), "{}", stderr(&second));
+    assert!(took < Duration::from_secs(15), "refused after {took:?}");
+    assert_one_line_error(
+        &second,
+        &format!("telemetry.camera: \"{camera}\" is already online"),
+    );
+    let err = stderr(&second);
+    assert!(err.contains(&format!("pid {}", first.child.id())), "{err}");
+
+    // The first is untouched: still online, still its marker, still publishing.
+    assert_eq!(broker.retained(&availability).as_deref(), Some("online"));
+    let still: Value = serde_json::from_str(&broker.retained(&instance).unwrap()).unwrap();
+    assert_eq!(still, marker);
+    let ran = first.stop(libc::SIGTERM);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    // A clean stop frees the camera: offline, and no marker.
+    broker.await_retained(&availability, "offline");
+    assert_eq!(broker.retained(&instance), None);
+    // Free, it starts.
+    let again = scened(&["run", "--config", &config, "--frames", "5"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+}
+
+#[test]
+fn after_an_outage_the_state_topic_gets_the_label_of_now_once_and_the_events_their_history() {
+    let dir = tmp_dir("mqtt-now");
+    let mut broker = Broker::start(&dir);
+    // One photo over and over, every frame's label: a steady label, thirty events a second.
+    let photos = dir.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::copy(data("photos/full/chelsea.png"), photos.join("chelsea.png")).unwrap();
+    let text = format!(
+        "[source]\nkind = \"images\"\ndir = \"{}\"\nloop = true\nfps = 10.0\n\
+         [telemetry]\ncamera = \"porch\"\n[output]\nevery_frame = true\n\
+         [output.mqtt]\nbroker = \"{}\"\n",
+        photos.display(),
+        broker.url()
+    );
+    let config = write_config(&dir, "scened.toml", &text);
+    let scened = Scened::start(&config, &[]);
+    broker.await_retained(AVAILABILITY, "online");
+    eventually("a retained label", || broker.retained(LABEL));
+    // Past the smoother's first frames, the label holds. With every frame's label on
+    // `events`, the retained state changes only with the label.
+    thread::sleep(Duration::from_secs(2));
+    let steady = Listener::start(&broker, LABEL);
+    let events = Listener::start(&broker, EVENTS);
+    thread::sleep(Duration::from_secs(2));
+    let on_events = events.payloads(EVENTS).len();
+    assert!(on_events >= 10, "{on_events} events in 2 s");
+    // A subscription gets the retained label at once; nothing more while it stays.
+    assert_eq!(
+        steady.payloads(LABEL).len(),
+        1,
+        "{:?}",
+        steady.payloads(LABEL)
+    );
+    drop((steady, events));
+
+    broker.kill();
+    let down = SystemTime::now();
+    // 4 s: scened's retries (0.5, 1.5, 3.5, 7.5 s after the loss) leave the listeners time to
+    // subscribe before it is back.
+    thread::sleep(Duration::from_secs(4));
+    broker.up();
+    let up = SystemTime::now();
+    let state = Listener::start(&broker, LABEL);
+    let events = Listener::start(&broker, EVENTS);
+    broker.await_retained(AVAILABILITY, "online");
+    // Time for a burst to show, were there one.
+    thread::sleep(Duration::from_secs(2));
+    let labels = state.payloads(LABEL);
+    assert_eq!(
+        labels.len(),
+        1,
+        "one label of now, not a replay: {labels:?}"
+    );
+    let now: Value = serde_json::from_str(&labels[0]).unwrap();
+    let ts = humantime::parse_rfc3339(now["ts"].as_str().unwrap()).unwrap();
+    assert!(ts > up, "the label of now, not of before the outage: {now}");
+    // The events topic replays the outage, with the original timestamps.
+    let during = events
+        .payloads(EVENTS)
+        .iter()
+        .map(|p| serde_json::from_str::<Value>(p).unwrap())
+        .filter(|e| {
+            let ts = humantime::parse_rfc3339(e["ts"].as_str().unwrap_or_default());
+            ts.is_ok_and(|ts| down < ts && ts < up)
+        })
+        .count();
+    assert!(during > 10, "{during} events of the outage replayed");
+
+    let ran = scened.stop(libc::SIGTERM);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    // Back is said as loudly as lost.
+    let level = |what: &str| {
+        let line = ran.stderr.lines().find(|l| l.contains(what));
+        let line = line.unwrap_or_else(|| panic!("no {what:?} in {}", ran.stderr));
+        ["ERROR", "WARN", "INFO"]
+            .into_iter()
+            .find(|level| line.contains(level))
+    };
+    assert_eq!(level("mqtt: connection lost"), Some("WARN"));
+    assert_eq!(level("mqtt: broker back"), Some("WARN"));
+}

@@ -25,6 +25,7 @@ use scened_pipeline::source::clip::ClipConfig;
 use scened_pipeline::source::images::ImagesConfig;
 use scened_pipeline::source::SourceConfig;
 use scened_pipeline::stage::Shutdown;
+use scened_pipeline::telemetry::TelemetryConfig;
 use serde_json::Value;
 
 use crate::util::*;
@@ -162,9 +163,11 @@ fn the_event_stream_is_the_labels_between_started_and_stopped() {
     let Some((Event::Started(started), rest)) = events.split_first() else {
         panic!("not started first: {events:?}");
     };
+    // Unset, the camera is named after the host.
+    let camera = TelemetryConfig::default().camera_name().into_owned();
     assert_eq!(
         (started.model.as_str(), started.camera.as_str()),
-        (LITE0, "default")
+        (LITE0, camera.as_str())
     );
     let Some((Event::Stopped(stopped), labels)) = rest.split_last() else {
         panic!("not stopped last: {events:?}");
@@ -328,7 +331,10 @@ fn scened_run_with_no_flags_plays_the_demo_clip() {
     assert_eq!(started["model"], default_model());
     assert_eq!(started["dtype"], "int8");
     assert_eq!(started["source"], "clip (built-in demo clip)");
-    assert_eq!(started["camera"], "default");
+    // Unset, the camera is named after the host.
+    let host = scened_pipeline::telemetry::host_name().unwrap_or_default();
+    let camera = scened_pipeline::telemetry::camera_of_host(&host);
+    assert_eq!(started["camera"], camera.as_str());
     assert_eq!(started["workers"], 1);
     assert_eq!(started["threads"], 1);
     assert_eq!(stopped["event"], "stopped", "{stopped}");

@@ -39,9 +39,11 @@ fn stand_ins(dir: &Path, with_npm: bool) -> PathBuf {
         bin.join("npm").display()
     );
     recorder("brew", "brew", &brings_npm);
+    // No targets installed: setup adds the one scripts/check_macos.sh checks for.
+    recorder("rustup", "rustup", "");
     recorder("apt-get", "apt-get", "exit 1");
     recorder("sudo", "sudo", "exit 1");
-    for tool in ["bash", "sh", "dirname", "mv"] {
+    for tool in ["bash", "sh", "dirname", "mv", "grep"] {
         let real = ["/bin", "/usr/bin"]
             .iter()
             .map(|dir| Path::new(dir).join(tool))
@@ -80,6 +82,8 @@ fn setup_on_darwin_uses_homebrew_and_never_apt_or_sudo() {
         [
             "xcode-select -p",
             "brew install prometheus mosquitto actionlint shellcheck cargo-nextest",
+            "rustup target list --installed",
+            "rustup target add aarch64-apple-darwin",
             "npm ci --prefix <repo>/grafana/check --no-audit --no-fund",
         ]
     );
@@ -90,6 +94,8 @@ fn setup_on_darwin_uses_homebrew_and_never_apt_or_sudo() {
             "xcode-select -p",
             "brew install prometheus mosquitto actionlint shellcheck cargo-nextest",
             "brew install node",
+            "rustup target list --installed",
+            "rustup target add aarch64-apple-darwin",
             "npm ci --prefix <repo>/grafana/check --no-audit --no-fund",
         ]
     );

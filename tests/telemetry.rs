@@ -273,9 +273,15 @@ fn a_real_prometheus_scrapes_the_daemon_and_every_dashboard_and_alert_query_has_
     eventually("/readyz to say ready", || {
         (get(daemon.addr, "/readyz") == (200, "ready\n".into())).then_some(())
     });
-    let (code, body) = get(daemon.addr, "/status");
-    assert_eq!(code, 200);
-    let status: Value = serde_json::from_str(&body).unwrap();
+    // Ready at the first label; each worker's first frame may take longer than another's.
+    let status = eventually("each worker to have run a frame", || {
+        let (code, body) = get(daemon.addr, "/status");
+        assert_eq!(code, 200);
+        let status: Value = serde_json::from_str(&body).unwrap();
+        let workers = status["workers"].as_array().unwrap();
+        let ran = workers.iter().all(|w| w["frames"].as_u64().unwrap() > 0);
+        ran.then_some(status)
+    });
     assert_eq!(status["ready"], true, "{status}");
     assert_eq!(status["model"], crate::run::default_model());
     assert_eq!(status["dtype"], "int8");

@@ -2,7 +2,6 @@
 
 mod util;
 
-mod any_cpu;
 mod bench;
 mod classify;
 mod engine;

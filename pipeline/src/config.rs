@@ -226,7 +226,7 @@ impl Config {
         self.stop.check()?;
         self.telemetry.check()?;
         if let Some(mqtt) = &self.output.mqtt {
-            mqtt.check(self.telemetry.camera_name())?;
+            mqtt.check(&self.telemetry.camera_name())?;
         }
         self.bench.check()?;
         Ok(())

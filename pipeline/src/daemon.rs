@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::Invalid;
 use crate::events::Events;
 use crate::frame::LabelEvent;
-use crate::mqtt::{Mqtt, MqttError, MqttReport};
+use crate::mqtt::{Live, Mqtt, MqttError, MqttReport};
 use crate::pipeline::{BuildError, Pipeline};
 use crate::runner::PipelineReport;
 use crate::stage::Shutdown;
@@ -48,7 +48,12 @@ impl Daemon {
         // An unset password variable or an unreadable CA file fails before anything starts.
         let camera = config.telemetry.camera_name();
         let mqtt = config.output.mqtt.as_ref();
-        let mqtt = mqtt.map(|mqtt| mqtt.build(camera)).transpose()?;
+        let mqtt = mqtt.map(|mqtt| mqtt.build(&camera)).transpose()?;
+        // First of all: a second daemon publishing as the same camera says so, rather than
+        // fail on the port the first one holds.
+        if let Some(client) = &mqtt {
+            client.claim()?;
+        }
         let events = Events::new();
         // Before the model loads: a port in use fails fast, and /healthz answers during the load.
         let mut telemetry = config.telemetry.start(&events)?;
@@ -66,8 +71,13 @@ impl Daemon {
             pipeline = pipeline.show_to(telemetry.preview());
         }
         // Connects in the background: a broker that is away is no reason not to run.
+        let live = || Live {
+            status: telemetry.as_ref().map(Telemetry::status),
+            pictures: telemetry.as_ref().map(Telemetry::pictures),
+            url: telemetry.as_ref().map(Telemetry::live_view_url),
+        };
         let mqtt = mqtt
-            .map(|client| client.start(pipeline.events()))
+            .map(|client| client.start(pipeline.events(), live()))
             .transpose()?;
         Ok(Self {
             pipeline,

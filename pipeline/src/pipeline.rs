@@ -137,7 +137,7 @@ impl Pipeline {
             results: Bus::new(),
             workers: WorkerWatches::default(),
             source_name: config.source.describe(),
-            camera: config.telemetry.camera_name().to_owned(),
+            camera: config.telemetry.camera_name().into_owned(),
         })
     }
 

@@ -22,10 +22,13 @@
 //! every second, so memory stays flat when nobody scrapes.
 
 mod auth;
+mod routes;
 mod server;
 pub mod status;
+mod streams;
 pub mod view;
 
+use std::borrow::Cow;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -43,7 +46,7 @@ use crate::metrics;
 use auth::Access;
 use status::RESULTS_QUEUE;
 pub use status::{LiveStatus, NotReady, Ranked, RunInfo, Status, WorkerStatus};
-use view::{Preview, View};
+use view::{Pictures, Preview, View};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
 pub const DEFAULT_STALE_AFTER_SECONDS: f64 = 2.0;
@@ -139,13 +142,46 @@ struct Limits {
     preview_period: Duration,
 }
 
-/// The camera name when `camera` is unset.
+/// The camera name when `camera` is unset and the host has no usable name.
 pub const DEFAULT_CAMERA: &str = "default";
 
+/// This machine's name, as the system says it.
+pub fn host_name() -> Option<String> {
+    let mut name = [0u8; 256];
+    // SAFETY: the buffer is writable for its whole length, which is what gethostname is given.
+    let done = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) };
+    let end = name.iter().position(|&b| b == 0)?;
+    (done == 0).then(|| String::from_utf8_lossy(&name[..end]).into_owned())
+}
+
+/// A host name as a camera name: its first label (`Johns-MacBook.local` → `johns-macbook`),
+/// lower case, with what MQTT topic levels and Home Assistant ids do not take replaced by
+/// `_`; `default` if nothing is left.
+pub fn camera_of_host(host: &str) -> String {
+    let first = host.split('.').next().unwrap_or_default();
+    let name: String = first
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '-' | '_' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '_',
+        })
+        .collect();
+    if name.trim_matches('_').is_empty() {
+        DEFAULT_CAMERA.to_owned()
+    } else {
+        name
+    }
+}
+
 impl TelemetryConfig {
-    /// The camera's name, as events and MQTT topics say it.
-    pub fn camera_name(&self) -> &str {
-        self.camera.as_deref().unwrap_or(DEFAULT_CAMERA)
+    /// The camera's name, as events and MQTT topics say it: `camera`, else the host's name
+    /// ([`camera_of_host`]), so two machines' daemons do not publish as one camera.
+    pub fn camera_name(&self) -> Cow<'_, str> {
+        match &self.camera {
+            Some(camera) => Cow::Borrowed(camera),
+            None => Cow::Owned(camera_of_host(&host_name().unwrap_or_default())),
+        }
     }
 
     /// Checks the settings that can be checked without binding or reading the environment.
@@ -223,6 +259,9 @@ impl TelemetryConfig {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
+            // Scrapes and the recorder's upkeep run there, one at a time, off the thread
+            // that feeds the viewers: a flood of scrapes queues rather than spawns threads.
+            .max_blocking_threads(1)
             .build()
             .map_err(TelemetryError::Start)?;
         let listener = {
@@ -252,7 +291,7 @@ impl TelemetryConfig {
             limits.preview_period,
         ));
         let (stop, stopped) = watch::channel(false);
-        let app = server::App {
+        let app = routes::App {
             metrics: handle,
             process,
             status: status.clone(),
@@ -311,6 +350,23 @@ impl Telemetry {
     /// What `/readyz` and `/status` report.
     pub fn status(&self) -> Arc<LiveStatus> {
         self.status.clone()
+    }
+
+    /// The live view's pictures, for a consumer off the HTTP side.
+    pub fn pictures(&self) -> Pictures {
+        Pictures::new(self.view.clone())
+    }
+
+    /// The live view's address: the bound one, or this host's name when bound to every
+    /// address.
+    pub fn live_view_url(&self) -> String {
+        let (ip, port) = (self.local_addr.ip(), self.local_addr.port());
+        let host = match ip {
+            ip if ip.is_unspecified() => host_name().unwrap_or_else(|| "localhost".into()),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        };
+        format!("http://{host}:{port}/")
     }
 
     /// Where the live view takes frames from: a tap to offer them to

@@ -293,10 +293,10 @@ impl Engine {
         // An int8 graph's threads are the kernels' own pool; tract's would only sit beside it.
         // More threads than cores would only wait for each other: a pool's workers spin.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let int8_threads = if paths.is_empty() {
-            0
+        let (int8_threads, threads) = if paths.is_empty() {
+            (0, threads)
         } else {
-            threads.min(cores)
+            (threads.min(cores), threads.min(cores))
         };
         Ok(Engine {
             path: path.to_owned(),
@@ -309,12 +309,7 @@ impl Engine {
             labels,
             meta: sidecar.map(|(_, m)| m),
             int8_threads,
-            threads: if paths.is_empty() {
-                threads
-            } else {
-                int8_threads
-            }
-            .max(1),
+            threads: threads.max(1),
             inspection,
             file_bytes,
         })
@@ -494,13 +489,11 @@ pub struct Inference {
 impl Session {
     pub fn run(&mut self, input: Tensor) -> Result<Inference, InferError> {
         let input = self.tract_input(input)?;
-        let input = tvec![input.into_tvalue()];
         let (state, pool) = (&mut self.state, self.pool.as_ref());
-        let outputs = contain::catch(|| {
-            int8::threads::scope(pool, || state.run_plan_with_eval(input, eval_clean))
-        })
-        .map_err(InferError::Panic)?
-        .map_err(|e| InferError::Tract(first_line(&e)))?;
+        let outputs =
+            contain::catch(|| int8::threads::scope(pool, || state.run(tvec![input.into_tvalue()])))
+                .map_err(InferError::Panic)?
+                .map_err(|e| InferError::Tract(first_line(&e)))?;
         let raw = outputs[0].clone().into_tensor();
         let raw = match self.lowered.output {
             Some((elem, q)) => requantize(&raw, elem, q)?,
@@ -543,32 +536,6 @@ impl Session {
             None => Ok(input),
         }
     }
-}
-
-/// Evaluates one node as tract does, then clears the upper halves of the vector registers if
-/// the CPU has them. tract's matmul kernels are AVX assembly that returns with them dirty, and
-/// on Intel CPUs each SSE instruction run after that (the code compiled for the x86-64
-/// baseline, as this build is so that it runs on any x86-64 CPU) pays a state-transition
-/// penalty: Lite0 fp32 ran 26.2 ms instead of 15.4 (docs/performance.md#any-x86-64-cpu).
-fn eval_clean(
-    ctx: &EvalContext<'_>,
-    state: Option<&mut (dyn OpState + 'static)>,
-    node: &TypedNode,
-    inputs: TVec<TValue>,
-) -> TractResult<TVec<TValue>> {
-    let outputs = tract_tflite::internal::tract_core::plan::eval(ctx, state, node, inputs);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: the CPU has AVX, checked just above.
-        unsafe { zero_upper() }
-    }
-    outputs
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx")]
-unsafe fn zero_upper() {
-    std::arch::x86_64::_mm256_zeroupper()
 }
 
 fn dequantize(t: &Tensor, q: Quant) -> Result<Tensor, InferError> {

@@ -120,7 +120,7 @@ impl SourceConfig {
 
 /// A file source as it is read: unpaced, directly; paced (live), with its reads under a
 /// deadline and reopened when one is missed.
-fn paced<R: Reopen>(reopen: R, fps: f64) -> Result<Box<dyn Source>, SourceError> {
+fn paced<R: Reopen + Sync>(reopen: R, fps: f64) -> Result<Box<dyn Source>, SourceError> {
     Ok(match deadline::read_deadline(fps) {
         None => Box::new(reopen.reopen()?),
         Some(limit) => {
@@ -238,6 +238,8 @@ pub enum SourceError {
     CameraPermission,
     #[error("cannot list cameras")]
     CameraQuery(#[source] NokhwaError),
+    #[error("cannot list cameras: {0}")]
+    CameraList(String),
     #[error("{what}")]
     Camera {
         what: String,
@@ -259,6 +261,12 @@ pub enum SourceError {
     NoAnswer { what: String, after: Duration },
     #[error("{what}: bad frame: {reason}")]
     RemoteFrame { what: String, reason: FrameError },
+    #[error("{what}: not open within {} ms", after.as_millis())]
+    OpenTimeout { what: String, after: Duration },
+    #[error("{what}: opening it panicked: {panic}")]
+    OpenPanicked { what: String, panic: contain::Panic },
+    #[error("{what}: still closing from before (a call into its driver has not returned)")]
+    StillClosing { what: String },
     #[error("{what}: cannot start its reader thread")]
     Thread {
         what: String,
@@ -270,7 +278,7 @@ pub enum SourceError {
         what: String,
         retry_in: Duration,
         #[source]
-        source: Box<SourceError>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 

@@ -6,10 +6,13 @@
 //! from the open source that [`Reopen::is_loss`] calls a loss is logged as `source_lost`; the
 //! source is closed, then reopened after a wait that doubles from [`Backoff::first`] up to
 //! [`Backoff::max`] while attempts fail. Each failed attempt is an item error, so the runner
-//! counts and logs it and the run goes on; a reopen that works counts in
-//! `scened_source_reconnects_total`. The loss and the return are also `source_lost` and
-//! `source_back` events ([`crate::events`]). Other fatal errors end the run as from any source.
-//! Waits end early on shutdown. Frames keep one sequence across reopens.
+//! counts and logs it and the run goes on. A reopened source is back only when it delivers a
+//! frame: a camera that opens but sends nothing (a closed lid) is lost again at its read
+//! deadline, and that counts as one more failed attempt, so the wait keeps growing instead of
+//! starting over at each open. The return counts in `scened_source_reconnects_total`. The loss
+//! and the return are also `source_lost` and `source_back` events ([`crate::events`]). Other
+//! fatal errors end the run as from any source. Waits end early on shutdown. Frames keep one
+//! sequence across reopens.
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -29,6 +32,11 @@ pub trait Reopen: Send + 'static {
     type Source: Source;
 
     fn reopen(&self) -> Result<Self::Source, SourceError>;
+
+    /// [`Reopen::reopen`], giving up early on shutdown where opening waits.
+    fn reopen_until(&self, _shutdown: &Shutdown) -> Result<Self::Source, SourceError> {
+        self.reopen()
+    }
 
     /// What errors and logs call the source, e.g. `camera 0`.
     fn describe(&self) -> String;
@@ -59,7 +67,8 @@ pub struct Reconnecting<R: Reopen> {
     reconnects: Counter,
     /// Reopened so far, for the events.
     reconnected: u64,
-    /// While lost: since when, and the reopen attempts so far.
+    /// While lost: since when, and the reopen attempts so far. Still set while a reopened
+    /// source has not delivered a frame.
     lost: Option<(Instant, u64)>,
     events: Events,
 }
@@ -88,32 +97,42 @@ impl<R: Reopen> Reconnecting<R> {
             if shutdown.sleep(self.retry_in) {
                 return Ok(None);
             }
-            let (lost_at, attempts) = self.lost.get_or_insert((Instant::now(), 0));
+            let (_, attempts) = self.lost.get_or_insert((Instant::now(), 0));
             *attempts += 1;
-            let (lost_at, attempts) = (*lost_at, *attempts);
-            match self.reopen.reopen() {
+            match self.reopen.reopen_until(shutdown) {
                 Ok(source) => {
                     self.source = Some(source);
-                    self.retry_in = self.backoff.first;
-                    self.reconnects.increment(1);
-                    self.reconnected += 1;
-                    self.lost = None;
-                    let what = self.reopen.describe();
-                    info!(source = %what, "source reopened");
-                    let back = Event::source_back(what, self.reconnected, attempts, lost_at);
-                    self.events.publish(back);
+                    info!(source = %self.reopen.describe(), "source reopened");
                 }
-                Err(error) => {
-                    self.retry_in = (self.retry_in * 2).min(self.backoff.max);
-                    return Err(StageError::item(SourceError::Unavailable {
-                        what: self.reopen.describe(),
-                        retry_in: self.retry_in,
-                        source: Box::new(error),
-                    }));
-                }
+                Err(_) if shutdown.is_triggered() => return Ok(None),
+                Err(error) => return Err(self.failed_attempt(Box::new(error))),
             }
         }
         Ok(self.source.as_mut())
+    }
+
+    /// An attempt that did not bring frames back: the wait doubles.
+    fn failed_attempt(&mut self, error: Box<dyn Error + Send + Sync>) -> StageError {
+        self.retry_in = (self.retry_in * 2).min(self.backoff.max);
+        StageError::item(SourceError::Unavailable {
+            what: self.reopen.describe(),
+            retry_in: self.retry_in,
+            source: error,
+        })
+    }
+
+    /// The first frame since a loss: the source is back.
+    fn back(&mut self) {
+        let Some((lost_at, attempts)) = self.lost.take() else {
+            return;
+        };
+        self.retry_in = self.backoff.first;
+        self.reconnects.increment(1);
+        self.reconnected += 1;
+        let what = self.reopen.describe();
+        info!(source = %what, attempts, "source back");
+        let back = Event::source_back(what, self.reconnected, attempts, lost_at);
+        self.events.publish(back);
     }
 }
 
@@ -125,11 +144,17 @@ impl<R: Reopen> Source for Reconnecting<R> {
             };
             match source.next_frame(shutdown) {
                 Ok(Some(mut frame)) => {
+                    self.back();
                     frame.seq = self.next_seq;
                     self.next_seq += 1;
                     return Ok(Some(frame));
                 }
                 Err(StageError::Fatal(cause)) if self.reopen.is_loss(&*cause) => {
+                    self.source = None;
+                    if self.lost.is_some() {
+                        // Reopened, but lost again before any frame.
+                        return Err(self.failed_attempt(cause));
+                    }
                     let what = self.reopen.describe();
                     let reason = Chain(&*cause).to_string();
                     warn!(
@@ -138,7 +163,6 @@ impl<R: Reopen> Source for Reconnecting<R> {
                         error = %reason,
                         "source_lost"
                     );
-                    self.source = None;
                     self.lost = Some((Instant::now(), 0));
                     let lost = Event::source_lost(what, reason, self.reconnected, self.retry_in);
                     self.events.publish(lost);

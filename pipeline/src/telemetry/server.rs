@@ -17,12 +17,14 @@
 //!   that falls behind loses its oldest events, counted.
 //!
 //! One OS thread serves every connection: an idle one costs a socket and a few KiB.
+//!
+//! What each request gets is [`routes`](super::routes)' job, the viewers' streams
+//! [`streams`](super::streams)'.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -30,22 +32,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, Sleep};
 use tracing::{debug, warn};
 
-use super::auth::Access;
-use super::view::{View, Watching};
-use super::{Limits, LiveStatus};
-use crate::events::{Events, NoEvent, Subscriber};
+use super::routes::{route, App};
+use super::streams::Streams;
 use crate::metrics;
 
 /// Request line and headers together, at most: far more than any browser or scraper sends.
@@ -57,74 +55,9 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 /// Waits after a failed accept: doubling from the first to the last, back to the first once
 /// one succeeds. Short enough that the server is back within a second of files freeing up.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_millis(640));
-/// A snapshot waits this long for a frame; then the pipeline is taken to be stopped.
-const SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
-/// Events queued for one `/events` viewer; a viewer further behind loses the oldest.
-const EVENTS_QUEUE: usize = 64;
-/// The separator of `/stream.mjpeg`'s parts.
-const BOUNDARY: &str = "scened-frame";
 /// What a connection over the limit gets before it is closed.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
     Retry-After: 1\r\nContent-Length: 0\r\n\r\n";
-/// The live view, HTML, CSS and JavaScript in one file.
-const PAGE: &str = include_str!("page.html");
-/// The page is all there is: scripts and styles inline, pictures and events from this server.
-const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
-    style-src 'unsafe-inline'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
-    form-action 'none'; frame-ancestors 'none'";
-
-const TEXT: &str = "text/plain; charset=utf-8";
-const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-const JSON: &str = "application/json";
-
-/// What the requests are answered from.
-pub(super) struct App {
-    pub(super) metrics: PrometheusHandle,
-    pub(super) process: metrics_process::Collector,
-    pub(super) status: Arc<LiveStatus>,
-    pub(super) view: Arc<View>,
-    pub(super) events: Events,
-    pub(super) access: Access,
-    pub(super) protect_metrics: bool,
-    pub(super) limits: Limits,
-}
-
-/// The paths served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Endpoint {
-    Metrics,
-    Healthz,
-    Readyz,
-    Status,
-    Page,
-    Snapshot,
-    Stream,
-    Events,
-}
-
-impl Endpoint {
-    fn of(path: &str) -> Option<Self> {
-        Some(match path {
-            "/metrics" => Self::Metrics,
-            "/healthz" => Self::Healthz,
-            "/readyz" => Self::Readyz,
-            "/status" => Self::Status,
-            "/" | "/index.html" => Self::Page,
-            "/snapshot.jpg" => Self::Snapshot,
-            "/stream.mjpeg" => Self::Stream,
-            "/events" => Self::Events,
-            _ => return None,
-        })
-    }
-
-    /// The camera's picture and what happens in it: asks for the token when there is one.
-    fn is_private(self) -> bool {
-        matches!(
-            self,
-            Self::Page | Self::Snapshot | Self::Stream | Self::Events
-        )
-    }
-}
 
 /// Accepts connections until `stop` turns true.
 pub(super) async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
@@ -134,12 +67,15 @@ pub(super) async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch:
             let mut every = tokio::time::interval(UPKEEP_EVERY);
             loop {
                 every.tick().await;
-                app.metrics.run_upkeep();
+                let metrics = app.metrics.clone();
+                // Off this thread, which feeds the viewers: see `routes::render_metrics`.
+                let _ = tokio::task::spawn_blocking(move || metrics.run_upkeep()).await;
             }
         })
     };
     let counters = Counters::register();
     let streams = Arc::new(Streams::new(app.limits.max_viewers));
+    let numbering = streams.feed(&app.events);
     let open = Arc::new(Semaphore::new(app.limits.max_connections));
     let mut backoff = ACCEPT_BACKOFF.0;
     let mut failing_since = None;
@@ -184,6 +120,7 @@ pub(super) async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch:
         }
     }
     upkeep.abort();
+    numbering.abort();
 }
 
 /// The metrics of the server, registered once at start so every series shows from the first
@@ -197,7 +134,6 @@ struct Counters {
     too_large: ::metrics::Counter,
     stalled: ::metrics::Counter,
     bad_request: ::metrics::Counter,
-    events_dropped: ::metrics::Counter,
 }
 
 impl Counters {
@@ -211,7 +147,6 @@ impl Counters {
             too_large: cut("too_large"),
             stalled: cut("stalled"),
             bad_request: cut("bad_request"),
-            events_dropped: ::metrics::counter!(metrics::HTTP_EVENTS_DROPPED_TOTAL),
         };
         // A counter shows in a scrape once it is touched.
         for counter in [
@@ -221,67 +156,11 @@ impl Counters {
             &counters.too_large,
             &counters.stalled,
             &counters.bad_request,
-            &counters.events_dropped,
         ] {
             counter.increment(0);
         }
         counters.open.set(0.0);
         counters
-    }
-}
-
-/// The open streams of each kind, capped.
-struct Streams {
-    pictures: Arc<Seats>,
-    figures: Arc<Seats>,
-}
-
-impl Streams {
-    fn new(max: usize) -> Self {
-        Self {
-            pictures: Arc::new(Seats::new(max, "mjpeg")),
-            figures: Arc::new(Seats::new(max, "events")),
-        }
-    }
-}
-
-/// Up to `max` holders at once, counted in a gauge.
-struct Seats {
-    taken: AtomicUsize,
-    max: usize,
-    gauge: ::metrics::Gauge,
-}
-
-/// One of [`Seats`], given back on drop.
-struct Seat(Arc<Seats>);
-
-impl Seats {
-    fn new(max: usize, stream: &'static str) -> Self {
-        let gauge = ::metrics::gauge!(metrics::HTTP_VIEWERS, metrics::STREAM => stream);
-        gauge.set(0.0);
-        Self {
-            taken: AtomicUsize::new(0),
-            max,
-            gauge,
-        }
-    }
-
-    fn take(self: &Arc<Self>) -> Option<Seat> {
-        let taken = self
-            .taken
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .ok()?;
-        self.gauge.set((taken + 1) as f64);
-        Some(Seat(self.clone()))
-    }
-}
-
-impl Drop for Seat {
-    fn drop(&mut self) {
-        let left = self.0.taken.fetch_sub(1, Ordering::Relaxed) - 1;
-        self.0.gauge.set(left as f64);
     }
 }
 
@@ -303,14 +182,10 @@ impl Connection {
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
         let timeout = self.app.limits.client_timeout;
         let io = TokioIo::new(Stalling::new(stream, timeout));
-        let (app, streams, counters) = (
-            self.app.clone(),
-            self.streams.clone(),
-            self.counters.clone(),
-        );
+        let (app, streams) = (self.app.clone(), self.streams.clone());
         let service = service_fn(move |request| {
-            let (app, streams, counters) = (app.clone(), streams.clone(), counters.clone());
-            async move { Ok::<_, Infallible>(answer(&app, &streams, &counters, request).await) }
+            let (app, streams) = (app.clone(), streams.clone());
+            async move { Ok::<_, Infallible>(answer(&app, &streams, request).await) }
         });
         let served = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -347,268 +222,11 @@ impl Connection {
     }
 }
 
-async fn answer(
-    app: &App,
-    streams: &Streams,
-    counters: &Counters,
-    request: Request<Incoming>,
-) -> Response<Body> {
-    let response = route(app, streams, counters, &request).await;
+async fn answer(app: &App, streams: &Streams, request: Request<Incoming>) -> Response<Body> {
+    let response = route(app, streams, &request).await;
     let code = response.status().as_u16().to_string();
     ::metrics::counter!(metrics::HTTP_REQUESTS_TOTAL, metrics::CODE => code).increment(1);
     response
-}
-
-async fn route(
-    app: &App,
-    streams: &Streams,
-    counters: &Counters,
-    request: &Request<Incoming>,
-) -> Response<Body> {
-    let method = request.method();
-    let path = request.uri().path();
-    debug!(%method, path, "telemetry request");
-    if method != Method::GET && method != Method::HEAD {
-        let mut response = text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "only GET and HEAD are served\n",
-        );
-        let allow = HeaderValue::from_static("GET, HEAD");
-        response.headers_mut().insert(header::ALLOW, allow);
-        return response;
-    }
-    let Some(endpoint) = Endpoint::of(path) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            "not found: try / /metrics /healthz /readyz /status /snapshot.jpg /stream.mjpeg /events\n",
-        );
-    };
-    let asks_token = endpoint.is_private() || app.protect_metrics;
-    if asks_token
-        && !app
-            .access
-            .admits(request.headers().get(header::AUTHORIZATION))
-    {
-        let mut response = text(StatusCode::UNAUTHORIZED, "a token is needed\n");
-        // A browser asks the person for it; the password is the token.
-        let challenge = HeaderValue::from_static("Basic realm=\"scened\", charset=\"UTF-8\"");
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, challenge);
-        return response;
-    }
-    let head = method == Method::HEAD;
-    match endpoint {
-        Endpoint::Metrics => {
-            app.process.collect();
-            let scrape = cpu_as_counter(app.metrics.render());
-            full(StatusCode::OK, PROMETHEUS_TEXT, scrape)
-        }
-        Endpoint::Healthz => text(StatusCode::OK, "ok\n"),
-        Endpoint::Readyz => match app.status.readiness(Instant::now()) {
-            Ok(()) => text(StatusCode::OK, "ready\n"),
-            Err(why) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {why}\n"),
-            ),
-        },
-        Endpoint::Status => {
-            let status = app.status.snapshot(Instant::now());
-            let json = serde_json::to_string(&status).expect("a struct of plain fields");
-            full(StatusCode::OK, JSON, json + "\n")
-        }
-        Endpoint::Page => {
-            let mut response = full(StatusCode::OK, "text/html; charset=utf-8", PAGE);
-            let policy = HeaderValue::from_static(PAGE_POLICY);
-            response
-                .headers_mut()
-                .insert(header::CONTENT_SECURITY_POLICY, policy);
-            response
-        }
-        Endpoint::Snapshot => snapshot(app).await,
-        Endpoint::Stream => match streams.pictures.take() {
-            Some(seat) => stream_pictures(app, seat, head),
-            None => too_many_viewers(),
-        },
-        Endpoint::Events => match streams.figures.take() {
-            Some(seat) => stream_events(app, seat, head, &counters.events_dropped),
-            None => too_many_viewers(),
-        },
-    }
-}
-
-/// The next frame as JPEG.
-async fn snapshot(app: &App) -> Response<Body> {
-    let mut pictures = app.view.pictures();
-    let _viewer = app.view.watch(Watching::Pictures);
-    let next = tokio::time::timeout(SNAPSHOT_WAIT, pictures.changed()).await;
-    let jpeg = match next {
-        Ok(Ok(())) => pictures.borrow_and_update().clone(),
-        _ => None,
-    };
-    match jpeg {
-        Some(jpeg) => full(StatusCode::OK, "image/jpeg", jpeg),
-        None => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "no frame in {} s: the pipeline is not running\n",
-                SNAPSHOT_WAIT.as_secs()
-            ),
-        ),
-    }
-}
-
-/// `/stream.mjpeg`: each new JPEG as a part, for as long as the viewer reads.
-fn stream_pictures(app: &App, seat: Seat, head: bool) -> Response<Body> {
-    let content_type = format!("multipart/x-mixed-replace; boundary={BOUNDARY}");
-    if head {
-        return streaming(&content_type, Body::Full(None));
-    }
-    let mut pictures = app.view.pictures();
-    let viewer = app.view.watch(Watching::Pictures);
-    let (parts, body) = mpsc::channel(3);
-    tokio::spawn(async move {
-        let _held = (seat, viewer);
-        loop {
-            tokio::select! {
-                () = parts.closed() => return,
-                changed = pictures.changed() => if changed.is_err() { return },
-            }
-            let Some(jpeg) = pictures.borrow_and_update().clone() else {
-                continue;
-            };
-            let head = format!(
-                "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-                jpeg.len()
-            );
-            // A viewer slower than the frames waits here, and then gets the newest one.
-            for part in [Bytes::from(head), jpeg, Bytes::from_static(b"\r\n")] {
-                if parts.send(part).await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    streaming(&content_type, Body::Stream(body))
-}
-
-/// `/events`: Server-Sent Events. Each of the run's events goes out as stdout prints it, named
-/// by its kind (`event: label`, `data: {"event":"label",…}`); between them, at most
-/// `preview_fps` times a second, `event: status` carries the page's figures.
-fn stream_events(
-    app: &App,
-    seat: Seat,
-    head: bool,
-    dropped: &::metrics::Counter,
-) -> Response<Body> {
-    let content_type = "text/event-stream";
-    if head {
-        return streaming(content_type, Body::Full(None));
-    }
-    // The publisher (a pipeline thread) only queues and wakes: a viewer behind loses the
-    // oldest events, counted, and never holds the pipeline back.
-    let queued = Arc::new(Notify::new());
-    let subscriber = Subscriber::dropping_oldest(EVENTS_QUEUE, dropped.clone()).waking({
-        let queued = queued.clone();
-        move || queued.notify_one()
-    });
-    let subscription = app.events.subscribe(subscriber);
-    let mut figures = app.view.figures();
-    let viewer = app.view.watch(Watching::Figures);
-    let (out, body) = mpsc::channel(2);
-    tokio::spawn(async move {
-        let _held = (seat, viewer);
-        // A browser reconnects after a second when the stream breaks.
-        let mut next = Some(Bytes::from_static(b"retry: 1000\n\n"));
-        // The run's stream closes after `stopped`; the figures go on till the daemon exits.
-        let mut open = true;
-        loop {
-            if let Some(bytes) = next.take() {
-                if out.send(bytes).await.is_err() {
-                    return;
-                }
-            }
-            match open.then(|| subscription.try_recv()) {
-                Some(Ok(event)) => {
-                    next = Some(sse(event.kind(), event.to_json().as_bytes()));
-                    continue;
-                }
-                Some(Err(NoEvent::Closed)) => open = false,
-                Some(Err(NoEvent::Empty)) | None => {}
-            }
-            tokio::select! {
-                () = out.closed() => return,
-                () = queued.notified(), if open => {}
-                changed = figures.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    next = figures.borrow_and_update().as_deref().map(|json| sse("status", json));
-                }
-            }
-        }
-    });
-    streaming(content_type, Body::Stream(body))
-}
-
-/// One Server-Sent Event: its name and its data, a line of JSON.
-fn sse(name: &str, json: &[u8]) -> Bytes {
-    let mut event = Vec::with_capacity(json.len() + name.len() + 16);
-    event.extend_from_slice(b"event: ");
-    event.extend_from_slice(name.as_bytes());
-    event.extend_from_slice(b"\ndata: ");
-    event.extend_from_slice(json);
-    event.extend_from_slice(b"\n\n");
-    Bytes::from(event)
-}
-
-fn too_many_viewers() -> Response<Body> {
-    let mut response = text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "too many viewers: telemetry.max_viewers are watching\n",
-    );
-    let retry = HeaderValue::from_static("5");
-    response.headers_mut().insert(header::RETRY_AFTER, retry);
-    response
-}
-
-fn streaming(content_type: &str, body: Body) -> Response<Body> {
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    let content_type = HeaderValue::from_str(content_type).expect("a valid header");
-    headers.insert(header::CONTENT_TYPE, content_type);
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    full(code, TEXT, body)
-}
-
-fn full(code: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Body::Full(Some(body.into())));
-    *response.status_mut() = code;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    // Everything served is live.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
-}
-
-/// Declares the process's CPU seconds a counter, which it is. The facade's counters are whole
-/// numbers, so `metrics-process` records fractional seconds as a gauge; typed so, its `_total`
-/// name breaks Prometheus's naming rules (`promtool check metrics` fails).
-fn cpu_as_counter(text: String) -> String {
-    let cpu = metrics::PROCESS_CPU_SECONDS_TOTAL;
-    text.replacen(
-        &format!("# TYPE {cpu} gauge\n"),
-        &format!("# TYPE {cpu} counter\n"),
-        1,
-    )
 }
 
 /// A response body: whole, or streamed from a channel for as long as its sender lives.

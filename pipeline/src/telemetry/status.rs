@@ -101,7 +101,7 @@ pub enum NotReady {
 }
 
 /// `/status`'s JSON body.
-#[derive(Debug, PartialEq, Serialize)]
+#[derive(Debug, Default, PartialEq, Serialize)]
 pub struct Status {
     pub ready: bool,
     /// Why not ready, when not.

@@ -127,6 +127,48 @@ struct Watchers {
     stopped: bool,
 }
 
+/// The live view's pictures for a consumer off the HTTP side (MQTT's picture): one JPEG at a
+/// time, made only when asked for, never waited on.
+pub struct Pictures {
+    view: Arc<View>,
+    jpegs: watch::Receiver<Option<Bytes>>,
+    /// Held while a picture is asked for: the view thread makes JPEGs while someone watches.
+    asking: Option<Viewer>,
+}
+
+impl Pictures {
+    pub(super) fn new(view: Arc<View>) -> Self {
+        Self {
+            jpegs: view.pictures(),
+            view,
+            asking: None,
+        }
+    }
+
+    /// Asks for the next frame as JPEG; [`take`](Self::take) it once made.
+    pub fn request(&mut self) {
+        self.jpegs.mark_unchanged();
+        if self.asking.is_none() {
+            self.asking = Some(self.view.watch(Watching::Pictures));
+        }
+    }
+
+    /// The JPEG asked for, if made by now; then the view makes no more for this.
+    pub fn take(&mut self) -> Option<Bytes> {
+        self.asking.as_ref()?;
+        if !self.jpegs.has_changed().unwrap_or(false) {
+            return None;
+        }
+        self.asking = None;
+        self.jpegs.borrow_and_update().clone()
+    }
+
+    /// No more wanted.
+    pub fn cancel(&mut self) {
+        self.asking = None;
+    }
+}
+
 /// The view thread's state, shared with the HTTP side.
 pub(super) struct View {
     preview: Arc<Preview>,

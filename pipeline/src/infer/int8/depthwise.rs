@@ -44,7 +44,8 @@ impl Depthwise {
         weights: &[i8],
         bias: &[i32],
         requant: Requant,
-        isa: Isa,
+        // Only x86-64 has a kernel to choose (an aarch64 build, checked by check_macos.sh).
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))] isa: Isa,
     ) -> Depthwise {
         let c = window.input[2];
         let [kh, kw] = window.filter;

@@ -21,6 +21,68 @@ pub struct CameraEntry {
     pub id: Option<String>,
     pub name: String,
     pub description: String,
+    /// A USB camera's vendor and product, where the OS tells them (macOS): what finds it again
+    /// when it is plugged into another port and its id changed with it.
+    pub usb: Option<UsbModel>,
+}
+
+/// A USB camera's vendor and product ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsbModel {
+    pub vendor: u16,
+    pub product: u16,
+}
+
+impl fmt::Display for UsbModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04x}:{:04x}", self.vendor, self.product)
+    }
+}
+
+/// The USB vendor and product of a macOS camera: from its model id, which AVFoundation gives
+/// UVC cameras as `UVC Camera VendorID_1133 ProductID_2093` (decimal), else from its unique
+/// id, `0x` and 16 hex digits: the USB location (8), which changes with the port, then vendor
+/// (4) and product (4). `None` for a camera that is not on USB (built-in on Apple silicon,
+/// Continuity Cameras: their ids are UUIDs).
+pub fn usb_model(unique_id: &str, model_id: &str) -> Option<UsbModel> {
+    let decimal = |key: &str| -> Option<u16> {
+        let rest = &model_id[model_id.find(key)? + key.len()..];
+        let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+        digits.parse().ok()
+    };
+    if let (Some(vendor), Some(product)) = (decimal("VendorID_"), decimal("ProductID_")) {
+        return Some(UsbModel { vendor, product });
+    }
+    let hex = unique_id.strip_prefix("0x")?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(UsbModel {
+        vendor: u16::from_str_radix(&hex[8..12], 16).ok()?,
+        product: u16::from_str_radix(&hex[12..16], 16).ok()?,
+    })
+}
+
+/// A camera pinned by `id` that no camera has now, found as the same model on another USB
+/// port: the one camera whose vendor and product are those of `like` (the camera as first
+/// found; else those the id itself encodes) and, when `like` is known, whose name is its name.
+/// `None` when there is no such camera, or more than one (two identical webcams: which is
+/// which cannot be told).
+pub fn moved<'a>(
+    cameras: &'a [CameraEntry],
+    id: &str,
+    like: Option<&CameraEntry>,
+) -> Option<&'a CameraEntry> {
+    let model = like
+        .and_then(|camera| camera.usb)
+        .or_else(|| usb_model(id, ""))?;
+    let mut same = cameras.iter().filter(|camera| {
+        camera.usb == Some(model)
+            && camera.id.as_deref() != Some(id)
+            && like.is_none_or(|like| like.name == camera.name)
+    });
+    let found = same.next()?;
+    same.next().is_none().then_some(found)
 }
 
 /// How a config picks its camera.
@@ -308,7 +370,71 @@ mod tests {
             id: id.map(str::to_owned),
             name: format!("camera {index}"),
             description: String::new(),
+            usb: id.and_then(|id| usb_model(id, "")),
         }
+    }
+
+    #[test]
+    fn usb_vendor_and_product_come_from_the_model_id_or_the_unique_id() {
+        let c920 = UsbModel {
+            vendor: 0x046d,
+            product: 0x082d,
+        };
+        assert_eq!(
+            usb_model(
+                "0x14200000046d082d",
+                "UVC Camera VendorID_1133 ProductID_2093"
+            ),
+            Some(c920)
+        );
+        assert_eq!(usb_model("0x01100000046d082d", ""), Some(c920));
+        assert_eq!(c920.to_string(), "046d:082d");
+        // Apple silicon's built-in camera and an iPhone: UUIDs, not USB.
+        assert_eq!(
+            usb_model("47B4B64B-7067-4B9C-AD2B-AE273A71F4B5", "FaceTime HD Camera"),
+            None
+        );
+        assert_eq!(usb_model("0x1420000005ac86", ""), None);
+        assert_eq!(usb_model("0x14200000zzzz082d", ""), None);
+    }
+
+    /// A webcam pinned by id (its unique id holds its USB location) is plugged into another
+    /// port: found by vendor, product and name, unless that is ambiguous.
+    #[test]
+    fn a_camera_pinned_by_id_is_found_again_on_another_usb_port() {
+        let named = |index, id, name: &str| CameraEntry {
+            name: name.into(),
+            ..entry(index, Some(id))
+        };
+        let before = named(1, "0x14200000046d082d", "HD Pro Webcam C920");
+        let after = [
+            named(
+                0,
+                "47B4B64B-7067-4B9C-AD2B-AE273A71F4B5",
+                "FaceTime HD Camera",
+            ),
+            named(1, "0x01100000046d082d", "HD Pro Webcam C920"),
+            named(2, "0x0120000005ac8600", "Other"),
+        ];
+        let pin = pinned(&before);
+        assert!(select(&after, &pin).is_err());
+        let Selector::Id(id) = pin else {
+            panic!("pinned by id")
+        };
+        assert_eq!(moved(&after, &id, Some(&before)).unwrap().index, 1);
+        // A config's id alone (the camera not seen yet this run): vendor and product only.
+        assert_eq!(moved(&after, &id, None).unwrap().index, 1);
+        // Same model, another name: not the same camera.
+        let renamed = [named(0, "0x01100000046d082d", "C920 (2)")];
+        assert!(moved(&renamed, &id, Some(&before)).is_none());
+        // Two of them: which is which cannot be told.
+        let two = [
+            named(0, "0x01100000046d082d", "HD Pro Webcam C920"),
+            named(1, "0x01200000046d082d", "HD Pro Webcam C920"),
+        ];
+        assert!(moved(&two, &id, Some(&before)).is_none());
+        // An iPhone's or a built-in camera's id holds no model: nothing to fall back on.
+        assert!(moved(&after, "2C5E1A3F-0000-0000-0000-000000000000", None).is_none());
     }
 
     #[test]
