@@ -181,8 +181,8 @@ fn run_for(url: &str, seconds: &str, extra: &[&str]) -> Output {
         "--duration",
         seconds,
         "--every-frame",
+        "--no-telemetry",
     ])
-    .args(["--no-telemetry"])
     .args(extra)
     .env("SCENED_LOG", "info")
     .output()
@@ -226,13 +226,18 @@ fn an_rtsp_camera_that_stops_for_4_s_is_lost_then_back_and_labelled_again() {
     };
     let addr = free_port();
     let server = rtsp_server(python, addr, &[]);
-    let mut child = scened_command(&["run", "--source", &rtsp_url(addr), "--every-frame"])
-        .args(["--no-telemetry"])
-        .env("SCENED_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = scened_command(&[
+        "run",
+        "--source",
+        &rtsp_url(addr),
+        "--every-frame",
+        "--no-telemetry",
+    ])
+    .env("SCENED_LOG", "info")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let lines = lines_of(child.stdout.take().unwrap());
     let next_event = |kind: &str| -> Vec<Value> {
         let mut seen = Vec::new();
@@ -307,8 +312,16 @@ fn an_rtsp_camera_changing_resolution_is_followed_and_max_pixels_holds_before_de
              password_env = \"SCENED_TEST_CAMERA_PASSWORD\"\nmax_pixels = 100000\n"
         ),
     );
-    let out = scened_command(&["run", "--config", arg(&config), "--duration", "7"])
-        .args(["--every-frame", "--no-telemetry"])
+    let args = [
+        "run",
+        "--config",
+        arg(&config),
+        "--duration",
+        "7",
+        "--every-frame",
+        "--no-telemetry",
+    ];
+    let out = scened_command(&args)
         .env("SCENED_LOG", "info")
         .env("SCENED_TEST_CAMERA_PASSWORD", PASSWORD)
         .output()

@@ -27,9 +27,7 @@ use super::clip::MAX_FRAME_BYTES;
 use super::deadline::FIRST_READ_DEADLINE;
 use super::multipart::{Multipart, Step};
 use super::reconnect::{Reconnecting, Reopen};
-use super::remote::{
-    self, next_within, Credentials, Decimator, Endpoint, Waited, CONNECT_DEADLINE, READ_DEADLINE,
-};
+use super::remote::{self, next_within, Credentials, Decimator, Endpoint, Waited, READ_DEADLINE};
 use super::{check_fps, check_max_pixels, decode, Sequence, SourceError, DEFAULT_MAX_PIXELS};
 use crate::error::Invalid;
 use crate::frame::Frame;
@@ -140,13 +138,13 @@ impl Reopen for HttpCamera {
     type Source = HttpSource;
 
     fn reopen(&self) -> Result<HttpSource, SourceError> {
+        self.reopen_until(&Shutdown::default())
+    }
+
+    fn reopen_until(&self, shutdown: &Shutdown) -> Result<HttpSource, SourceError> {
         let what = self.describe();
         let runtime = remote::runtime(&what)?;
-        let answer = runtime.block_on(tokio::time::timeout(CONNECT_DEADLINE, self.request()));
-        let response = answer.map_err(|_| SourceError::NoAnswer {
-            what: what.clone(),
-            after: CONNECT_DEADLINE,
-        })??;
+        let response = remote::connect(&runtime, &what, shutdown, self.request())?;
         let boundary = self.stream_boundary(response.status(), response.headers())?;
         Ok(HttpSource {
             parts: Multipart::new(boundary.as_deref(), MAX_FRAME_BYTES),

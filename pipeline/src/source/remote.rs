@@ -7,6 +7,7 @@
 //! needs it: the URL handed to the client library has none, and every string scened shows —
 //! logs, errors, events, `/status`, the live view, metric labels — is [`Endpoint::shown`].
 
+use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -297,15 +298,17 @@ pub enum Waited<T> {
     Stopped,
 }
 
-/// The stream's next item, unless `limit` passes or a stop comes first.
-pub fn next_within<S: Stream + Unpin>(
+/// `work`'s outcome, unless `limit` passes or a stop comes first: connecting, a request, a
+/// read. Dropping `work` unfinished is safe for all of them (a stream's `next` loses no item).
+pub fn within<F: Future>(
     runtime: &tokio::runtime::Runtime,
     limit: Duration,
     shutdown: &Shutdown,
-    stream: &mut S,
-) -> Waited<Option<S::Item>> {
+    work: F,
+) -> Waited<F::Output> {
     let started = Instant::now();
     runtime.block_on(async {
+        let mut work = std::pin::pin!(work);
         loop {
             let left = limit.saturating_sub(started.elapsed());
             if left.is_zero() {
@@ -314,12 +317,44 @@ pub fn next_within<S: Stream + Unpin>(
             if shutdown.is_triggered() {
                 return Waited::Stopped;
             }
-            // A stream's `next` can be cancelled between items without losing one.
-            if let Ok(item) = tokio::time::timeout(left.min(STOP_POLL), stream.next()).await {
-                return Waited::Done(item);
+            if let Ok(done) = tokio::time::timeout(left.min(STOP_POLL), &mut work).await {
+                return Waited::Done(done);
             }
         }
     })
+}
+
+/// Connecting: `work`'s outcome, unless it takes over [`CONNECT_DEADLINE`] or a stop comes.
+pub fn connect<T, F>(
+    runtime: &tokio::runtime::Runtime,
+    what: &str,
+    shutdown: &Shutdown,
+    work: F,
+) -> Result<T, SourceError>
+where
+    F: Future<Output = Result<T, SourceError>>,
+{
+    match within(runtime, CONNECT_DEADLINE, shutdown, work) {
+        Waited::Done(done) => done,
+        Waited::TimedOut => Err(SourceError::NoAnswer {
+            what: what.to_owned(),
+            after: CONNECT_DEADLINE,
+        }),
+        Waited::Stopped => Err(SourceError::Remote {
+            what: what.to_owned(),
+            reason: "stopped while connecting".into(),
+        }),
+    }
+}
+
+/// The stream's next item, unless `limit` passes or a stop comes first.
+pub fn next_within<S: Stream + Unpin>(
+    runtime: &tokio::runtime::Runtime,
+    limit: Duration,
+    shutdown: &Shutdown,
+    stream: &mut S,
+) -> Waited<Option<S::Item>> {
+    within(runtime, limit, shutdown, stream.next())
 }
 
 #[cfg(test)]
@@ -406,6 +441,30 @@ mod tests {
             assert!(!err.got.contains("hunter2"), "{err}");
         }
         assert!(Endpoint::check("rtsp://cam/x", &RTSP, "").is_ok());
+    }
+
+    #[test]
+    fn a_connection_that_never_answers_gives_way_to_a_stop() {
+        let runtime = runtime("test").unwrap();
+        let shutdown = Shutdown::new();
+        let stopper = shutdown.clone();
+        let started = Instant::now();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            stopper.trigger();
+        });
+        let never = std::future::pending::<Result<(), SourceError>>();
+        let err = connect(&runtime, "cam", &shutdown, never).unwrap_err();
+        assert!(
+            err.to_string().contains("stopped while connecting"),
+            "{err}"
+        );
+        // Well before CONNECT_DEADLINE: the stop was seen, not the deadline.
+        assert!(
+            started.elapsed() < CONNECT_DEADLINE / 2,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

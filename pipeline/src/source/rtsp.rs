@@ -37,9 +37,7 @@ use tracing::info;
 
 use super::deadline::FIRST_READ_DEADLINE;
 use super::reconnect::{Reconnecting, Reopen};
-use super::remote::{
-    self, next_within, Credentials, Decimator, Endpoint, Waited, CONNECT_DEADLINE, READ_DEADLINE,
-};
+use super::remote::{self, next_within, Credentials, Decimator, Endpoint, Waited, READ_DEADLINE};
 use super::{check_fps, check_max_pixels, FrameError, Sequence, SourceError, DEFAULT_MAX_PIXELS};
 use crate::error::Invalid;
 use crate::frame::Frame;
@@ -143,17 +141,15 @@ impl Reopen for RtspCamera {
     type Source = RtspSource;
 
     fn reopen(&self) -> Result<RtspSource, SourceError> {
+        self.reopen_until(&Shutdown::default())
+    }
+
+    fn reopen_until(&self, shutdown: &Shutdown) -> Result<RtspSource, SourceError> {
         let what = self.describe();
         let runtime = remote::runtime(&what)?;
         let group = Arc::new(SessionGroup::default());
-        let opened = runtime.block_on(tokio::time::timeout(
-            CONNECT_DEADLINE,
-            self.play(group.clone()),
-        ));
-        let (session, stream) = opened.map_err(|_| SourceError::NoAnswer {
-            what: what.clone(),
-            after: CONNECT_DEADLINE,
-        })??;
+        let (session, stream) =
+            remote::connect(&runtime, &what, shutdown, self.play(group.clone()))?;
         info!(source = %what, transport = ?self.transport, "rtsp playing");
         Ok(RtspSource {
             decoder: H264::new(&what, self.max_pixels)?,
@@ -315,11 +311,10 @@ impl Drop for RtspSource {
             drop(self.session.take());
         }
         let group = self.group.clone();
-        let _ = self
-            .runtime
-            .block_on(tokio::time::timeout(TEARDOWN_WAIT, async move {
-                group.await_teardown().await
-            }));
+        // The timer is made inside the runtime: a tokio timer needs its context.
+        let _ = self.runtime.block_on(async move {
+            tokio::time::timeout(TEARDOWN_WAIT, group.await_teardown()).await
+        });
     }
 }
 
