@@ -14,6 +14,7 @@ mod labels;
 mod live_view;
 mod memory;
 mod mqtt;
+mod network;
 mod run;
 mod setup;
 mod telemetry;
