@@ -27,8 +27,11 @@ const MIN_LABELLED: f64 = 0.6;
 /// The Python with GStreamer's RTSP server bindings, if any: Debian's (`/usr/bin/python3`,
 /// which a pyenv or venv `python3` first on PATH may hide) or the one on PATH.
 fn gst_python() -> Option<&'static str> {
-    let probe = "import gi; gi.require_version('GstRtspServer', '1.0'); \
-                 from gi.repository import GstRtspServer";
+    // x264enc too: Homebrew's and some distributions' GStreamer split it into another package.
+    let probe = "import gi; gi.require_version('Gst', '1.0'); \
+                 gi.require_version('GstRtspServer', '1.0'); \
+                 from gi.repository import Gst, GstRtspServer; Gst.init(None); \
+                 assert Gst.ElementFactory.find('x264enc')";
     ["/usr/bin/python3", "python3"].into_iter().find(|python| {
         Command::new(python)
             .args(["-c", probe])
@@ -194,7 +197,7 @@ fn an_rtsp_camera_is_labelled_and_its_password_printed_nowhere() {
     let Some(python) = gst_python() else {
         return skipped(
             "rtsp",
-            "GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0)",
+            "GStreamer's RTSP server with x264enc (gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-ugly)",
         );
     };
     let addr = free_port();
@@ -221,7 +224,7 @@ fn an_rtsp_camera_that_stops_for_4_s_is_lost_then_back_and_labelled_again() {
     let Some(python) = gst_python() else {
         return skipped(
             "rtsp",
-            "GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0)",
+            "GStreamer's RTSP server with x264enc (gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-ugly)",
         );
     };
     let addr = free_port();
@@ -294,7 +297,7 @@ fn an_rtsp_camera_changing_resolution_is_followed_and_max_pixels_holds_before_de
     let Some(python) = gst_python() else {
         return skipped(
             "rtsp",
-            "GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0)",
+            "GStreamer's RTSP server with x264enc (gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-ugly)",
         );
     };
     let addr = free_port();
