@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use scened_pipeline::infer::stage::Workers;
-use scened_pipeline::source::camera::choice::Selector;
+use scened_pipeline::source::flag::SourceFlag;
 
 /// scened: label camera scenes in real time with a TFLite classifier run by tract.
 #[derive(Debug, Parser)]
@@ -66,8 +66,8 @@ pub struct PipelineArgs {
     /// Where frames come from: camera[:INDEX|:ID] (`scened cameras` lists both), clip[:PATH]
     /// (no path: the demo clip), images:DIR, synthetic, or a network camera:
     /// rtsp://[USER[:PASSWORD]@]HOST[:PORT]/PATH (H.264) or http[s]://…/PATH (MJPEG).
-    #[arg(long, value_parser = parse_source)]
-    pub source: Option<SourceArg>,
+    #[arg(long)]
+    pub source: Option<SourceFlag>,
     /// The source's frame rate; 0 reads a clip, images or the pattern as fast as possible.
     #[arg(long)]
     pub fps: Option<f64>,
@@ -114,51 +114,6 @@ pub struct EvalArgs {
     /// One JSON object per model, one per line, instead of the table.
     #[arg(long)]
     pub json: bool,
-}
-
-/// `--source`, parsed.
-#[derive(Debug, Clone)]
-pub enum SourceArg {
-    Camera(Option<Selector>),
-    Clip(Option<PathBuf>),
-    Images(PathBuf),
-    Synthetic,
-    /// A network camera's URL, `rtsp://…`, `http://…` or `https://…`.
-    Rtsp(String),
-    Http(String),
-}
-
-fn parse_source(arg: &str) -> Result<SourceArg, String> {
-    // The URL's form is checked with the rest of the config, naming source.url.
-    let scheme = arg
-        .split_once("://")
-        .map(|(scheme, _)| scheme.to_ascii_lowercase());
-    match scheme.as_deref() {
-        Some("rtsp") => return Ok(SourceArg::Rtsp(arg.to_owned())),
-        Some("http" | "https") => return Ok(SourceArg::Http(arg.to_owned())),
-        _ => {}
-    }
-    let (kind, rest) = match arg.split_once(':') {
-        Some((kind, rest)) => (kind, Some(rest)),
-        None => (arg, None),
-    };
-    match (kind, rest) {
-        ("camera", None) => Ok(SourceArg::Camera(None)),
-        ("camera", Some(which)) if !which.is_empty() => Ok(SourceArg::Camera(Some(
-            which
-                .parse()
-                .map_or_else(|_| Selector::Id(which.to_owned()), Selector::Index),
-        ))),
-        ("clip", None) => Ok(SourceArg::Clip(None)),
-        ("clip", Some(path)) if !path.is_empty() => Ok(SourceArg::Clip(Some(path.into()))),
-        ("images", Some(dir)) if !dir.is_empty() => Ok(SourceArg::Images(dir.into())),
-        ("synthetic", None) => Ok(SourceArg::Synthetic),
-        _ => Err(
-            "expected camera[:INDEX|:ID], clip[:PATH], images:DIR, synthetic, \
-                  rtsp://HOST/PATH or http[s]://HOST/PATH"
-                .into(),
-        ),
-    }
 }
 
 #[derive(Debug, clap::Args)]

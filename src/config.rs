@@ -4,15 +4,8 @@
 //! relative to the file: [`Config::load`]).
 
 use scened_pipeline::config::Config;
-use scened_pipeline::source::camera::choice::Selector;
-use scened_pipeline::source::camera::CameraConfig;
-use scened_pipeline::source::clip::ClipConfig;
-use scened_pipeline::source::http::HttpConfig;
-use scened_pipeline::source::images::ImagesConfig;
-use scened_pipeline::source::rtsp::RtspConfig;
-use scened_pipeline::source::SourceConfig;
 
-use crate::cli::{PipelineArgs, SourceArg};
+use crate::cli::PipelineArgs;
 
 /// The config a `scened run` or `bench` uses: its file (or the defaults), then its flags.
 pub fn for_args(args: &PipelineArgs) -> anyhow::Result<Config> {
@@ -21,10 +14,10 @@ pub fn for_args(args: &PipelineArgs) -> anyhow::Result<Config> {
         None => Config::default(),
     };
     if let Some(source) = &args.source {
-        config.source = with_source(config.source, source);
+        config.source = config.source.with_flag(source);
     }
     if let Some(fps) = args.fps {
-        set_fps(&mut config.source, fps);
+        config.source.set_fps(fps);
     }
     if let Some(model) = &args.model {
         config.infer.model = Some(model.clone());
@@ -48,82 +41,6 @@ pub fn for_args(args: &PipelineArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// `--source`: a source of the kind the config already has keeps its other settings, so
-/// `--source clip:other.mjpeg` replays another clip the way the config plays its own.
-fn with_source(current: SourceConfig, arg: &SourceArg) -> SourceConfig {
-    match (current, arg) {
-        (SourceConfig::Clip(clip), SourceArg::Clip(path)) => SourceConfig::Clip(ClipConfig {
-            path: path.clone(),
-            ..clip
-        }),
-        (_, SourceArg::Clip(path)) => SourceConfig::Clip(ClipConfig {
-            path: path.clone(),
-            ..ClipConfig::default()
-        }),
-        (SourceConfig::Images(images), SourceArg::Images(dir)) => {
-            SourceConfig::Images(ImagesConfig {
-                dir: dir.clone(),
-                ..images
-            })
-        }
-        (_, SourceArg::Images(dir)) => SourceConfig::Images(ImagesConfig {
-            dir: dir.clone(),
-            ..ImagesConfig::default()
-        }),
-        (current, SourceArg::Camera(selector)) => {
-            let camera = match current {
-                SourceConfig::Camera(camera) => camera,
-                _ => CameraConfig::default(),
-            };
-            // A camera named on the command line replaces the config's choice, index or id.
-            SourceConfig::Camera(match selector.clone() {
-                None => camera,
-                Some(Selector::Index(index)) => CameraConfig {
-                    index: Some(index),
-                    id: None,
-                    ..camera
-                },
-                Some(Selector::Id(id)) => CameraConfig {
-                    index: None,
-                    id: Some(id),
-                    ..camera
-                },
-            })
-        }
-        (current @ SourceConfig::Synthetic(_), SourceArg::Synthetic) => current,
-        (_, SourceArg::Synthetic) => SourceConfig::Synthetic(Default::default()),
-        // Another camera's URL keeps the config's other settings (credentials, fps, limits).
-        (SourceConfig::Http(http), SourceArg::Http(url)) => SourceConfig::Http(HttpConfig {
-            url: url.clone(),
-            ..http
-        }),
-        (_, SourceArg::Http(url)) => SourceConfig::Http(HttpConfig {
-            url: url.clone(),
-            ..HttpConfig::default()
-        }),
-        (SourceConfig::Rtsp(rtsp), SourceArg::Rtsp(url)) => SourceConfig::Rtsp(RtspConfig {
-            url: url.clone(),
-            ..rtsp
-        }),
-        (_, SourceArg::Rtsp(url)) => SourceConfig::Rtsp(RtspConfig {
-            url: url.clone(),
-            ..RtspConfig::default()
-        }),
-    }
-}
-
-fn set_fps(source: &mut SourceConfig, fps: f64) {
-    match source {
-        SourceConfig::Synthetic(config) => config.fps = fps,
-        SourceConfig::Images(config) => config.fps = fps,
-        SourceConfig::Clip(config) => config.fps = fps,
-        // A camera is asked for whole frame rates; the source checks the range.
-        SourceConfig::Camera(config) => config.fps = fps.round() as u32,
-        SourceConfig::Http(config) => config.fps = fps,
-        SourceConfig::Rtsp(config) => config.fps = fps,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -131,6 +48,10 @@ mod tests {
     use scened_pipeline::infer::stage::Workers;
     use scened_pipeline::queue::WhenFull;
     use scened_pipeline::smooth::SmoothConfig;
+
+    use scened_pipeline::source::camera::CameraConfig;
+    use scened_pipeline::source::clip::ClipConfig;
+    use scened_pipeline::source::SourceConfig;
 
     use super::*;
 

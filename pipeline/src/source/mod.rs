@@ -4,6 +4,7 @@
 pub mod camera;
 pub mod clip;
 pub mod deadline;
+pub mod flag;
 pub mod http;
 pub mod images;
 pub mod multipart;
