@@ -8,6 +8,8 @@ mod cameras;
 mod classify;
 mod cli;
 mod config;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod cpu;
 mod eval;
 mod models;
 

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod any_cpu;
 mod bench;
 mod classify;
 mod engine;
