@@ -18,11 +18,14 @@ pub fn for_args(args: &PipelineArgs) -> anyhow::Result<Config> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    if let Some(source) = &args.source {
-        config.source = with_source(config.source, source);
-    }
-    if let Some(fps) = args.fps {
-        set_fps(&mut config.source, fps);
+    // With several cameras, the source flags set each camera's.
+    for current in config.sources_mut() {
+        if let Some(source) = &args.source {
+            *current = with_source(current.clone(), source);
+        }
+        if let Some(fps) = args.fps {
+            set_fps(current, fps);
+        }
     }
     if let Some(model) = &args.model {
         config.infer.model = Some(model.clone());

@@ -3,6 +3,7 @@
 mod util;
 
 mod bench;
+mod cameras;
 mod classify;
 mod engine;
 mod eval;
