@@ -40,8 +40,8 @@ use crate::queue::{EdgeReceiver, EdgeSender, EdgeWatch};
 use crate::resize::ResizeStage;
 use crate::rss;
 use crate::runner::{
-    spawn_source, spawn_stage, spawn_workers, LatencyMeter, PipelineReport, Probe, SinkReport,
-    StageHandle, Watchdog, WorkerWatches,
+    spawn_source, spawn_stage, spawn_workers, Lane, LatencyMeter, PipelineReport, Probe,
+    SinkReport, StageHandle, Watchdog, WorkerWatches,
 };
 use crate::smooth::Smoother;
 use crate::source::{Limited, SourceError};
@@ -445,8 +445,6 @@ type Back = (
     EdgeReceiver<Scores>,
     EdgeSender<Smoothed>,
 );
-/// A camera's lane through the shared workers.
-type Lane = (EdgeReceiver<ModelInput>, EdgeSender<Scores>);
 
 /// A thread per stage (per worker for inference): each camera's capture and resize, the
 /// workers they share, each camera's smoothing; then the watchdog over them. On an error, the
@@ -454,7 +452,7 @@ type Lane = (EdgeReceiver<ModelInput>, EdgeSender<Scores>);
 fn spawn_all(
     fronts: Vec<Front>,
     infer: Vec<InferStage>,
-    lanes: Vec<Lane>,
+    lanes: Vec<Lane<ModelInput, Scores>>,
     backs: Vec<Back>,
     shutdown: &Shutdown,
     stall_after: Duration,

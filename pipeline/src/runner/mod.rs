@@ -53,6 +53,10 @@ use report::record_micros;
 use watchdog::Activity;
 use work::{Outlet, SourceWork, StageWork, Work};
 
+/// A lane through shared workers: an input edge (a camera's, say) and the output edge its
+/// results go to.
+pub type Lane<I, O> = (EdgeReceiver<I>, EdgeSender<O>);
+
 /// What the runner measures on a stage's items besides the time `process()` takes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Probe {
@@ -113,7 +117,7 @@ where
 pub fn spawn_workers<S: Stage>(
     name: &'static str,
     stages: Vec<S>,
-    lanes: Vec<(EdgeReceiver<S::In>, EdgeSender<S::Out>)>,
+    lanes: Vec<Lane<S::In, S::Out>>,
     probe: Probe,
     shutdown: &Shutdown,
     handles: &mut Vec<StageHandle>,

@@ -90,7 +90,7 @@ pub(super) struct Resequencer<T> {
 /// A dispatch and the re-sequencers for `workers` workers between each lane's input edge and
 /// its output edge.
 pub(super) fn lanes<I, O>(
-    lanes: Vec<(EdgeReceiver<I>, EdgeSender<O>)>,
+    lanes: Vec<super::Lane<I, O>>,
     workers: usize,
 ) -> (Dispatch<I>, Resequencers<O>) {
     let window = PERMITS_PER_WORKER * workers.max(1);
