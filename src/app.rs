@@ -27,6 +27,7 @@ use scened_pipeline::pipeline::Pipeline;
 use scened_pipeline::queue::EdgeWatch;
 use scened_pipeline::rss;
 use scened_pipeline::runner::PipelineReport;
+use scened_pipeline::source::SourceConfig;
 use scened_pipeline::stage::Shutdown;
 use tracing::info;
 
@@ -76,7 +77,13 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
             in_file(mqtt.build(&camera.name), Some(path))?;
         }
     }
-    in_file(Pipeline::build(&config), Some(path))?;
+    // A network camera is not connected to: its URL's form was checked above, and the rest
+    // of the pipeline is built around a stand-in source.
+    let mut offline = config.clone();
+    if offline.source.is_remote() {
+        offline.source = SourceConfig::Synthetic(Default::default());
+    }
+    in_file(Pipeline::build(&offline), Some(path))?;
     println!("{}: ok", path.display());
     Ok(ExitCode::SUCCESS)
 }

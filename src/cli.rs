@@ -76,7 +76,8 @@ pub struct PipelineArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where frames come from: camera[:INDEX|:ID] (`scened cameras` lists both), clip[:PATH]
-    /// (no path: the demo clip), images:DIR or synthetic.
+    /// (no path: the demo clip), images:DIR, synthetic, or a network camera:
+    /// rtsp://[USER[:PASSWORD]@]HOST[:PORT]/PATH (H.264) or http[s]://…/PATH (MJPEG).
     #[arg(long, value_parser = parse_source)]
     pub source: Option<SourceArg>,
     /// The source's frame rate; 0 reads a clip, images or the pattern as fast as possible.
@@ -134,9 +135,21 @@ pub enum SourceArg {
     Clip(Option<PathBuf>),
     Images(PathBuf),
     Synthetic,
+    /// A network camera's URL, `rtsp://…`, `http://…` or `https://…`.
+    Rtsp(String),
+    Http(String),
 }
 
 fn parse_source(arg: &str) -> Result<SourceArg, String> {
+    // The URL's form is checked with the rest of the config, naming source.url.
+    let scheme = arg
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("rtsp") => return Ok(SourceArg::Rtsp(arg.to_owned())),
+        Some("http" | "https") => return Ok(SourceArg::Http(arg.to_owned())),
+        _ => {}
+    }
     let (kind, rest) = match arg.split_once(':') {
         Some((kind, rest)) => (kind, Some(rest)),
         None => (arg, None),
@@ -152,7 +165,11 @@ fn parse_source(arg: &str) -> Result<SourceArg, String> {
         ("clip", Some(path)) if !path.is_empty() => Ok(SourceArg::Clip(Some(path.into()))),
         ("images", Some(dir)) if !dir.is_empty() => Ok(SourceArg::Images(dir.into())),
         ("synthetic", None) => Ok(SourceArg::Synthetic),
-        _ => Err("expected camera[:INDEX|:ID], clip[:PATH], images:DIR or synthetic".into()),
+        _ => Err(
+            "expected camera[:INDEX|:ID], clip[:PATH], images:DIR, synthetic, \
+                  rtsp://HOST/PATH or http[s]://HOST/PATH"
+                .into(),
+        ),
     }
 }
 

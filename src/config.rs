@@ -7,7 +7,9 @@ use scened_pipeline::config::Config;
 use scened_pipeline::source::camera::choice::Selector;
 use scened_pipeline::source::camera::CameraConfig;
 use scened_pipeline::source::clip::ClipConfig;
+use scened_pipeline::source::http::HttpConfig;
 use scened_pipeline::source::images::ImagesConfig;
+use scened_pipeline::source::rtsp::RtspConfig;
 use scened_pipeline::source::SourceConfig;
 
 use crate::cli::{PipelineArgs, SourceArg};
@@ -93,6 +95,23 @@ fn with_source(current: SourceConfig, arg: &SourceArg) -> SourceConfig {
         }
         (current @ SourceConfig::Synthetic(_), SourceArg::Synthetic) => current,
         (_, SourceArg::Synthetic) => SourceConfig::Synthetic(Default::default()),
+        // Another camera's URL keeps the config's other settings (credentials, fps, limits).
+        (SourceConfig::Http(http), SourceArg::Http(url)) => SourceConfig::Http(HttpConfig {
+            url: url.clone(),
+            ..http
+        }),
+        (_, SourceArg::Http(url)) => SourceConfig::Http(HttpConfig {
+            url: url.clone(),
+            ..HttpConfig::default()
+        }),
+        (SourceConfig::Rtsp(rtsp), SourceArg::Rtsp(url)) => SourceConfig::Rtsp(RtspConfig {
+            url: url.clone(),
+            ..rtsp
+        }),
+        (_, SourceArg::Rtsp(url)) => SourceConfig::Rtsp(RtspConfig {
+            url: url.clone(),
+            ..RtspConfig::default()
+        }),
     }
 }
 
@@ -103,6 +122,8 @@ fn set_fps(source: &mut SourceConfig, fps: f64) {
         SourceConfig::Clip(config) => config.fps = fps,
         // A camera is asked for whole frame rates; the source checks the range.
         SourceConfig::Camera(config) => config.fps = fps.round() as u32,
+        SourceConfig::Http(config) => config.fps = fps,
+        SourceConfig::Rtsp(config) => config.fps = fps,
     }
 }
 

@@ -82,6 +82,7 @@ fn setup_on_darwin_uses_homebrew_and_never_apt_or_sudo() {
         [
             "xcode-select -p",
             "brew install prometheus mosquitto actionlint shellcheck cargo-nextest",
+            "brew install gstreamer pygobject3 ffmpeg",
             "rustup target list --installed",
             "rustup target add aarch64-apple-darwin",
             "npm ci --prefix <repo>/grafana/check --no-audit --no-fund",
@@ -93,6 +94,7 @@ fn setup_on_darwin_uses_homebrew_and_never_apt_or_sudo() {
         [
             "xcode-select -p",
             "brew install prometheus mosquitto actionlint shellcheck cargo-nextest",
+            "brew install gstreamer pygobject3 ffmpeg",
             "brew install node",
             "rustup target list --installed",
             "rustup target add aarch64-apple-darwin",

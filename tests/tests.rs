@@ -15,6 +15,7 @@ mod labels;
 mod live_view;
 mod memory;
 mod mqtt;
+mod network;
 mod run;
 mod setup;
 mod telemetry;

@@ -333,7 +333,10 @@ impl Config {
             match source {
                 SourceConfig::Clip(clip) => paths.extend(clip.path.as_mut()),
                 SourceConfig::Images(images) => paths.push(&mut images.dir),
-                SourceConfig::Synthetic(_) | SourceConfig::Camera(_) => {}
+                SourceConfig::Synthetic(_)
+                | SourceConfig::Camera(_)
+                | SourceConfig::Http(_)
+                | SourceConfig::Rtsp(_) => {}
             }
         }
         if let Some(mqtt) = &mut self.output.mqtt {
@@ -400,7 +403,9 @@ mod tests {
     use crate::infer::stage::DEFAULT_MODEL;
     use crate::mqtt::MqttConfig;
     use crate::source::camera::CameraConfig;
+    use crate::source::http::HttpConfig;
     use crate::source::images::ImagesConfig;
+    use crate::source::rtsp::RtspConfig;
 
     fn repo() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -514,7 +519,7 @@ mod tests {
         }
         let source = |text: &str| toml::from_str::<SourceConfig>(text).unwrap();
         let smooth = |text: &str| toml::from_str::<SmoothConfig>(text).unwrap();
-        assert_eq!(blocks.len(), 5, "{blocks:#?}");
+        assert_eq!(blocks.len(), 7, "{blocks:#?}");
         assert_eq!(
             source(&blocks[0]),
             SourceConfig::Camera(CameraConfig::default())
@@ -526,14 +531,33 @@ mod tests {
                 ..ImagesConfig::default()
             })
         );
+        // The network cameras' blocks show an example URL and credentials.
         assert_eq!(
             source(&blocks[2]),
+            SourceConfig::Rtsp(RtspConfig {
+                url: "rtsp://cam.local:554/stream1".into(),
+                username: Some("viewer".into()),
+                password_env: Some("CAMERA_PASSWORD".into()),
+                ..RtspConfig::default()
+            })
+        );
+        assert_eq!(
+            source(&blocks[3]),
+            SourceConfig::Http(HttpConfig {
+                url: "http://cam.local/video.mjpg".into(),
+                username: Some("viewer".into()),
+                password_env: Some("CAMERA_PASSWORD".into()),
+                ..HttpConfig::default()
+            })
+        );
+        assert_eq!(
+            source(&blocks[4]),
             SourceConfig::Synthetic(Default::default())
         );
         let ema: SmoothConfig = toml::from_str("kind = \"ema\"").unwrap();
         let window: SmoothConfig = toml::from_str("kind = \"window\"").unwrap();
-        assert_eq!(smooth(&blocks[3]), ema);
-        assert_eq!(smooth(&blocks[4]), window);
+        assert_eq!(smooth(&blocks[5]), ema);
+        assert_eq!(smooth(&blocks[6]), window);
     }
 
     /// The `[output.mqtt]` table is written out commented: its settings, read as a table, are
@@ -645,7 +669,7 @@ mod tests {
             ),
             (
                 "[source]\nkind = \"webcam\"",
-                "source.kind: line 2: unknown variant `webcam`, expected one of `synthetic`, `images`, `clip`, `camera`",
+                "source.kind: line 2: unknown variant `webcam`, expected one of `synthetic`, `images`, `clip`, `camera`, `http`, `rtsp`",
             ),
             (
                 "[sauce]\nkind = \"clip\"",

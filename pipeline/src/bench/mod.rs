@@ -19,6 +19,7 @@ use crate::pipeline::Pipeline;
 use crate::queue::{DropCounts, EdgeConfig};
 use crate::rss;
 use crate::runner::{CameraReport, LatencyReport, PipelineReport, StageReport};
+use crate::source::remote::{decode_cost, DecodeCost};
 use crate::source::SourceConfig;
 use crate::verdict::BenchConfig;
 use samples::{p99_by_tenths, rss_slope_mb_per_h};
@@ -168,6 +169,10 @@ pub struct BenchSummary {
     pub p99_last_tenth_ms: Option<f64>,
     /// `p99_last_tenth_ms / p99_first_tenth_ms`.
     pub p99_drift: Option<f64>,
+    /// A network camera's decode stage (H.264 or JPEG, to RGB), inside the capture stage's
+    /// time; `None` for other sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode: Option<DecodeCost>,
     pub checks: Vec<Check>,
     /// With several cameras, each one's figures; the ones above are over them all, and
     /// `min_fps` is judged on the slowest camera.
@@ -319,6 +324,7 @@ impl BenchSummary {
                 .zip(last_tenth)
                 .filter(|(first, _)| !first.is_zero())
                 .map(|(first, last)| last.as_secs_f64() / first.as_secs_f64()),
+            decode: decode_cost(),
             checks: Vec::new(),
             cameras: cameras.collect(),
             limited_by: limited_by(report),
@@ -411,6 +417,13 @@ impl fmt::Display for BenchSummary {
             opt(self.p99_last_tenth_ms, " ms"),
             opt(self.p99_drift, ""),
         )?;
+        if let Some(decode) = self.decode {
+            writeln!(
+                f,
+                "decode (in capture): {} frames, mean {:.2} ms, p50 {:.2} ms, p99 {:.2} ms",
+                decode.frames, decode.mean_ms, decode.p50_ms, decode.p99_ms
+            )?;
+        }
         let d = self.drops;
         writeln!(
             f,

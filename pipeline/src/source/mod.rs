@@ -4,8 +4,12 @@
 pub mod camera;
 pub mod clip;
 pub mod deadline;
+pub mod http;
 pub mod images;
+pub mod multipart;
 pub mod reconnect;
+pub mod remote;
+pub mod rtsp;
 pub mod synthetic;
 
 use std::io;
@@ -42,6 +46,10 @@ pub enum SourceConfig {
     Images(images::ImagesConfig),
     Clip(clip::ClipConfig),
     Camera(camera::CameraConfig),
+    /// An HTTP-MJPEG camera.
+    Http(http::HttpConfig),
+    /// An RTSP camera sending H.264.
+    Rtsp(rtsp::RtspConfig),
 }
 
 /// The demo clip: the first run needs no camera and no file.
@@ -59,6 +67,8 @@ impl SourceConfig {
             Self::Images(config) => config.check(),
             Self::Clip(config) => config.check().map(|_| ()),
             Self::Camera(config) => config.check().map(|_| ()),
+            Self::Http(config) => config.check(),
+            Self::Rtsp(config) => config.check(),
         }
     }
 
@@ -71,16 +81,26 @@ impl SourceConfig {
             Self::Images(config) => paced(config.clone(), config.fps)?,
             Self::Clip(config) => paced(config.clone(), config.fps)?,
             Self::Camera(config) => Box::new(config.build()?),
+            Self::Http(config) => Box::new(config.build()?),
+            Self::Rtsp(config) => Box::new(config.build()?),
         })
     }
 
-    /// What events call the source, e.g. `camera 0`, `clip (built-in demo clip)`.
+    /// Whether the source is on the network: `scened validate` checks it without connecting.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Self::Http(_) | Self::Rtsp(_))
+    }
+
+    /// What events call the source, e.g. `camera 0`, `clip (built-in demo clip)`, or a
+    /// camera's URL with its password elided.
     pub fn describe(&self) -> String {
         match self {
             Self::Synthetic(config) => format!("synthetic {}x{}", config.width, config.height),
             Self::Images(config) => format!("images {}", config.dir.display()),
             Self::Clip(config) => format!("clip {}", config.name().display()),
             Self::Camera(config) => config.selector().to_string(),
+            Self::Http(config) => config.shown(),
+            Self::Rtsp(config) => config.shown(),
         }
     }
 
@@ -91,6 +111,8 @@ impl SourceConfig {
             Self::Images(config) => config.fps,
             Self::Clip(config) => config.fps,
             Self::Camera(config) => f64::from(config.fps),
+            Self::Http(config) => config.fps,
+            Self::Rtsp(config) => config.fps,
         };
         (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps))
     }
@@ -232,6 +254,13 @@ pub enum SourceError {
     CameraFrame { what: String, reason: FrameError },
     #[error("{what}: no frame within {} ms", after.as_millis())]
     ReadTimeout { what: String, after: Duration },
+    /// A network camera that cannot be reached, or answers what scened cannot use.
+    #[error("{what}: {reason}")]
+    Remote { what: String, reason: String },
+    #[error("{what}: no answer within {} s", after.as_secs())]
+    NoAnswer { what: String, after: Duration },
+    #[error("{what}: bad frame: {reason}")]
+    RemoteFrame { what: String, reason: FrameError },
     #[error("{what}: not open within {} ms", after.as_millis())]
     OpenTimeout { what: String, after: Duration },
     #[error("{what}: opening it panicked: {panic}")]
@@ -296,6 +325,9 @@ pub enum FrameError {
     /// mozjpeg reports corrupt JPEG data by unwinding, and nokhwa does not catch it.
     #[error("{0}")]
     Panicked(contain::Panic),
+    /// openh264 could not decode an access unit.
+    #[error("H.264: {0}")]
+    H264(String),
     /// Refused before decoding: the decoder would allocate for every claimed pixel.
     #[error("the frame claims {width}x{height} pixels, over source.max_pixels ({max_pixels})")]
     TooLarge {
