@@ -46,12 +46,13 @@ const SIGNALLED: i32 = 130;
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut started = Started::start(&args.pipeline, |config| {
         config.output.every_frame |= args.every_frame;
+        Ok(())
     })?;
     started.print_events()?;
     let Finished { report, printed } = started.run(|_| ControlFlow::Continue(()))?;
     eprint!("{}", report.pipeline);
     eprintln!("peak RSS {:.1} MiB", rss::mib(rss::peak_bytes()));
-    if let Some(mqtt) = &report.mqtt {
+    for mqtt in &report.mqtt {
         eprint!("{mqtt}");
     }
     let report = report.pipeline;
@@ -72,7 +73,9 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     in_file(config.check(), Some(path))?;
     if let Some(mqtt) = &config.output.mqtt {
-        in_file(mqtt.build(&config.telemetry.camera_name()), Some(path))?;
+        for camera in config.cameras() {
+            in_file(mqtt.build(&camera.name), Some(path))?;
+        }
     }
     // A network camera is not connected to: its URL's form was checked above, and the rest
     // of the pipeline is built around a stand-in source.
@@ -104,12 +107,15 @@ pub struct Finished {
 impl Started {
     /// Installs the signal handler (first, so a signal during the model load is handled too),
     /// reads the config of `args` and lets `adjust` change it, then starts the daemon.
-    pub fn start(args: &PipelineArgs, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+    pub fn start(
+        args: &PipelineArgs,
+        adjust: impl FnOnce(&mut Config) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
         let shutdown = Shutdown::new();
         let phase = Phase::default();
         stop_on_signals(shutdown.clone(), phase.clone())?;
         let mut config = config::for_args(args)?;
-        adjust(&mut config);
+        adjust(&mut config)?;
         info!("building the pipeline");
         let daemon = in_file(Daemon::start(&config), args.config.as_deref())?;
         info!(model = %daemon.pipeline().engine().path().display(), "pipeline built");

@@ -54,7 +54,19 @@ pub struct BenchArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Run N copies of the configured [source] as cameras cam0… through the one model
+    /// (1 to 64); the summary gains each camera's figures.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_CAMERAS))]
+    pub cameras: Option<u16>,
+    /// Find the most copies of [source] (as --cameras N) whose run passes the [bench]
+    /// thresholds: a short search, a run per step, each printed; then that number and what
+    /// limited the next one.
+    #[arg(long, conflicts_with = "cameras")]
+    pub capacity: bool,
 }
+
+/// The most cameras `--cameras` runs and `--capacity` tries.
+pub const MAX_CAMERAS: i64 = 64;
 
 /// What `run` and `bench` take to set up the pipeline.
 #[derive(Debug, clap::Args)]

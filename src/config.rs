@@ -13,11 +13,14 @@ pub fn for_args(args: &PipelineArgs) -> anyhow::Result<Config> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    if let Some(source) = &args.source {
-        config.source = config.source.with_flag(source);
-    }
-    if let Some(fps) = args.fps {
-        config.source.set_fps(fps);
+    // With several cameras, the source flags set each camera's.
+    for current in config.sources_mut() {
+        if let Some(source) = &args.source {
+            *current = current.clone().with_flag(source);
+        }
+        if let Some(fps) = args.fps {
+            current.set_fps(fps);
+        }
     }
     if let Some(model) = &args.model {
         config.infer.model = Some(model.clone());

@@ -138,7 +138,7 @@ fn a_folder_with_corrupt_images_skips_and_counts_them() {
 }
 
 /// The demo clip's frames, each a whole JPEG.
-fn demo_frames() -> Vec<&'static [u8]> {
+pub(crate) fn demo_frames() -> Vec<&'static [u8]> {
     let mut starts: Vec<usize> = DEMO_CLIP
         .windows(2)
         .enumerate()

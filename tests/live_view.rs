@@ -549,6 +549,48 @@ fn a_browser_shows_the_label_status_gives_and_the_picture() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// With several cameras the page shows a picture per camera, each with its own label on it.
+#[test]
+fn with_several_cameras_the_page_shows_each_with_its_label() {
+    let Some((chrome, driver)) = browser_or_skip() else {
+        return;
+    };
+    let dir = tmp_dir("browser-cameras");
+    let config = write_config(&dir, "two.toml", crate::cameras::TWO_CAMERAS);
+    let daemon = Daemon::start(&["run", "--config", &config]);
+    let addr = daemon.addr;
+    let webdriver = WebDriver::start(&driver);
+    let session = Session::open(&webdriver, &chrome, (1280, 800));
+    let url = format!("http://{addr}/");
+    session.command("POST", "/url", Some(json!({ "url": url })));
+    let shown = eventually("a picture and a label for each camera", || {
+        let page = session.eval(
+            "return {one: document.getElementById('frame').hidden,
+                     cameras: [...document.querySelectorAll('#cameras figure')].map((f) => ({
+                       camera: f.dataset.camera,
+                       width: f.querySelector('img').naturalWidth,
+                       label: f.querySelector('.label').textContent}))};",
+        );
+        let cameras = page["cameras"].as_array()?;
+        let ready = cameras.len() == 2
+            && cameras.iter().all(|camera| {
+                camera["width"].as_u64().is_some_and(|w| w > 0) && camera["label"] != "…"
+            });
+        ready.then_some(page)
+    });
+    let names: Vec<&Value> = shown["cameras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|camera| &camera["camera"])
+        .collect();
+    assert_eq!(names, [&json!("a"), &json!("b")], "{shown}");
+    assert_eq!(shown["one"], true, "the one big picture is hidden: {shown}");
+    drop(session);
+    daemon.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A pipe whose buffer holds one page: a reader that never reads fills it at once.
 fn small_pipe() -> (std::fs::File, std::fs::File) {
     use std::os::fd::FromRawFd;

@@ -358,6 +358,52 @@ fn a_running_scened_keeps_its_label_and_online_retained_and_says_offline_when_st
     assert_eq!(mqtt_report(&ran.stderr), (n, n, 0, 1), "{}", ran.stderr);
 }
 
+/// With two cameras each publishes as its own camera: online, its label and only its events
+/// under its topics, a discovery device each; both offline at a clean stop.
+#[test]
+fn several_cameras_publish_each_under_its_own_topics_with_a_discovery_entry_each() {
+    let dir = tmp_dir("mqtt-cameras");
+    let broker = Broker::start(&dir);
+    let events = Listener::start(&broker, "scened/+/events");
+    let text = format!(
+        "{}[output.mqtt]\nbroker = \"{}\"\ndiscovery = true\n",
+        crate::cameras::TWO_CAMERAS,
+        broker.url()
+    );
+    let config = write_config(&dir, "scened.toml", &text);
+    let scened = Scened::start(&config, &[]);
+    for camera in ["a", "b"] {
+        broker.await_retained(&format!("scened/{camera}/availability"), "online");
+        let label = eventually("a retained label", || {
+            broker.retained(&format!("scened/{camera}/label"))
+        });
+        let label: Value = serde_json::from_str(&label).unwrap();
+        assert_eq!(label["camera"], camera, "{label}");
+        let discovery = format!("homeassistant/sensor/scened_{camera}/label/config");
+        let sensor: Value = serde_json::from_str(&broker.retained(&discovery).unwrap()).unwrap();
+        assert_eq!(sensor["state_topic"], format!("scened/{camera}/label"));
+    }
+    let ran = scened.stop(libc::SIGTERM);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    for camera in ["a", "b"] {
+        broker.await_retained(&format!("scened/{camera}/availability"), "offline");
+        let topic = format!("scened/{camera}/events");
+        let published = eventually("the camera's stopped event", || {
+            let got = events.payloads(&topic);
+            got.last()
+                .is_some_and(|last| last.contains("\"stopped\""))
+                .then_some(got)
+        });
+        for payload in published {
+            let event: Value = serde_json::from_str(&payload).unwrap();
+            assert_eq!(event["camera"], camera, "{event}");
+        }
+    }
+    // A report line per camera's client.
+    let lines = ran.stderr.lines().filter(|line| line.starts_with("mqtt "));
+    assert_eq!(lines.count(), 2, "{}", ran.stderr);
+}
+
 #[test]
 fn a_killed_scened_is_declared_offline_by_its_last_will() {
     let dir = tmp_dir("mqtt-kill");

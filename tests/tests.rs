@@ -4,6 +4,7 @@ mod util;
 
 mod any_cpu;
 mod bench;
+mod cameras;
 mod classify;
 mod engine;
 mod eval;

@@ -19,7 +19,13 @@ use crate::queue::{DropReason, EdgeConfig, EdgeReceiver, EdgeSender, WhenFull};
 
 /// The publishing side: a cheap handle, cloned for every publisher and shared with whoever
 /// subscribes. Until a subscriber comes, publishing costs a lock and nothing else.
-pub struct Bus<T>(Arc<Mutex<State<T>>>);
+pub struct Bus<T> {
+    state: Arc<Mutex<State<T>>>,
+    /// Applied to each item this handle publishes ([`Bus::stamping`]).
+    stamp: Option<Arc<Stamp<T>>>,
+}
+
+type Stamp<T> = dyn Fn(&mut T) + Send + Sync;
 
 struct State<T> {
     closed: bool,
@@ -41,16 +47,22 @@ impl<T> Outlet<T> {
 
 impl<T> Clone for Bus<T> {
     fn clone(&self) -> Self {
-        Self(Arc::clone(&self.0))
+        Self {
+            state: Arc::clone(&self.state),
+            stamp: self.stamp.clone(),
+        }
     }
 }
 
 impl<T> Default for Bus<T> {
     fn default() -> Self {
-        Self(Arc::new(Mutex::new(State {
-            closed: false,
-            outlets: Vec::new(),
-        })))
+        Self {
+            state: Arc::new(Mutex::new(State {
+                closed: false,
+                outlets: Vec::new(),
+            })),
+            stamp: None,
+        }
     }
 }
 
@@ -72,13 +84,25 @@ impl<T> Bus<T> {
     /// The state is held for a whole publish, so every subscriber sees one order; each step
     /// leaves it whole, so a panic elsewhere does not spoil it.
     fn state(&self) -> MutexGuard<'_, State<T>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A handle on the same stream that applies `stamp` to each item it publishes: how a
+    /// camera's parts say which camera they are without knowing there are several.
+    pub fn stamping(&self, stamp: impl Fn(&mut T) + Send + Sync + 'static) -> Self {
+        Self {
+            state: Arc::clone(&self.state),
+            stamp: Some(Arc::new(stamp)),
+        }
     }
 
     /// Hands `item` to every subscriber, per its policy; a subscription that was dropped is
     /// forgotten. After [`close`](Self::close), does nothing. A `Block` subscriber whose queue
     /// is full makes this wait for room.
-    pub fn publish(&self, item: T) {
+    pub fn publish(&self, mut item: T) {
+        if let Some(stamp) = &self.stamp {
+            stamp(&mut item);
+        }
         let mut state = self.state();
         if state.closed {
             return;
@@ -241,6 +265,17 @@ mod tests {
         let (a, b) = (drain(&a), drain(&b));
         assert_eq!(a.len(), 6);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_stamping_handle_changes_only_what_it_publishes() {
+        let bus = Bus::new();
+        let all = bus.subscribe(Subscriber::blocking(8));
+        let tens = bus.stamping(|item: &mut u64| *item *= 10);
+        tens.publish(1);
+        bus.publish(2);
+        tens.clone().publish(3);
+        assert_eq!(drain(&all), [10, 2, 30]);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! setting is checked before anything is built; a bad value is an [`Invalid`]:
 //! `<table>.<key> must be <expected>, got <value>`.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,6 +50,65 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `scened bench`'s thresholds.
     pub bench: BenchConfig,
+    /// Several cameras through one model, by name, instead of `[source]`'s one.
+    pub cameras: BTreeMap<String, CameraConfig>,
+}
+
+/// One of several cameras: its own source, and its own resize, smoothing and labels where
+/// given (a region per camera, say); everything else is shared.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Where its frames come from: the keys of `[source]`.
+    pub source: SourceConfig,
+    /// Overrides `[resize]` for this camera.
+    pub resize: Option<ResizeConfig>,
+    /// Overrides `[smooth]` for this camera.
+    pub smooth: Option<SmoothConfig>,
+    /// Overrides `[labels]` for this camera.
+    pub labels: Option<LabelsConfig>,
+}
+
+/// A camera as the pipeline builds it: its name and the settings that may differ per camera.
+#[derive(Debug, Clone)]
+pub struct Camera<'a> {
+    pub name: Cow<'a, str>,
+    /// One of `[cameras]`, rather than `[source]`'s one.
+    pub several: bool,
+    pub source: &'a SourceConfig,
+    pub resize: &'a ResizeConfig,
+    pub smooth: &'a SmoothConfig,
+    pub labels: &'a LabelsConfig,
+}
+
+impl Camera<'_> {
+    /// `error`, naming this camera's table when it has one.
+    pub fn locate(&self, error: Invalid) -> Invalid {
+        if self.several {
+            error.within(&format!("cameras.{}", self.name))
+        } else {
+            error
+        }
+    }
+
+    /// Checks this camera's own settings.
+    pub fn check(&self) -> Result<(), Invalid> {
+        let checks = || {
+            self.source.check()?;
+            self.resize.check()?;
+            self.smooth.check()?;
+            self.labels.check()
+        };
+        checks().map_err(|error| self.locate(error))
+    }
+}
+
+/// A camera's name: what metrics, topics and URLs say, so short and plain.
+fn valid_camera_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// The edges, each named after the stage it feeds.
@@ -184,10 +245,78 @@ impl Config {
             key: None,
             error: TomlError::new(&e, text),
         })?;
-        serde_path_to_error::deserialize(deserializer).map_err(|e| ParseError {
-            key: Some(e.path().to_string()),
-            error: TomlError::new(e.inner(), text),
-        })
+        let config: Self =
+            serde_path_to_error::deserialize(deserializer).map_err(|e| ParseError {
+                key: Some(e.path().to_string()),
+                error: TomlError::new(e.inner(), text),
+            })?;
+        // `[source]` has defaults, so only the text tells whether it was written.
+        let has_source = || {
+            text.parse::<toml::Table>()
+                .is_ok_and(|t| t.contains_key("source"))
+        };
+        if !config.cameras.is_empty() && has_source() {
+            return Err(ParseError {
+                key: Some("cameras".into()),
+                error: TomlError {
+                    line: None,
+                    message: "[source] and [cameras] cannot both be set: one camera's \
+                              [source], or [cameras.<name>.source] for each of several"
+                        .into(),
+                },
+            });
+        }
+        Ok(config)
+    }
+
+    /// The cameras to run: each of `[cameras]`, in name order, or else `[source]`'s one,
+    /// named by `[telemetry] camera`.
+    pub fn cameras(&self) -> Vec<Camera<'_>> {
+        if self.cameras.is_empty() {
+            return vec![Camera {
+                name: self.telemetry.camera_name(),
+                several: false,
+                source: &self.source,
+                resize: &self.resize,
+                smooth: &self.smooth,
+                labels: &self.labels,
+            }];
+        }
+        self.cameras
+            .iter()
+            .map(|(name, camera)| Camera {
+                name: Cow::Borrowed(name),
+                several: true,
+                source: &camera.source,
+                resize: camera.resize.as_ref().unwrap_or(&self.resize),
+                smooth: camera.smooth.as_ref().unwrap_or(&self.smooth),
+                labels: camera.labels.as_ref().unwrap_or(&self.labels),
+            })
+            .collect()
+    }
+
+    /// `count` cameras named `cam0`, `cam1`…, each with `[source]` and the shared settings:
+    /// what `scened bench --cameras N` runs.
+    pub fn copies_of_source(&self, count: usize) -> BTreeMap<String, CameraConfig> {
+        (0..count)
+            .map(|i| {
+                let camera = CameraConfig {
+                    source: self.source.clone(),
+                    resize: None,
+                    smooth: None,
+                    labels: None,
+                };
+                (format!("cam{i}"), camera)
+            })
+            .collect()
+    }
+
+    /// Every camera's source, for flags that set them all.
+    pub fn sources_mut(&mut self) -> Vec<&mut SourceConfig> {
+        if self.cameras.is_empty() {
+            return vec![&mut self.source];
+        }
+        self.cameras.values_mut().map(|c| &mut c.source).collect()
     }
 
     /// Makes the relative paths in the config relative to `dir`.
@@ -195,13 +324,20 @@ impl Config {
         let mut paths: Vec<&mut PathBuf> = self.infer.model.iter_mut().collect();
         paths.extend(self.infer.labels.as_mut());
         paths.extend(self.labels.groups.as_mut());
-        match &mut self.source {
-            SourceConfig::Clip(clip) => paths.extend(clip.path.as_mut()),
-            SourceConfig::Images(images) => paths.push(&mut images.dir),
-            SourceConfig::Synthetic(_)
-            | SourceConfig::Camera(_)
-            | SourceConfig::Http(_)
-            | SourceConfig::Rtsp(_) => {}
+        let mut sources = vec![&mut self.source];
+        for camera in self.cameras.values_mut() {
+            sources.push(&mut camera.source);
+            paths.extend(camera.labels.as_mut().and_then(|l| l.groups.as_mut()));
+        }
+        for source in sources {
+            match source {
+                SourceConfig::Clip(clip) => paths.extend(clip.path.as_mut()),
+                SourceConfig::Images(images) => paths.push(&mut images.dir),
+                SourceConfig::Synthetic(_)
+                | SourceConfig::Camera(_)
+                | SourceConfig::Http(_)
+                | SourceConfig::Rtsp(_) => {}
+            }
         }
         if let Some(mqtt) = &mut self.output.mqtt {
             paths.extend(mqtt.ca_file.as_mut());
@@ -217,8 +353,15 @@ impl Config {
     /// network, so `scened validate` and a start-up fail on the first bad value before any
     /// work. The pipeline's `build()` steps check their own parts again as they build them.
     pub fn check(&self) -> Result<(), Invalid> {
-        self.source.check()?;
+        for name in self.cameras.keys() {
+            let expected = "named with 1 to 32 of a-z, 0-9, _ and -";
+            Invalid::check(valid_camera_name(name), "cameras", expected, name)?;
+        }
+        for camera in self.cameras() {
+            camera.check()?;
+        }
         self.infer.check()?;
+        // Shared settings are checked once, whether or not a camera overrides them.
         self.resize.check()?;
         self.smooth.check()?;
         self.labels.check()?;
@@ -226,7 +369,9 @@ impl Config {
         self.stop.check()?;
         self.telemetry.check()?;
         if let Some(mqtt) = &self.output.mqtt {
-            mqtt.check(&self.telemetry.camera_name())?;
+            for camera in self.cameras() {
+                mqtt.check(&camera.name)?;
+            }
         }
         self.bench.check()?;
         Ok(())
@@ -325,6 +470,7 @@ mod tests {
             names,
             [
                 "benchmark.toml",
+                "capacity.toml",
                 "live-camera.toml",
                 "replay.toml",
                 "scened.toml",
@@ -440,6 +586,29 @@ mod tests {
         assert!(shown.ca_file.is_some());
     }
 
+    /// The commented `[cameras]` example, read as a config, is two cameras with the shared
+    /// settings but for the one it overrides.
+    #[test]
+    fn scened_toml_comments_a_cameras_example_that_parses() {
+        let text = std::fs::read_to_string(repo().join("config/scened.toml")).unwrap();
+        let example: String = text
+            .split("\n# [cameras.porch]\n")
+            .nth(1)
+            .expect("the commented example")
+            .lines()
+            .map_while(|line| line.strip_prefix("# "))
+            .map(|line| format!("{}\n", line.split("   #").next().unwrap()))
+            .collect();
+        let config = Config::parse(&format!("[cameras.porch]\n{example}")).unwrap();
+        config.check().unwrap();
+        let cameras = config.cameras();
+        let names: Vec<&str> = cameras.iter().map(|c| &*c.name).collect();
+        assert_eq!(names, ["garden", "porch"]);
+        assert_ne!(cameras[0].resize, &config.resize);
+        assert_eq!(cameras[1].resize, &config.resize);
+        assert_eq!(cameras[0].smooth, &config.smooth);
+    }
+
     #[test]
     fn paths_in_a_file_are_relative_to_the_file() {
         let text = r#"
@@ -504,7 +673,7 @@ mod tests {
             ),
             (
                 "[sauce]\nkind = \"clip\"",
-                "sauce: line 1: unknown field `sauce`, expected one of `source`, `resize`, `infer`, `smooth`, `labels`, `edges`, `stop`, `output`, `telemetry`, `bench`",
+                "sauce: line 1: unknown field `sauce`, expected one of `source`, `resize`, `infer`, `smooth`, `labels`, `edges`, `stop`, `output`, `telemetry`, `bench`, `cameras`",
             ),
             (
                 "[stop]\nafter_frames = -3",

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::error::Invalid;
 use crate::events::Events;
 use crate::frame::LabelEvent;
+use crate::metrics;
 use crate::mqtt::{Live, Mqtt, MqttError, MqttReport};
 use crate::pipeline::{BuildError, Pipeline};
 use crate::runner::PipelineReport;
@@ -32,53 +33,71 @@ pub enum StartError {
 pub struct Daemon {
     pipeline: Pipeline,
     telemetry: Option<Telemetry>,
-    mqtt: Option<Mqtt>,
+    /// One client per camera, when MQTT is on.
+    mqtt: Vec<Mqtt>,
 }
 
 /// What a run did.
 pub struct DaemonReport {
     pub pipeline: PipelineReport,
-    /// What became of the events sent to MQTT, when it is on.
-    pub mqtt: Option<MqttReport>,
+    /// What became of the events sent to MQTT, per camera, when it is on.
+    pub mqtt: Vec<MqttReport>,
 }
 
 impl Daemon {
     pub fn start(config: &Config) -> Result<Self, StartError> {
         config.check()?;
+        let cameras: Vec<String> = config
+            .cameras()
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect();
+        let several = !config.cameras.is_empty();
         // An unset password variable or an unreadable CA file fails before anything starts.
-        let camera = config.telemetry.camera_name();
-        let mqtt = config.output.mqtt.as_ref();
-        let mqtt = mqtt.map(|mqtt| mqtt.build(&camera)).transpose()?;
+        let mqtt = match &config.output.mqtt {
+            Some(mqtt) => cameras.iter().map(|camera| mqtt.build(camera)).collect(),
+            None => Ok(Vec::new()),
+        };
+        let mqtt = mqtt?;
         // First of all: a second daemon publishing as the same camera says so, rather than
         // fail on the port the first one holds.
-        if let Some(client) = &mqtt {
+        for client in &mqtt {
             client.claim()?;
         }
         let events = Events::new();
         // Before the model loads: a port in use fails fast, and /healthz answers during the load.
-        let mut telemetry = config.telemetry.start(&events)?;
+        let mut telemetry = config.telemetry.start(&events, &cameras, several)?;
         let mut pipeline = Pipeline::build(config)?.publish_to(events);
         if let Some(telemetry) = &mut telemetry {
             let (model, dtype) = pipeline.model();
-            let run = RunInfo {
-                model,
-                dtype,
-                names: pipeline.names(),
-                edges: pipeline.edges(),
-                workers: pipeline.worker_watches(),
-            };
-            telemetry.follow(run, pipeline.results())?;
-            pipeline = pipeline.show_to(telemetry.preview());
+            for camera in 0..cameras.len() {
+                let run = RunInfo {
+                    model: model.clone(),
+                    dtype: dtype.clone(),
+                    names: pipeline.names_of(camera),
+                    edges: pipeline.edges_of(camera),
+                    workers: pipeline.worker_watches(),
+                };
+                telemetry.follow(camera, run, pipeline.results_of(camera))?;
+                pipeline = pipeline.show_camera_to(camera, telemetry.preview(camera));
+            }
         }
         // Connects in the background: a broker that is away is no reason not to run.
-        let live = || Live {
-            status: telemetry.as_ref().map(Telemetry::status),
-            pictures: telemetry.as_ref().map(Telemetry::pictures),
+        let live = |camera: usize| Live {
+            status: telemetry.as_ref().map(|t| t.status(camera)),
+            pictures: telemetry.as_ref().map(|t| t.pictures(camera)),
             url: telemetry.as_ref().map(Telemetry::live_view_url),
+            only: several.then(|| cameras[camera].clone()),
         };
         let mqtt = mqtt
-            .map(|client| client.start(pipeline.events(), live()))
-            .transpose()?;
+            .into_iter()
+            .enumerate()
+            .map(|(camera, client)| {
+                // Its metrics say its camera, with several.
+                let scope = several.then_some(cameras[camera].as_str());
+                metrics::for_camera(scope, || client.start(pipeline.events(), live(camera)))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             pipeline,
             telemetry,
@@ -107,7 +126,7 @@ impl Daemon {
         sink: impl FnMut(&LabelEvent) -> ControlFlow<()>,
     ) -> io::Result<DaemonReport> {
         let pipeline = self.pipeline.run(shutdown, sink)?;
-        let mqtt = self.mqtt.map(Mqtt::finish);
+        let mqtt = self.mqtt.into_iter().map(Mqtt::finish).collect();
         Ok(DaemonReport { pipeline, mqtt })
     }
 }

@@ -66,6 +66,12 @@ impl Invalid {
         }
     }
 
+    /// The same error for the setting under `table`: `source.fps` in `cameras.porch`.
+    pub fn within(mut self, table: &str) -> Self {
+        self.key = format!("{table}.{}", self.key);
+        self
+    }
+
     /// The longest time a setting may give: a deadline this far ahead fits any clock.
     pub const MAX_SECONDS: f64 = 1e9;
 

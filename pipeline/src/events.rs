@@ -48,6 +48,9 @@ pub struct Label {
     pub score: f64,
     /// Capture to label, to a tenth of a millisecond.
     pub latency_ms: f64,
+    /// The camera, when the daemon runs several (`[cameras.<name>]`); absent with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<String>,
 }
 
 /// The source stopped delivering; it is reopened after `retry_in_ms`, then again with
@@ -63,6 +66,9 @@ pub struct SourceLost {
     /// Times it was lost and reopened before in this run.
     pub reconnects: u64,
     pub retry_in_ms: u64,
+    /// The camera, when the daemon runs several (`[cameras.<name>]`); absent with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<String>,
 }
 
 /// A lost source reopened: frames flow again.
@@ -77,6 +83,9 @@ pub struct SourceBack {
     pub attempts: u64,
     /// From the loss to the reopen.
     pub down_ms: u64,
+    /// The camera, when the daemon runs several (`[cameras.<name>]`); absent with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<String>,
 }
 
 /// A stage stopped by a fault; the run ends, non-zero.
@@ -90,6 +99,9 @@ pub struct StageFailed {
     pub reason: String,
     /// What went wrong, as the report says it.
     pub error: String,
+    /// The camera, when the daemon runs several (`[cameras.<name>]`); absent with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<String>,
 }
 
 /// The model is loaded, the source open and frames about to flow.
@@ -130,6 +142,9 @@ pub struct Stopped {
     pub seconds: f64,
     /// The process's peak resident memory, MiB.
     pub peak_rss_mib: f64,
+    /// The camera, when the daemon runs several (`[cameras.<name>]`); absent with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<String>,
 }
 
 /// Wall-clock time as every event's `ts` shows it.
@@ -155,6 +170,7 @@ impl From<&LabelEvent> for Label {
             label: event.label.clone(),
             score: round(f64::from(event.score), 4),
             latency_ms: round(event.latency.as_secs_f64() * 1e3, 1),
+            camera: None,
         }
     }
 }
@@ -185,6 +201,7 @@ impl Event {
             reason,
             reconnects,
             retry_in_ms: millis(retry_in),
+            camera: None,
         })
     }
 
@@ -196,6 +213,7 @@ impl Event {
             reconnects,
             attempts,
             down_ms: millis(lost_at.elapsed()),
+            camera: None,
         })
     }
 
@@ -216,6 +234,31 @@ impl Event {
             workers,
             threads,
         })
+    }
+
+    /// The camera the event is about, when it says.
+    pub fn camera(&self) -> Option<&str> {
+        match self {
+            Self::Label(Label { camera, .. })
+            | Self::SourceLost(SourceLost { camera, .. })
+            | Self::SourceBack(SourceBack { camera, .. })
+            | Self::StageFailed(StageFailed { camera, .. })
+            | Self::Stopped(Stopped { camera, .. }) => camera.as_deref(),
+            Self::Started(started) => Some(&started.camera),
+        }
+    }
+
+    /// Says which camera the event is about, unless it says so already.
+    pub fn set_camera(&mut self, name: &str) {
+        let camera = match self {
+            Self::Label(Label { camera, .. })
+            | Self::SourceLost(SourceLost { camera, .. })
+            | Self::SourceBack(SourceBack { camera, .. })
+            | Self::StageFailed(StageFailed { camera, .. })
+            | Self::Stopped(Stopped { camera, .. }) => camera,
+            Self::Started(_) => return,
+        };
+        camera.get_or_insert_with(|| name.to_owned());
     }
 
     /// The event as one line of JSON, without the newline.
@@ -256,6 +299,7 @@ mod tests {
             label: "espresso".into(),
             score: 0.91,
             latency_ms: 14.2,
+            camera: None,
         })
     }
 

@@ -156,7 +156,8 @@ pub const CODE: &str = "code";
 pub const STREAM: &str = "stream";
 /// Label key: an output of the event stream or of the frames' results.
 pub const OUTPUT: &str = "output";
-/// Label key, on every series when configured: which camera a daemon watches.
+/// Label key: which camera a series is about. On every series when `[telemetry] camera` names
+/// a daemon's one camera; on each camera's own series when it runs several ([`for_camera`]).
 pub const CAMERA: &str = "camera";
 
 /// Registers units and help texts with the installed recorder.
@@ -304,6 +305,85 @@ pub fn output_dropped(output: &'static str) -> ::metrics::Counter {
     ::metrics::counter!(OUTPUT_DROPPED_TOTAL, OUTPUT => output)
 }
 
+/// Runs `f` with every metric it registers labelled `camera="<camera>"`: a camera's edges,
+/// stages and latency register their handles in here, so the handles carry the label wherever
+/// they are used later. `None` runs `f` as it is (one camera, labelled globally if at all).
+pub fn for_camera<T>(camera: Option<&str>, f: impl FnOnce() -> T) -> T {
+    let Some(camera) = camera else {
+        return f();
+    };
+    ::metrics::with_recorder(|inner| {
+        let labelled = Labelled { inner, camera };
+        ::metrics::with_local_recorder(&labelled, f)
+    })
+}
+
+/// The recorder that was current, with a `camera` label added to every key it registers.
+struct Labelled<'a> {
+    inner: &'a dyn ::metrics::Recorder,
+    camera: &'a str,
+}
+
+impl Labelled<'_> {
+    fn key(&self, key: &::metrics::Key) -> ::metrics::Key {
+        let label = ::metrics::Label::new(CAMERA, self.camera.to_owned());
+        key.clone().with_extra_labels(vec![label])
+    }
+}
+
+impl ::metrics::Recorder for Labelled<'_> {
+    fn describe_counter(
+        &self,
+        key: ::metrics::KeyName,
+        unit: Option<Unit>,
+        text: ::metrics::SharedString,
+    ) {
+        self.inner.describe_counter(key, unit, text);
+    }
+
+    fn describe_gauge(
+        &self,
+        key: ::metrics::KeyName,
+        unit: Option<Unit>,
+        text: ::metrics::SharedString,
+    ) {
+        self.inner.describe_gauge(key, unit, text);
+    }
+
+    fn describe_histogram(
+        &self,
+        key: ::metrics::KeyName,
+        unit: Option<Unit>,
+        text: ::metrics::SharedString,
+    ) {
+        self.inner.describe_histogram(key, unit, text);
+    }
+
+    fn register_counter(
+        &self,
+        key: &::metrics::Key,
+        meta: &::metrics::Metadata<'_>,
+    ) -> ::metrics::Counter {
+        self.inner.register_counter(&self.key(key), meta)
+    }
+
+    fn register_gauge(
+        &self,
+        key: &::metrics::Key,
+        meta: &::metrics::Metadata<'_>,
+    ) -> ::metrics::Gauge {
+        self.inner.register_gauge(&self.key(key), meta)
+    }
+
+    fn register_histogram(
+        &self,
+        key: &::metrics::Key,
+        meta: &::metrics::Metadata<'_>,
+    ) -> ::metrics::Histogram {
+        self.inner.register_histogram(&self.key(key), meta)
+    }
+}
+
 /// Counts a label change and moves the `scened_label_info` marker to `current`.
 pub fn record_label_change(previous: Option<&str>, current: &str) {
     ::metrics::counter!(LABEL_CHANGES_TOTAL).increment(1);
@@ -408,6 +488,20 @@ mod tests {
         assert_eq!(recorded.counter(LABEL_CHANGES_TOTAL, &[]), Some(2));
         assert_eq!(recorded.gauge(LABEL_INFO, &[(LABEL, "beach")]), Some(0.0));
         assert_eq!(recorded.gauge(LABEL_INFO, &[(LABEL, "forest")]), Some(1.0));
+    }
+
+    #[test]
+    fn what_a_camera_registers_carries_its_label_and_nothing_else_does() {
+        let (recorded, ()) = record(|| {
+            let counter = for_camera(Some("porch"), || ::metrics::counter!(LABEL_CHANGES_TOTAL));
+            counter.increment(2);
+            for_camera(None, || {
+                ::metrics::counter!(LABEL_CHANGES_TOTAL).increment(1)
+            });
+        });
+        let porch = [(CAMERA, "porch")];
+        assert_eq!(recorded.counter(LABEL_CHANGES_TOTAL, &porch), Some(2));
+        assert_eq!(recorded.counter(LABEL_CHANGES_TOTAL, &[]), Some(1));
     }
 
     #[test]

@@ -13,14 +13,22 @@
 //! subscribes, with its own queue and policy for falling behind ([`crate::bus`]); only the
 //! caller's sink, on the pipeline's own thread, holds the pipeline back, as `[edges.sink]`
 //! declares.
+//!
+//! With several cameras (`[cameras.<name>]`) each has its own capture, resize, smoothing,
+//! edges and results, its metrics labelled `camera="<name>"` and its events saying its name;
+//! the model is loaded once and its inference workers serve the cameras in turn
+//! ([`spawn_workers`]), so a fast camera cannot starve a slow one, and a camera whose
+//! source is lost costs the others nothing.
 
 use std::io;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crossbeam_channel::{Select, TryRecvError};
+
 use crate::bus::Bus;
-use crate::config::Config;
+use crate::config::{Camera, Config};
 use crate::error::Invalid;
 use crate::events::{Event, Events, Label};
 use crate::frame::{Frame, LabelEvent, Labelled, ModelInput, Scores, Smoothed};
@@ -32,8 +40,8 @@ use crate::queue::{EdgeReceiver, EdgeSender, EdgeWatch};
 use crate::resize::ResizeStage;
 use crate::rss;
 use crate::runner::{
-    spawn_source, spawn_stage, spawn_workers, LatencyMeter, PipelineReport, Probe, SinkReport,
-    StageHandle, Watchdog, WorkerWatches,
+    spawn_source, spawn_stage, spawn_workers, Lane, LatencyMeter, PipelineReport, Probe,
+    SinkReport, StageHandle, Watchdog, WorkerWatches,
 };
 use crate::smooth::Smoother;
 use crate::source::{Limited, SourceError};
@@ -52,6 +60,12 @@ pub enum BuildError {
     Labels(#[from] LabelsError),
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// One of several cameras' parts.
+    #[error("cameras.{camera}: {error}")]
+    Camera {
+        camera: String,
+        error: Box<BuildError>,
+    },
 }
 
 struct Edges {
@@ -61,48 +75,49 @@ struct Edges {
     sink: (EdgeSender<Smoothed>, EdgeReceiver<Smoothed>),
 }
 
-/// The stages, built, before their threads start.
-struct Stages {
+/// One camera's part, built, before its threads start: everything but inference.
+struct CameraPart {
+    name: String,
     source: Limited<Box<dyn Source>>,
     resize: ResizeStage,
-    /// One per worker, each with its own session of the engine.
-    infer: Vec<InferStage>,
     smooth: Smoother,
+    names: Arc<Names>,
+    edges: Edges,
+    /// A frame later than this (the source's frame period) counts as a deadline miss.
+    deadline: Option<Duration>,
+    /// Offered resize's input: the live view.
+    tap: Option<Arc<dyn Tap<Frame>>>,
+    results: Bus<Labelled>,
+    /// What the `started` event names.
+    source_name: String,
 }
 
 /// A built pipeline, ready to run.
 pub struct Pipeline {
     engine: Engine,
-    stages: Stages,
-    names: Arc<Names>,
-    edges: Edges,
-    /// A frame later than this (the source's frame period) counts as a deadline miss.
-    deadline: Option<Duration>,
+    /// One per worker, each with its own session of the engine, shared by the cameras.
+    infer: Vec<InferStage>,
+    cameras: Vec<CameraPart>,
+    /// `[cameras]`' several rather than `[source]`'s one: each says its name in its metrics
+    /// and events.
+    several: bool,
     stall_after: Duration,
     every_frame: bool,
-    /// Offered resize's input: the live view.
-    tap: Option<Arc<dyn Tap<Frame>>>,
     events: Events,
-    results: Bus<Labelled>,
     workers: WorkerWatches,
-    /// What the `started` event names.
-    source_name: String,
-    camera: String,
 }
 
 impl Pipeline {
-    /// Loads the model and opens the source, after checking each stage's settings, cheapest
-    /// first. Install a metrics recorder before: the edges register their metrics here.
+    /// Loads the model once and opens every camera's source, after checking each stage's
+    /// settings, cheapest first. Install a metrics recorder before: the edges register their
+    /// metrics here.
     pub fn build(config: &Config) -> Result<Self, BuildError> {
-        let edges = Edges {
-            resize: config.edges.resize.build("resize")?,
-            infer: config.edges.infer.build("infer")?,
-            smooth: config.edges.smooth.build("smooth")?,
-            sink: config.edges.sink.build("sink")?,
-        };
-        let smooth = config.smooth.build()?;
-        config.labels.check()?;
-        config.resize.check()?;
+        config.edges.check()?;
+        let cameras = config.cameras();
+        let several = !config.cameras.is_empty();
+        for camera in &cameras {
+            camera.check()?;
+        }
         let (run_for, stall_after) = config.stop.check()?;
         let workers = config.infer.check()?;
         let engine = config.infer.build().map_err(BuildError::Model)?;
@@ -110,35 +125,31 @@ impl Pipeline {
             .map(|_| InferStage::new(&engine))
             .collect::<Result<_, _>>()
             .map_err(BuildError::Session)?;
-        let labels = config.labels.build(&engine)?;
-        let names = labels.names();
-        let smooth = smooth.with_labels(labels);
-        let resize = config.resize.build(&engine)?;
-        // Last, so a camera does not stream into its buffers while the model loads.
-        let source = config.source.build()?;
-        let mut source = Limited::new(source, config.stop.after_frames, run_for);
         let events = Events::new();
-        source.publish_to(&events);
-        Ok(Self {
+        let cameras = cameras
+            .iter()
+            .map(|camera| {
+                let part = CameraPart::build(camera, config, &engine, run_for);
+                part.map_err(|error| match several {
+                    true => BuildError::Camera {
+                        camera: camera.name.to_string(),
+                        error: Box::new(error),
+                    },
+                    false => error,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let pipeline = Self {
             engine,
-            stages: Stages {
-                source,
-                resize,
-                infer,
-                smooth,
-            },
-            names,
-            edges,
-            deadline: config.source.frame_period(),
+            infer,
+            cameras,
+            several,
             stall_after,
             every_frame: config.output.every_frame,
-            tap: None,
-            events,
-            results: Bus::new(),
+            events: events.clone(),
             workers: WorkerWatches::default(),
-            source_name: config.source.describe(),
-            camera: config.telemetry.camera_name().into_owned(),
-        })
+        };
+        Ok(pipeline.publish_to(events))
     }
 
     pub fn engine(&self) -> &Engine {
@@ -152,14 +163,32 @@ impl Pipeline {
         (model.to_string_lossy().into_owned(), dtype.to_string())
     }
 
-    /// What the label indices of its results name.
+    /// The cameras' names, in the order the other `_of` methods take them.
+    pub fn camera_names(&self) -> Vec<String> {
+        self.cameras
+            .iter()
+            .map(|camera| camera.name.clone())
+            .collect()
+    }
+
+    /// Whether the cameras are `[cameras]`' several, not `[source]`'s one.
+    pub fn several(&self) -> bool {
+        self.several
+    }
+
+    /// What the label indices of the first camera's results name.
     pub fn names(&self) -> Arc<Names> {
-        Arc::clone(&self.names)
+        self.names_of(0)
+    }
+
+    /// What the label indices of camera `camera`'s results name.
+    pub fn names_of(&self, camera: usize) -> Arc<Names> {
+        Arc::clone(&self.cameras[camera].names)
     }
 
     /// Inference workers it runs.
     pub fn workers(&self) -> usize {
-        self.stages.infer.len()
+        self.infer.len()
     }
 
     /// The inference workers' live counts, readable once the run has started them.
@@ -167,16 +196,25 @@ impl Pipeline {
         self.workers.clone()
     }
 
-    /// Offers `tap` each frame before resize takes it: how the live view sees the camera.
-    pub fn show_to(mut self, tap: Arc<dyn Tap<Frame>>) -> Self {
-        self.tap = Some(tap);
+    /// Offers `tap` each frame of the first camera before resize takes it: how the live view
+    /// sees the camera.
+    pub fn show_to(self, tap: Arc<dyn Tap<Frame>>) -> Self {
+        self.show_camera_to(0, tap)
+    }
+
+    /// [`show_to`](Self::show_to) for camera `camera`.
+    pub fn show_camera_to(mut self, camera: usize, tap: Arc<dyn Tap<Frame>>) -> Self {
+        self.cameras[camera].tap = Some(tap);
         self
     }
 
-    /// Publishes the run's events to `events` rather than to a stream of its own; the source
-    /// says there when it is lost and back. The stream is closed after `stopped`.
+    /// Publishes the run's events to `events` rather than to a stream of its own; each
+    /// source says there when it is lost and back. The stream is closed after `stopped`.
     pub fn publish_to(mut self, events: Events) -> Self {
-        self.stages.source.publish_to(&events);
+        for camera in &mut self.cameras {
+            let said = camera_events(&events, self.several, &camera.name);
+            camera.source.publish_to(&said);
+        }
         self.events = events;
         self
     }
@@ -186,28 +224,43 @@ impl Pipeline {
         &self.events
     }
 
-    /// Every frame's result as it comes out, closed when the run ends: subscribe before
-    /// [`run`](Self::run).
+    /// The first camera's result for every frame as it comes out, closed when the run ends:
+    /// subscribe before [`run`](Self::run).
     pub fn results(&self) -> &Bus<Labelled> {
-        &self.results
+        self.results_of(0)
     }
 
-    /// Views of the edges' counters, in pipeline order (`resize`, `infer`, `smooth`, `sink`);
-    /// they stay readable while the pipeline runs and after.
+    /// [`results`](Self::results) of camera `camera`.
+    pub fn results_of(&self, camera: usize) -> &Bus<Labelled> {
+        &self.cameras[camera].results
+    }
+
+    /// Views of every camera's edges' counters, in pipeline order (`resize`, `infer`,
+    /// `smooth`, `sink`) camera after camera; they stay readable while the pipeline runs
+    /// and after.
     pub fn edges(&self) -> Vec<EdgeWatch> {
+        (0..self.cameras.len())
+            .flat_map(|camera| self.edges_of(camera))
+            .collect()
+    }
+
+    /// [`edges`](Self::edges) of camera `camera`.
+    pub fn edges_of(&self, camera: usize) -> Vec<EdgeWatch> {
+        let edges = &self.cameras[camera].edges;
         vec![
-            self.edges.resize.0.watch(),
-            self.edges.infer.0.watch(),
-            self.edges.smooth.0.watch(),
-            self.edges.sink.0.watch(),
+            edges.resize.0.watch(),
+            edges.infer.0.watch(),
+            edges.smooth.0.watch(),
+            edges.sink.0.watch(),
         ]
     }
 
-    /// Runs until the source ends or `shutdown` is triggered, then drains what is in flight.
-    /// `sink` gets each label change (each label with `output.every_frame`) on this thread;
-    /// `Break` stops the run as a shutdown does. The events stream gets the same labels, framed
-    /// by `started` and `stopped` (after a `stage_failed` for each failed stage), and is then
-    /// closed, as the results are. `Err` only if a thread could not be started.
+    /// Runs until every source ends or `shutdown` is triggered, then drains what is in
+    /// flight. `sink` gets each label change (each label with `output.every_frame`) on this
+    /// thread; `Break` stops the run as a shutdown does. The events stream gets the same
+    /// labels, framed by `started` (one per camera) and `stopped` (one per camera when there
+    /// are several; after a `stage_failed` for each failed stage), and is then closed, as the
+    /// results are. `Err` only if a thread could not be started.
     pub fn run(
         self,
         shutdown: &Shutdown,
@@ -216,165 +269,292 @@ impl Pipeline {
         let (model, dtype) = self.model();
         let parallel = (self.workers(), self.engine.threads());
         let Pipeline {
-            stages,
-            names,
-            edges,
-            deadline,
+            infer,
+            cameras,
+            several,
             stall_after,
             every_frame,
-            tap,
             events,
-            results,
             workers,
-            source_name,
-            camera,
             ..
         } = self;
-        // Before the source starts, so that every frame's label comes after it.
-        events.publish(Event::started(
-            &model,
-            &dtype,
-            source_name,
-            &camera,
-            parallel,
-        ));
-        let (to_sink, sink_in) = edges.sink;
-        let sink_watch = sink_in.watch();
-        let inner = (edges.resize, edges.infer, edges.smooth, to_sink);
-        let (handles, watchdog) = match stages.spawn(inner, tap, shutdown, stall_after) {
+        // Before the sources start, so that every frame's label comes after them.
+        for camera in &cameras {
+            let source = camera.source_name.clone();
+            let started = Event::started(&model, &dtype, source, &camera.name, parallel);
+            events.publish(started);
+        }
+        let mut camera_names = Vec::with_capacity(cameras.len());
+        let mut infer_edges = Vec::with_capacity(cameras.len());
+        let mut sinks = Vec::with_capacity(cameras.len());
+        let mut fronts = Vec::with_capacity(cameras.len());
+        let mut lanes = Vec::with_capacity(cameras.len());
+        let mut smooths = Vec::with_capacity(cameras.len());
+        let mut outs = Vec::with_capacity(cameras.len());
+        for camera in cameras {
+            let scope = several.then(|| camera.name.clone());
+            let CameraPart {
+                name,
+                source,
+                resize,
+                smooth,
+                names,
+                edges,
+                deadline,
+                tap,
+                results,
+                ..
+            } = camera;
+            let (to_sink, sink_in) = edges.sink;
+            camera_names.push(name.clone());
+            infer_edges.push(edges.infer.1.watch());
+            sinks.push(sink_in.watch());
+            let resize = Tapped::new(resize, tap);
+            fronts.push((scope.clone(), source, resize, edges.resize, edges.infer.0));
+            lanes.push((edges.infer.1, edges.smooth.0));
+            smooths.push((scope.clone(), smooth, edges.smooth.1, to_sink));
+            metrics::for_camera(scope.as_deref(), || {
+                metrics::record_run(&model, &dtype, deadline);
+                outs.push(Out {
+                    names,
+                    every_frame,
+                    events: camera_events(&events, several, &name),
+                    results,
+                    latencies: LatencyMeter::new(deadline),
+                    input: sink_in,
+                });
+            });
+        }
+        let spawned = spawn_all(fronts, infer, lanes, smooths, shutdown, stall_after);
+        let (handles, watchdog) = match spawned {
             Ok(running) => running,
             Err((error, handles)) => {
                 // What did start stops once the edge to the missing stage is found closed.
                 shutdown.trigger();
-                drop(sink_in);
+                for out in &outs {
+                    out.results.close();
+                }
+                drop(outs);
                 PipelineReport::join(handles);
-                results.close();
                 events.close();
                 return Err(error);
             }
         };
-        metrics::record_run(&model, &dtype, deadline);
         let watches = handles.iter().map(StageHandle::watch);
         workers.set(watches.filter(|watch| watch.worker.is_some()).collect());
-        let mut out = Out {
-            names: &names,
-            every_frame,
-            events: &events,
-            results: &results,
-            latencies: LatencyMeter::new(deadline),
-            clock: WallClock::now(),
-        };
-        out.deliver(&sink_in, shutdown, sink);
-        results.close();
-        drop(sink_in);
+        let clock = WallClock::now();
+        deliver(&mut outs, &clock, shutdown, sink);
+        let latencies: Vec<_> = outs
+            .into_iter()
+            .map(|out| {
+                out.results.close();
+                out.latencies.finish()
+            })
+            .collect();
         let mut report = PipelineReport::join(handles);
         watchdog.stop();
-        report.sink = Some(SinkReport {
-            edge: sink_watch.stats(),
-            latency: out.latencies.finish(),
-        });
+        let sinks: Vec<SinkReport> = sinks
+            .iter()
+            .zip(latencies)
+            .map(|(edge, latency)| SinkReport {
+                edge: edge.stats(),
+                latency,
+            })
+            .collect();
+        if several {
+            let infer_edges = infer_edges.iter().map(EdgeWatch::stats).collect();
+            report = report.of_cameras(camera_names, infer_edges, sinks);
+        } else {
+            report.sink = sinks.into_iter().next();
+        }
         report
             .failure_events()
             .for_each(|failed| events.publish(failed));
-        let seconds = out.clock.instant.elapsed().as_secs_f64();
-        events.publish(report.stopped_event(seconds, rss::peak_bytes()));
+        let seconds = clock.instant.elapsed().as_secs_f64();
+        for stopped in report.stopped_events(seconds, rss::peak_bytes()) {
+            events.publish(stopped);
+        }
         events.close();
         Ok(report)
     }
 }
 
-/// The edges between the stages, sink excluded: it is read on the caller's thread.
-type Inner = (
+impl CameraPart {
+    /// `camera`'s stages and edges, its metrics labelled with its name when there are
+    /// several; after the model is loaded and with its source last, so a camera does not
+    /// stream into its buffers during the load.
+    fn build(
+        camera: &Camera<'_>,
+        config: &Config,
+        engine: &Engine,
+        run_for: Option<Duration>,
+    ) -> Result<Self, BuildError> {
+        let scope = camera.several.then_some(&*camera.name);
+        let locate = |error: Invalid| camera.locate(error);
+        metrics::for_camera(scope, || {
+            let edges = Edges {
+                resize: config.edges.resize.build("resize")?,
+                infer: config.edges.infer.build("infer")?,
+                smooth: config.edges.smooth.build("smooth")?,
+                sink: config.edges.sink.build("sink")?,
+            };
+            let smooth = camera.smooth.build().map_err(locate)?;
+            let labels = camera.labels.build(engine)?;
+            let names = labels.names();
+            let smooth = smooth.with_labels(labels);
+            let resize = camera.resize.build(engine).map_err(locate)?;
+            let source = camera.source.build()?;
+            Ok(Self {
+                name: camera.name.to_string(),
+                source: Limited::new(source, config.stop.after_frames, run_for),
+                resize,
+                smooth,
+                names,
+                edges,
+                deadline: camera.source.frame_period(),
+                tap: None,
+                results: Bus::new(),
+                source_name: camera.source.describe(),
+            })
+        })
+    }
+}
+
+/// The handle a camera publishes events through: the stream itself with one camera; with
+/// several, one that says the camera's name in each event.
+fn camera_events(events: &Events, several: bool, name: &str) -> Events {
+    if !several {
+        return events.clone();
+    }
+    let name = name.to_owned();
+    events.stamping(move |event| event.set_camera(&name))
+}
+
+/// A camera's capture and resize, with the edges around them.
+type Front = (
+    Option<String>,
+    Limited<Box<dyn Source>>,
+    Tapped<ResizeStage>,
     (EdgeSender<Frame>, EdgeReceiver<Frame>),
-    (EdgeSender<ModelInput>, EdgeReceiver<ModelInput>),
-    (EdgeSender<Scores>, EdgeReceiver<Scores>),
+    EdgeSender<ModelInput>,
+);
+/// A camera's smoothing, between its edge from the workers and its sink.
+type Back = (
+    Option<String>,
+    Smoother,
+    EdgeReceiver<Scores>,
     EdgeSender<Smoothed>,
 );
 
-impl Stages {
-    /// A thread per stage (per worker for inference) and the watchdog over them; on an
-    /// error, the handles of what did start.
-    fn spawn(
-        self,
-        (resize, infer, smooth, to_sink): Inner,
-        tap: Option<Arc<dyn Tap<Frame>>>,
-        shutdown: &Shutdown,
-        stall_after: Duration,
-    ) -> Result<(Vec<StageHandle>, Watchdog), (io::Error, Vec<StageHandle>)> {
-        let mut handles = Vec::with_capacity(3 + self.infer.len());
-        let started = (|| {
-            handles.push(spawn_source(
-                "capture",
-                self.source,
-                resize.0,
-                shutdown.clone(),
-            )?);
-            handles.push(spawn_stage(
-                "resize",
-                Tapped::new(self.resize, tap),
-                resize.1,
-                infer.0,
-                Probe::None,
-                shutdown.clone(),
-            )?);
-            spawn_workers(
-                "infer",
-                self.infer,
-                infer.1,
-                smooth.0,
-                Probe::FrameAge,
-                shutdown,
-                &mut handles,
-            )?;
-            handles.push(spawn_stage(
-                "smooth",
-                self.smooth,
-                smooth.1,
-                to_sink,
-                Probe::None,
-                shutdown.clone(),
-            )?);
-            Watchdog::spawn(&handles, shutdown.clone(), stall_after)
-        })();
-        match started {
-            Ok(watchdog) => Ok((handles, watchdog)),
-            Err(error) => Err((error, handles)),
+/// A thread per stage (per worker for inference): each camera's capture and resize, the
+/// workers they share, each camera's smoothing; then the watchdog over them. On an error, the
+/// handles of what did start.
+fn spawn_all(
+    fronts: Vec<Front>,
+    infer: Vec<InferStage>,
+    lanes: Vec<Lane<ModelInput, Scores>>,
+    backs: Vec<Back>,
+    shutdown: &Shutdown,
+    stall_after: Duration,
+) -> Result<(Vec<StageHandle>, Watchdog), (io::Error, Vec<StageHandle>)> {
+    let mut handles = Vec::with_capacity(3 * backs.len() + infer.len());
+    let started = (|| {
+        for (scope, source, resize, (to_resize, resize_in), to_infer) in fronts {
+            metrics::for_camera(scope.as_deref(), || -> io::Result<()> {
+                handles.push(spawn_source(
+                    "capture",
+                    source,
+                    to_resize,
+                    shutdown.clone(),
+                )?);
+                let resize = spawn_stage(
+                    "resize",
+                    resize,
+                    resize_in,
+                    to_infer,
+                    Probe::None,
+                    shutdown.clone(),
+                )?;
+                handles.push(resize);
+                Ok(())
+            })?;
         }
+        spawn_workers(
+            "infer",
+            infer,
+            lanes,
+            Probe::FrameAge,
+            shutdown,
+            &mut handles,
+        )?;
+        for (scope, smooth, smooth_in, to_sink) in backs {
+            let spawned = metrics::for_camera(scope.as_deref(), || {
+                let shutdown = shutdown.clone();
+                spawn_stage("smooth", smooth, smooth_in, to_sink, Probe::None, shutdown)
+            })?;
+            handles.push(spawned);
+        }
+        Watchdog::spawn(&handles, shutdown.clone(), stall_after)
+    })();
+    match started {
+        Ok(watchdog) => Ok((handles, watchdog)),
+        Err(error) => Err((error, handles)),
     }
 }
 
-/// The pipeline's end, on the caller's thread: each smoothed frame timed once and published.
-struct Out<'a> {
-    names: &'a Names,
-    every_frame: bool,
-    events: &'a Events,
-    results: &'a Bus<Labelled>,
-    latencies: LatencyMeter,
-    clock: WallClock,
-}
-
-impl Out<'_> {
-    /// Takes the smoothed frames until the edge closes or the run is aborted, or `sink` says
-    /// stop, which stops the run as a shutdown does.
-    fn deliver(
-        &mut self,
-        input: &EdgeReceiver<Smoothed>,
-        shutdown: &Shutdown,
-        mut sink: impl FnMut(&LabelEvent) -> ControlFlow<()>,
-    ) {
-        while let Ok(Some(smoothed)) = input.recv_unless(shutdown.aborted()) {
-            let Some(event) = self.publish(smoothed) else {
+/// Takes the cameras' smoothed frames as they come, on the caller's thread, until every
+/// camera's edge closes or the run is aborted, or `sink` says stop, which stops the run as a
+/// shutdown does.
+fn deliver(
+    outs: &mut [Out],
+    clock: &WallClock,
+    shutdown: &Shutdown,
+    mut sink: impl FnMut(&LabelEvent) -> ControlFlow<()>,
+) {
+    let mut open: Vec<usize> = (0..outs.len()).collect();
+    while !open.is_empty() && !shutdown.is_aborted() {
+        let mut ready = Select::new();
+        ready.recv(shutdown.aborted());
+        for &camera in &open {
+            outs[camera].input.ready_in(&mut ready);
+        }
+        let Some(at) = ready.ready().checked_sub(1) else {
+            break;
+        };
+        let camera = open[at];
+        let out = &mut outs[camera];
+        let smoothed = match out.input.try_recv() {
+            Ok(smoothed) => smoothed,
+            Err(TryRecvError::Empty) => continue,
+            Err(TryRecvError::Disconnected) => {
+                open.remove(at);
                 continue;
-            };
-            if sink(&event).is_break() {
-                shutdown.trigger();
-                break;
             }
+        };
+        let Some(event) = out.publish(smoothed, clock) else {
+            continue;
+        };
+        if sink(&event).is_break() {
+            shutdown.trigger();
+            break;
         }
     }
+}
 
+/// A camera's end of the pipeline, on the caller's thread: each smoothed frame timed once and
+/// published.
+struct Out {
+    names: Arc<Names>,
+    every_frame: bool,
+    events: Events,
+    results: Bus<Labelled>,
+    latencies: LatencyMeter,
+    input: EdgeReceiver<Smoothed>,
+}
+
+impl Out {
     /// Publishes a frame's result, and its label event when it makes one.
-    fn publish(&mut self, smoothed: Smoothed) -> Option<LabelEvent> {
+    fn publish(&mut self, smoothed: Smoothed, clock: &WallClock) -> Option<LabelEvent> {
         let at = Instant::now();
         let stamp = smoothed.stamp;
         let latency = self.latencies.record(stamp, at);
@@ -388,7 +568,7 @@ impl Out<'_> {
         }
         let event = LabelEvent {
             frame: stamp.seq,
-            captured: self.clock.at(stamp.captured_at),
+            captured: clock.at(stamp.captured_at),
             class: smoothed.class,
             label: self.names.label(smoothed.label).to_owned(),
             score: smoothed.score,

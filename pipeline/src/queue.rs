@@ -387,6 +387,12 @@ impl<T> EdgeReceiver<T> {
         self.rx.try_recv().inspect(|_| self.received())
     }
 
+    /// Adds this edge to `select`, to wait until it has an item or is closed; the item is
+    /// then taken with [`try_recv`](Self::try_recv), which counts it.
+    pub fn ready_in<'a>(&'a self, select: &mut crossbeam_channel::Select<'a>) {
+        select.recv(&self.rx);
+    }
+
     fn received(&self) {
         self.shared.received.fetch_add(1, Ordering::Relaxed);
         self.shared.depth_gauge.set(self.rx.len() as f64);

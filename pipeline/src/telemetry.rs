@@ -45,7 +45,7 @@ use crate::frame::Labelled;
 use crate::metrics;
 use auth::Access;
 use status::RESULTS_QUEUE;
-pub use status::{LiveStatus, NotReady, Ranked, RunInfo, Status, WorkerStatus};
+pub use status::{LiveStatus, NotReady, Ranked, RunInfo, Status, StatusPage, WorkerStatus};
 use view::{Pictures, Preview, View};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
@@ -237,10 +237,17 @@ impl TelemetryConfig {
     }
 
     /// Checks the settings, reads the token, binds the address, installs the process-wide
-    /// recorder and starts the HTTP thread, whose `/events` carries `events`; `None` when
-    /// telemetry is disabled. Call before building the pipeline, whose stages register their
-    /// metrics as they are built.
-    pub fn start(&self, events: &Events) -> Result<Option<Telemetry>, TelemetryError> {
+    /// recorder and starts the HTTP thread, whose `/events` carries `events`, and a live view
+    /// per camera of `cameras` (names, not empty; `several` for `[cameras]`, whose metrics
+    /// each say their camera, rather than the one `[source]`); `None` when telemetry is
+    /// disabled. Call before building the pipeline, whose stages register their metrics as
+    /// they are built.
+    pub fn start(
+        &self,
+        events: &Events,
+        cameras: &[String],
+        several: bool,
+    ) -> Result<Option<Telemetry>, TelemetryError> {
         if !self.enabled {
             return Ok(None);
         }
@@ -272,7 +279,8 @@ impl TelemetryConfig {
         let mut builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
             .expect("buckets are not empty");
-        if let Some(camera) = &self.camera {
+        // With several cameras each series says its own camera instead.
+        if let Some(camera) = self.camera.as_ref().filter(|_| !several) {
             builder = builder.add_global_label(metrics::CAMERA, camera);
         }
         let recorder = builder.build_recorder();
@@ -283,41 +291,61 @@ impl TelemetryConfig {
         process.describe();
         metrics::record_build(env!("CARGO_PKG_VERSION"));
 
-        let status = Arc::new(LiveStatus::new(limits.stale_after));
-        let preview = Arc::new(Preview::default());
-        let view = Arc::new(View::new(
-            preview.clone(),
-            status.clone(),
-            limits.preview_period,
-        ));
+        let cameras: Vec<CameraView> = cameras
+            .iter()
+            .map(|name| {
+                let status = Arc::new(LiveStatus::new(limits.stale_after));
+                let preview = Arc::new(Preview::default());
+                let view = metrics::for_camera(several.then_some(name.as_str()), || {
+                    View::new(preview.clone(), status.clone(), limits.preview_period)
+                });
+                CameraView {
+                    name: name.clone(),
+                    status,
+                    preview,
+                    view: Arc::new(view),
+                }
+            })
+            .collect();
         let (stop, stopped) = watch::channel(false);
         let app = routes::App {
             metrics: handle,
             process,
-            status: status.clone(),
-            view: view.clone(),
+            cameras: cameras.clone(),
+            several,
             events: events.clone(),
             access,
             protect_metrics: self.protect_metrics,
             limits,
         };
         let mut telemetry = Telemetry {
-            status,
-            preview,
+            cameras,
+            several,
             local_addr,
             stop,
-            view: view.clone(),
             threads: Vec::with_capacity(2),
         };
         // On an error, dropping `telemetry` stops what did start.
-        telemetry
-            .threads
-            .push(spawn("scened-view", move || view.run())?);
+        for camera in telemetry.cameras.clone() {
+            let view = camera.view;
+            telemetry
+                .threads
+                .push(spawn("scened-view", move || view.run())?);
+        }
         let serve = server::serve(listener, Arc::new(app), stopped);
         let serve = move || runtime.block_on(serve);
         telemetry.threads.push(spawn("scened-telemetry", serve)?);
         Ok(Some(telemetry))
     }
+}
+
+/// One camera's side of the HTTP server: what its status and live view are made from.
+#[derive(Clone)]
+pub(crate) struct CameraView {
+    pub(crate) name: String,
+    pub(crate) status: Arc<LiveStatus>,
+    pub(crate) preview: Arc<Preview>,
+    pub(crate) view: Arc<View>,
 }
 
 fn spawn(
@@ -333,11 +361,11 @@ fn spawn(
 /// The running HTTP side; dropping it stops its threads. The recorder stays installed, so
 /// metrics recorded after the drop are kept but no longer served.
 pub struct Telemetry {
-    status: Arc<LiveStatus>,
-    preview: Arc<Preview>,
+    /// Each camera's, in the pipeline's order; the first is what the top-level paths show.
+    cameras: Vec<CameraView>,
+    several: bool,
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    view: Arc<View>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -347,14 +375,14 @@ impl Telemetry {
         self.local_addr
     }
 
-    /// What `/readyz` and `/status` report.
-    pub fn status(&self) -> Arc<LiveStatus> {
-        self.status.clone()
+    /// What `/cameras/<name>/status` reports of camera `camera` (with one camera, `/status`).
+    pub fn status(&self, camera: usize) -> Arc<LiveStatus> {
+        self.cameras[camera].status.clone()
     }
 
-    /// The live view's pictures, for a consumer off the HTTP side.
-    pub fn pictures(&self) -> Pictures {
-        Pictures::new(self.view.clone())
+    /// Camera `camera`'s live view pictures, for a consumer off the HTTP side.
+    pub fn pictures(&self, camera: usize) -> Pictures {
+        Pictures::new(self.cameras[camera].view.clone())
     }
 
     /// The live view's address: the bound one, or this host's name when bound to every
@@ -369,16 +397,21 @@ impl Telemetry {
         format!("http://{host}:{port}/")
     }
 
-    /// Where the live view takes frames from: a tap to offer them to
-    /// ([`crate::pipeline::Pipeline::show_to`]).
-    pub fn preview(&self) -> Arc<Preview> {
-        self.preview.clone()
+    /// Where camera `camera`'s live view takes frames from: a tap to offer them to
+    /// ([`crate::pipeline::Pipeline::show_camera_to`]).
+    pub fn preview(&self, camera: usize) -> Arc<Preview> {
+        self.cameras[camera].preview.clone()
     }
 
-    /// Follows a pipeline about to run: `/status` names `run`'s model and labels and counts
-    /// its edges and workers, and a thread follows what it publishes on `results` until the
-    /// run closes them.
-    pub fn follow(&mut self, run: RunInfo, results: &Bus<Labelled>) -> Result<(), TelemetryError> {
+    /// Follows camera `camera` of a pipeline about to run: its `/status` names `run`'s model
+    /// and labels and counts its edges and workers, and a thread follows what it publishes on
+    /// `results` until the run closes them.
+    pub fn follow(
+        &mut self,
+        camera: usize,
+        run: RunInfo,
+        results: &Bus<Labelled>,
+    ) -> Result<(), TelemetryError> {
         let RunInfo {
             model,
             dtype,
@@ -386,14 +419,19 @@ impl Telemetry {
             edges,
             workers,
         } = run;
-        self.status.started(&model, &dtype, Arc::clone(&names));
-        self.status.watch_edges(edges);
-        self.status.workers(workers);
+        let CameraView { name, status, .. } = &self.cameras[camera];
+        status.started(&model, &dtype, Arc::clone(&names));
+        status.watch_edges(edges);
+        status.workers(workers);
         let dropped = metrics::output_dropped("status");
         let results = results.subscribe(Subscriber::dropping_oldest(RESULTS_QUEUE, dropped));
-        let status = self.status.clone();
+        let status = status.clone();
+        let scope = self.several.then(|| name.clone());
         let thread = spawn("scened-status", move || {
-            status::follow(&status, &names, &results);
+            // The label metric is registered as labels come, on this thread.
+            metrics::for_camera(scope.as_deref(), || {
+                status::follow(&status, &names, &results);
+            });
         })?;
         self.threads.push(thread);
         Ok(())
@@ -404,7 +442,9 @@ impl Drop for Telemetry {
     fn drop(&mut self) {
         // Open streams end with the runtime: a viewer is not waited for.
         let _ = self.stop.send(true);
-        self.view.stop();
+        for camera in &self.cameras {
+            camera.view.stop();
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -432,7 +472,10 @@ mod tests {
             camera: Some("porch".into()),
             ..TelemetryConfig::default()
         };
-        let telemetry = config.start(&Events::new()).unwrap().expect("enabled");
+        let telemetry = config
+            .start(&Events::new(), &["porch".into()], false)
+            .unwrap()
+            .expect("enabled");
         ::metrics::counter!(metrics::FRAMES_TOTAL, metrics::STAGE => "infer").increment(3);
         let scrape = request(telemetry.local_addr(), "GET", "/metrics");
         assert!(scrape.starts_with("HTTP/1.0 200"), "{scrape}");
@@ -466,7 +509,7 @@ mod tests {
             ..TelemetryConfig::default()
         };
         assert!(matches!(
-            again.start(&Events::new()),
+            again.start(&Events::new(), &["porch".into()], false),
             Err(TelemetryError::RecorderInstalled)
         ));
     }
@@ -477,7 +520,7 @@ mod tests {
             let mut config = TelemetryConfig::default();
             change(&mut config);
             config
-                .start(&Events::new())
+                .start(&Events::new(), &["porch".into()], false)
                 .err()
                 .expect("refused")
                 .to_string()

@@ -5,8 +5,10 @@
 //! (the runner's hdrhistograms). What the report cannot tell — how latency and memory move
 //! during the run — comes from the [`samples`] taken alongside.
 
+pub mod capacity;
 pub mod samples;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use crate::config::{Config, EdgesConfig};
 use crate::pipeline::Pipeline;
 use crate::queue::{DropCounts, EdgeConfig};
 use crate::rss;
-use crate::runner::{PipelineReport, StageReport};
+use crate::runner::{CameraReport, LatencyReport, PipelineReport, StageReport};
 use crate::source::remote::{decode_cost, DecodeCost};
 use crate::source::SourceConfig;
 use crate::verdict::BenchConfig;
@@ -172,6 +174,100 @@ pub struct BenchSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decode: Option<DecodeCost>,
     pub checks: Vec<Check>,
+    /// With several cameras, each one's figures; the ones above are over them all, and
+    /// `min_fps` is judged on the slowest camera.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cameras: Vec<CameraSummary>,
+    /// What held the run back, when something did: inference busy nearly all the run, else
+    /// the queue that dropped the most frames.
+    pub limited_by: Option<String>,
+}
+
+/// The inference workers' busy share of the run at which they, not a queue, are the limit.
+const INFERENCE_SATURATED: f64 = 0.9;
+
+/// What held `report`'s run back: inference when its workers were busy at least
+/// [`INFERENCE_SATURATED`] of the run, else the queue (by the stage it feeds) that dropped
+/// the most frames, if any did.
+fn limited_by(report: &PipelineReport) -> Option<String> {
+    let infer = report.stages.iter().find(|stage| stage.name == "infer")?;
+    let workers = infer.workers.len().max(1) as f64;
+    let run = infer.elapsed.as_secs_f64() * workers;
+    let busy = infer.process_micros.mean() * infer.process_micros.len() as f64 / 1e6;
+    if run > 0.0 && busy / run >= INFERENCE_SATURATED {
+        return Some(format!(
+            "inference (its workers busy {:.0} % of the run)",
+            100.0 * busy / run
+        ));
+    }
+    let cameras = report.cameras.iter();
+    let camera_edges = cameras.flat_map(|camera| {
+        let inputs = camera
+            .stages
+            .iter()
+            .filter_map(|stage| stage.input.as_ref());
+        inputs.chain([&camera.infer, &camera.sink.edge])
+    });
+    let inputs = report
+        .stages
+        .iter()
+        .filter_map(|stage| stage.input.as_ref());
+    let edges = inputs.chain(report.sink.as_ref().map(|sink| &sink.edge));
+    let mut dropped: BTreeMap<&str, u64> = BTreeMap::new();
+    for edge in edges.chain(camera_edges) {
+        *dropped.entry(edge.name).or_default() += edge.dropped.total();
+    }
+    let (queue, most) = dropped.into_iter().max_by_key(|&(_, count)| count)?;
+    (most > 0).then(|| format!("the {queue} queue ({most} frames dropped)"))
+}
+
+/// One camera's figures in a bench of several.
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraSummary {
+    pub name: String,
+    /// Labels out of its end of the pipeline.
+    pub frames: u64,
+    pub fps: f64,
+    pub e2e_p50_ms: f64,
+    pub e2e_p99_ms: f64,
+    /// Its frames dropped on its queues, for any reason.
+    pub drops: u64,
+    /// Its late labels over its labels; `None` when its source has no pace.
+    pub deadline_miss_ratio: Option<f64>,
+}
+
+impl CameraSummary {
+    fn new(camera: &CameraReport, seconds: f64) -> Self {
+        let latency = &camera.sink.latency;
+        Self {
+            name: camera.name.clone(),
+            frames: camera.labels(),
+            fps: per_second(camera.labels(), seconds),
+            e2e_p50_ms: millis(latency.quantile(0.5)),
+            e2e_p99_ms: millis(latency.quantile(0.99)),
+            drops: camera.dropped().total(),
+            deadline_miss_ratio: miss_ratio(latency),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+fn per_second(count: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// Late labels over labels, when there is a deadline and a label.
+fn miss_ratio(latency: &LatencyReport) -> Option<f64> {
+    let labels = latency.labels();
+    (latency.deadline.is_some() && labels > 0)
+        .then(|| latency.deadline_misses as f64 / labels as f64)
 }
 
 impl BenchSummary {
@@ -184,15 +280,16 @@ impl BenchSummary {
         seconds: f64,
         config: &BenchConfig,
     ) -> Self {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let ms = millis;
         let stages = report.stages.iter().map(StageSummary::new).collect();
-        let latency = report.sink.as_ref().map(|sink| &sink.latency);
+        let latency = report.latency();
+        let latency = latency.as_ref();
         let drops = report.dropped();
-        let made = report.stages.first().map_or(0, |s| s.frames_out);
+        let made = report.captured();
         let frames = report.labels();
-        let deadline_miss_ratio = latency
-            .filter(|l| l.deadline.is_some() && l.labels() > 0)
-            .map(|l| l.deadline_misses as f64 / l.labels() as f64);
+        let deadline_miss_ratio = latency.and_then(miss_ratio);
+        let cameras = report.cameras.iter();
+        let cameras = cameras.map(|camera| CameraSummary::new(camera, seconds));
         let (first, last_tenth) = p99_by_tenths(latencies);
         let mb = |bytes| rss::mib(bytes);
         let mut summary = Self {
@@ -200,11 +297,7 @@ impl BenchSummary {
             setup,
             seconds,
             frames,
-            fps: if seconds > 0.0 {
-                frames as f64 / seconds
-            } else {
-                0.0
-            },
+            fps: per_second(frames, seconds),
             stages,
             e2e_p50_ms: latency.map_or(0.0, |l| ms(l.quantile(0.5))),
             e2e_p99_ms: latency.map_or(0.0, |l| ms(l.quantile(0.99))),
@@ -233,6 +326,8 @@ impl BenchSummary {
                 .map(|(first, last)| last.as_secs_f64() / first.as_secs_f64()),
             decode: decode_cost(),
             checks: Vec::new(),
+            cameras: cameras.collect(),
+            limited_by: limited_by(report),
         };
         summary.judge(config);
         summary
@@ -276,8 +371,9 @@ impl BenchSummary {
         let drift = self
             .p99_drift
             .ok_or("not measured: fewer than 2 labels in the first or the last tenth of the run");
+        let slowest = self.cameras.iter().map(|c| c.fps).reduce(f64::min);
         self.checks = vec![
-            at_least("min_fps", config.min_fps, self.fps),
+            at_least("min_fps", config.min_fps, slowest.unwrap_or(self.fps)),
             at_most("max_p99_ms", config.max_p99_ms, Ok(self.e2e_p99_ms)),
             deadline,
             at_most("max_drop_ratio", config.max_drop_ratio, Ok(self.drop_ratio)),
@@ -349,6 +445,19 @@ impl fmt::Display for BenchSummary {
             opt(self.rss_slope_mb_per_h, " MB/h"),
             self.rss_samples
         )?;
+        for camera in &self.cameras {
+            writeln!(
+                f,
+                "camera {}: {:.1} fps ({} labels), p50 {:.2} ms, p99 {:.2} ms, dropped {}, deadline misses {}",
+                camera.name,
+                camera.fps,
+                camera.frames,
+                camera.e2e_p50_ms,
+                camera.e2e_p99_ms,
+                camera.drops,
+                opt(camera.deadline_miss_ratio.map(|r| r * 100.0), " %"),
+            )?;
+        }
         for check in &self.checks {
             let op = if check.name.starts_with("min_") {
                 "≥"
@@ -367,6 +476,9 @@ impl fmt::Display for BenchSummary {
                 check.name,
                 check.limit
             )?;
+        }
+        if let Some(limit) = &self.limited_by {
+            writeln!(f, "limited by {limit}")?;
         }
         let verdict = if self.pass { "PASS" } else { "FAIL" };
         writeln!(f, "verdict: {verdict}")
@@ -388,6 +500,7 @@ mod tests {
         let report = PipelineReport {
             stages: Vec::new(),
             sink: None,
+            cameras: Vec::new(),
         };
         let config = BenchConfig {
             min_fps: 0.0,

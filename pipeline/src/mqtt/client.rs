@@ -73,6 +73,9 @@ pub struct Live {
     pub pictures: Option<Pictures>,
     /// The live view's address, for Home Assistant's `configuration_url`.
     pub url: Option<String>,
+    /// With several cameras, the one this client publishes as: the others' events are
+    /// left to their own clients.
+    pub only: Option<String>,
 }
 
 impl MqttClient {
@@ -122,6 +125,7 @@ impl MqttClient {
             status: live.status,
             pictures,
             discovery,
+            only: live.only,
         };
         let thread = thread::Builder::new()
             .name("scened-mqtt".into())
@@ -273,6 +277,8 @@ struct Worker {
     pictures: Option<Pictures>,
     /// The discovery topics and configs, published on each connection.
     discovery: Vec<(String, String)>,
+    /// Only this camera's events, with several.
+    only: Option<String>,
     /// The instance marker's JSON.
     marker: String,
 }
@@ -359,6 +365,7 @@ impl Worker {
                 return;
             }
             match self.outbox.try_recv() {
+                Ok(event) if self.only.is_some() && event.camera() != self.only.as_deref() => {}
                 Ok(event) => {
                     let json = event.to_json();
                     session.state.saw(&event, &json);

@@ -236,6 +236,7 @@ mod tests {
             label: name.into(),
             score: 0.9,
             latency_ms: 12.5,
+            camera: None,
         })
     }
 

@@ -15,7 +15,8 @@
 //!
 //! A stage may run as several workers ([`spawn_workers`]): each is a loop like any other,
 //! with its own report row, metrics (a `worker` label), panics and stall watch; they share
-//! the input edge and their results leave in input order ([`workers`] says how).
+//! the input edge — or several cameras' edges, served in turn — and their results leave in
+//! input order ([`workers`] says how).
 
 mod handle;
 mod log;
@@ -26,7 +27,7 @@ mod workers;
 
 pub use handle::{StageHandle, StageWatch, WorkerWatches};
 pub use report::{
-    LatencyMeter, LatencyReport, PipelineReport, SinkReport, StageReport, StopReason,
+    CameraReport, LatencyMeter, LatencyReport, PipelineReport, SinkReport, StageReport, StopReason,
 };
 pub use watchdog::Watchdog;
 
@@ -51,6 +52,10 @@ use log::ErrorLog;
 use report::record_micros;
 use watchdog::Activity;
 use work::{Outlet, SourceWork, StageWork, Work};
+
+/// A lane through shared workers: an input edge (a camera's, say) and the output edge its
+/// results go to.
+pub type Lane<I, O> = (EdgeReceiver<I>, EdgeSender<O>);
 
 /// What the runner measures on a stage's items besides the time `process()` takes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -102,16 +107,17 @@ where
     spawn(name, None, work, Some(watch), output, probe)
 }
 
-/// Runs one worker per stage in `stages`, each on its own thread, all taking items from
-/// `input`; their results leave on `output` in the order the items were taken. The workers
-/// stop as [`spawn_stage`]'s stage does, each on its own: a worker that fails or panics
-/// ends, the others go on, and the edges close once the last one has stopped. Each handle is
-/// pushed onto `handles` as its thread starts.
+/// Runs one worker per stage in `stages`, each on its own thread, all taking items from the
+/// `lanes`' input edges (one lane: a stage between two edges; several: one camera's edges
+/// each), in turn, so every lane gets its share however busy another is; each lane's results
+/// leave on its output in the order its items were taken. The workers stop as
+/// [`spawn_stage`]'s stage does, each on its own: a worker that fails or panics ends, the
+/// others go on; they all stop once every lane's input is closed and drained, or every lane's
+/// output is gone. Each handle is pushed onto `handles` as its thread starts.
 pub fn spawn_workers<S: Stage>(
     name: &'static str,
     stages: Vec<S>,
-    input: EdgeReceiver<S::In>,
-    output: EdgeSender<S::Out>,
+    lanes: Vec<Lane<S::In, S::Out>>,
     probe: Probe,
     shutdown: &Shutdown,
     handles: &mut Vec<StageHandle>,
@@ -120,16 +126,16 @@ where
     S::In: Stamped,
     S::Out: Stamped,
 {
-    let (dispatch, resequencer) = workers::lanes(input, output, stages.len());
-    let (dispatch, resequencer) = (Arc::new(dispatch), Arc::new(resequencer));
+    let (dispatch, resequencers) = workers::lanes(lanes, stages.len());
+    let (dispatch, resequencers) = (Arc::new(dispatch), Arc::new(resequencers));
     for (worker, stage) in stages.into_iter().enumerate() {
         let work = StageWork {
             stage,
             input: Arc::clone(&dispatch),
             shutdown: shutdown.clone(),
         };
-        let watch = Some(dispatch.watch());
-        let output = Arc::clone(&resequencer);
+        let watch = dispatch.watch();
+        let output = Arc::clone(&resequencers);
         handles.push(spawn(name, Some(worker), work, watch, output, probe)?);
     }
     Ok(())
@@ -708,7 +714,8 @@ mod tests {
                 ),
                 Some(n) => {
                     let stages = vec![FnStage(work); n];
-                    spawn_workers("work", stages, work_in, to_sink, Probe::None, &shutdown, &mut handles)
+                    let lanes = vec![(work_in, to_sink)];
+                    spawn_workers("work", stages, lanes, Probe::None, &shutdown, &mut handles)
                         .expect("spawn");
                 }
             }
@@ -759,16 +766,8 @@ mod tests {
         let capture = spawn_source("capture", source(frames), to_work, shutdown.clone());
         let mut handles = vec![capture.expect("spawn")];
         let stages = stages.into_iter().map(FnStage).collect();
-        spawn_workers(
-            "work",
-            stages,
-            work_in,
-            to_sink,
-            Probe::None,
-            shutdown,
-            &mut handles,
-        )
-        .expect("spawn");
+        let lanes = vec![(work_in, to_sink)];
+        spawn_workers("work", stages, lanes, Probe::None, shutdown, &mut handles).expect("spawn");
         let watchdog = Watchdog::spawn(&handles, shutdown.clone(), stall_after).expect("spawn");
         let mut seen = Vec::new();
         while let Ok(Some(item)) = sink_in.recv_unless(shutdown.aborted()) {

@@ -64,6 +64,8 @@ impl fmt::Display for StopReason {
 #[derive(Clone, Debug)]
 pub struct StageReport {
     pub name: &'static str,
+    /// The camera whose stage this is, when the run has several.
+    pub camera: Option<String>,
     /// Which worker this row is, in a stage's [`workers`](Self::workers).
     pub worker: Option<usize>,
     /// A stage run as several workers: one report each, this one their sum (the slowest's
@@ -96,6 +98,7 @@ impl StageReport {
     ) -> Self {
         Self {
             name,
+            camera: None,
             worker,
             workers: Vec::new(),
             frames_in: 0,
@@ -163,9 +166,13 @@ impl StageReport {
 
     /// The stage's name, and the worker's for a worker's row: `infer worker 1`.
     pub fn title(&self) -> String {
-        match self.worker {
+        let stage = match self.worker {
             Some(worker) => format!("{} worker {worker}", self.name),
             None => self.name.to_owned(),
+        };
+        match &self.camera {
+            Some(camera) => format!("{stage} of camera {camera}"),
+            None => stage,
         }
     }
 }
@@ -249,9 +256,37 @@ impl LatencyMeter {
 /// Every stage's report, in pipeline order, and what left the pipeline.
 #[derive(Clone, Debug)]
 pub struct PipelineReport {
+    /// Every stage; with several cameras, only the inference workers they share.
     pub stages: Vec<StageReport>,
     /// Where the labels left, when whoever consumed the last stage's output was not a stage.
     pub sink: Option<SinkReport>,
+    /// With several cameras, each one's own stages and end.
+    pub cameras: Vec<CameraReport>,
+}
+
+/// One of several cameras' part of a run.
+#[derive(Clone, Debug)]
+pub struct CameraReport {
+    pub name: String,
+    /// Its own stages: capture, resize, smooth.
+    pub stages: Vec<StageReport>,
+    /// Its edge into the shared inference workers.
+    pub infer: EdgeStats,
+    pub sink: SinkReport,
+}
+
+impl CameraReport {
+    /// Drops on its edges, the one into inference included.
+    pub fn dropped(&self) -> DropCounts {
+        let inputs = self.stages.iter().filter_map(|stage| stage.input.as_ref());
+        let edges = inputs.chain([&self.infer, &self.sink.edge]);
+        edges.fold(DropCounts::default(), |sum, edge| sum + edge.dropped)
+    }
+
+    /// Frames it labelled.
+    pub fn labels(&self) -> u64 {
+        self.sink.latency.labels()
+    }
 }
 
 /// The pipeline's end: the edge into the sink and the latency of what came out of it.
@@ -281,12 +316,16 @@ impl PipelineReport {
         if !workers.is_empty() {
             stages.push(StageReport::of_workers(workers));
         }
-        Self { stages, sink: None }
+        Self {
+            stages,
+            sink: None,
+            cameras: Vec::new(),
+        }
     }
 
     /// The first stage — or worker of one — that failed, panicked or stalled, if any.
     pub fn failure(&self) -> Option<&StageReport> {
-        self.stages.iter().find_map(|stage| {
+        self.all_stages().find_map(|stage| {
             let failed = |s: &&StageReport| s.stop.is_failure();
             stage
                 .workers
@@ -305,111 +344,204 @@ impl PipelineReport {
     pub fn dropped(&self) -> DropCounts {
         let inputs = self.stages.iter().filter_map(|stage| stage.input.as_ref());
         let edges = inputs.chain(self.sink.as_ref().map(|sink| &sink.edge));
-        edges.fold(DropCounts::default(), |sum, edge| sum + edge.dropped)
+        let shared = edges.fold(DropCounts::default(), |sum, edge| sum + edge.dropped);
+        self.cameras
+            .iter()
+            .map(CameraReport::dropped)
+            .fold(shared, |sum, d| sum + d)
     }
 
     /// Labels that came out of the pipeline, printed or not.
     pub fn labels(&self) -> u64 {
-        self.sink.as_ref().map_or(0, |sink| sink.latency.labels())
+        let shared = self.sink.as_ref().map_or(0, |sink| sink.latency.labels());
+        shared + self.cameras.iter().map(CameraReport::labels).sum::<u64>()
+    }
+
+    /// Capture-to-label latency over every camera's labels; the deadline the cameras'
+    /// (the first one's, with several of different paces). `None` without a sink.
+    pub fn latency(&self) -> Option<LatencyReport> {
+        let sinks = self.sink.iter().chain(self.cameras.iter().map(|c| &c.sink));
+        sinks
+            .map(|sink| sink.latency.clone())
+            .reduce(|mut all, one| {
+                // Same bounds on both sides: adding cannot fail.
+                let _ = all.micros.add(&one.micros);
+                all.deadline = all.deadline.or(one.deadline);
+                all.deadline_misses += one.deadline_misses;
+                all
+            })
+    }
+
+    /// Frames the sources made, every camera's.
+    pub fn captured(&self) -> u64 {
+        let cameras = self.cameras.iter().filter_map(|c| c.stages.first());
+        let first = match self.cameras.is_empty() {
+            true => self.stages.first(),
+            false => None,
+        };
+        first.into_iter().chain(cameras).map(|s| s.frames_out).sum()
+    }
+
+    /// Every stage, the cameras' own included.
+    fn all_stages(&self) -> impl Iterator<Item = &StageReport> {
+        let cameras = self.cameras.iter().flat_map(|camera| &camera.stages);
+        self.stages.iter().chain(cameras)
+    }
+
+    /// The rows of a run with several cameras (`stages` are capture and resize of each camera
+    /// in order, the shared workers, then each camera's smooth) split into the workers' rows
+    /// and each camera's, with its edge into the workers and its sink.
+    pub fn of_cameras(
+        mut self,
+        names: Vec<String>,
+        infer: Vec<EdgeStats>,
+        sinks: Vec<SinkReport>,
+    ) -> Self {
+        let count = names.len();
+        let mut rows = std::mem::take(&mut self.stages).into_iter();
+        let mut front: Vec<Vec<StageReport>> = (0..count)
+            .map(|_| rows.by_ref().take(2).collect())
+            .collect();
+        self.stages = rows.by_ref().take(1).collect();
+        for (stages, smooth) in front.iter_mut().zip(rows) {
+            stages.push(smooth);
+        }
+        self.cameras = names
+            .into_iter()
+            .zip(front)
+            .zip(infer.into_iter().zip(sinks))
+            .map(|((name, mut stages), (infer, sink))| {
+                for stage in &mut stages {
+                    stage.camera = Some(name.clone());
+                }
+                CameraReport {
+                    name,
+                    stages,
+                    infer,
+                    sink,
+                }
+            })
+            .collect();
+        self
     }
 }
 
 impl fmt::Display for PipelineReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let millis = |d: Duration| d.as_secs_f64() * 1e3;
-        writeln!(
-            f,
-            "{:<10} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}  {:<32} stop",
-            "stage",
-            "in",
-            "out",
-            "errors",
-            "fps",
-            "p50 ms",
-            "p99 ms",
-            "dropped before (full/evicted/gone)"
-        )?;
-        let row = |f: &mut fmt::Formatter<'_>, title: &str, stage: &StageReport| {
-            let dropped = stage.input.as_ref().map_or_else(
-                || "-".to_owned(),
-                |edge| {
-                    let d = edge.dropped;
-                    format!("{}/{}/{}", d.queue_full, d.evicted, d.disconnected)
-                },
-            );
+        write_rows(f, &self.stages, self.sink.as_ref())?;
+        for camera in &self.cameras {
+            writeln!(f, "camera {}:", camera.name)?;
+            write_rows(f, &camera.stages, Some(&camera.sink))?;
+            let d = camera.infer.dropped;
             writeln!(
                 f,
-                "{:<10} {:>8} {:>8} {:>6} {:>7.1} {:>8.2} {:>8.2}  {:<32} {}",
-                title,
-                stage.frames_in,
-                stage.frames_out,
-                stage.errors,
-                stage.fps(),
-                millis(stage.process_quantile(0.5)),
-                millis(stage.process_quantile(0.99)),
-                dropped,
-                stage.stop
-            )
-        };
-        for stage in &self.stages {
-            row(f, stage.name, stage)?;
-            // One worker's row would repeat the stage's.
-            if stage.workers.len() > 1 {
-                for worker in &stage.workers {
-                    row(
-                        f,
-                        &format!(" worker {}", worker.worker.unwrap_or(0)),
-                        worker,
-                    )?;
-                }
-            }
-        }
-        if let Some(SinkReport { edge, .. }) = &self.sink {
-            let d = edge.dropped;
-            let dropped = format!("{}/{}/{}", d.queue_full, d.evicted, d.disconnected);
-            writeln!(
-                f,
-                "{:<10} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}  {dropped:<32} -",
-                edge.name, edge.received, edge.received, 0, "-", "-", "-"
+                "dropped before infer (full/evicted/gone): {}/{}/{}",
+                d.queue_full, d.evicted, d.disconnected
             )?;
-        }
-        for stage in &self.stages {
-            if stage.probe == Probe::FrameAge {
-                writeln!(
-                    f,
-                    "frame age at {}: p50 {:.2} ms, p99 {:.2} ms",
-                    stage.name,
-                    millis(stage.probe_quantile(0.5)),
-                    millis(stage.probe_quantile(0.99))
-                )?;
-            }
-        }
-        if let Some(SinkReport { latency, .. }) = &self.sink {
-            write!(
-                f,
-                "capture-to-label latency: p50 {:.2} ms, p99 {:.2} ms",
-                millis(latency.quantile(0.5)),
-                millis(latency.quantile(0.99))
-            )?;
-            if let Some(deadline) = latency.deadline {
-                write!(
-                    f,
-                    ", {} over the {:.2} ms deadline",
-                    latency.deadline_misses,
-                    millis(deadline)
-                )?;
-            }
-            writeln!(f)?;
         }
         Ok(())
     }
+}
+
+/// The table of `stages` and the sink's row, then the frame age and latency lines.
+fn write_rows(
+    f: &mut fmt::Formatter<'_>,
+    stages: &[StageReport],
+    sink: Option<&SinkReport>,
+) -> fmt::Result {
+    let millis = |d: Duration| d.as_secs_f64() * 1e3;
+    writeln!(
+        f,
+        "{:<10} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}  {:<32} stop",
+        "stage",
+        "in",
+        "out",
+        "errors",
+        "fps",
+        "p50 ms",
+        "p99 ms",
+        "dropped before (full/evicted/gone)"
+    )?;
+    let row = |f: &mut fmt::Formatter<'_>, title: &str, stage: &StageReport| {
+        let dropped = stage.input.as_ref().map_or_else(
+            || "-".to_owned(),
+            |edge| {
+                let d = edge.dropped;
+                format!("{}/{}/{}", d.queue_full, d.evicted, d.disconnected)
+            },
+        );
+        writeln!(
+            f,
+            "{:<10} {:>8} {:>8} {:>6} {:>7.1} {:>8.2} {:>8.2}  {:<32} {}",
+            title,
+            stage.frames_in,
+            stage.frames_out,
+            stage.errors,
+            stage.fps(),
+            millis(stage.process_quantile(0.5)),
+            millis(stage.process_quantile(0.99)),
+            dropped,
+            stage.stop
+        )
+    };
+    for stage in stages {
+        row(f, stage.name, stage)?;
+        // One worker's row would repeat the stage's.
+        if stage.workers.len() > 1 {
+            for worker in &stage.workers {
+                row(
+                    f,
+                    &format!(" worker {}", worker.worker.unwrap_or(0)),
+                    worker,
+                )?;
+            }
+        }
+    }
+    if let Some(SinkReport { edge, .. }) = sink {
+        let d = edge.dropped;
+        let dropped = format!("{}/{}/{}", d.queue_full, d.evicted, d.disconnected);
+        writeln!(
+            f,
+            "{:<10} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}  {dropped:<32} -",
+            edge.name, edge.received, edge.received, 0, "-", "-", "-"
+        )?;
+    }
+    for stage in stages {
+        if stage.probe == Probe::FrameAge {
+            writeln!(
+                f,
+                "frame age at {}: p50 {:.2} ms, p99 {:.2} ms",
+                stage.name,
+                millis(stage.probe_quantile(0.5)),
+                millis(stage.probe_quantile(0.99))
+            )?;
+        }
+    }
+    if let Some(SinkReport { latency, .. }) = sink {
+        write!(
+            f,
+            "capture-to-label latency: p50 {:.2} ms, p99 {:.2} ms",
+            millis(latency.quantile(0.5)),
+            millis(latency.quantile(0.99))
+        )?;
+        if let Some(deadline) = latency.deadline {
+            write!(
+                f,
+                ", {} over the {:.2} ms deadline",
+                latency.deadline_misses,
+                millis(deadline)
+            )?;
+        }
+        writeln!(f)?;
+    }
+    Ok(())
 }
 
 /// The report as the event stream says it.
 impl PipelineReport {
     /// One `stage_failed` event per stage the report says failed, in pipeline order.
     pub fn failure_events(&self) -> impl Iterator<Item = Event> + '_ {
-        self.stages.iter().filter_map(|stage| {
+        self.all_stages().filter_map(|stage| {
             let (reason, error) = match &stage.stop {
                 StopReason::Failed(error) => ("failed", error.clone()),
                 StopReason::Panicked(message) => ("panicked", message.clone()),
@@ -421,6 +553,7 @@ impl PipelineReport {
                 stage: stage.name.to_owned(),
                 reason: reason.to_owned(),
                 error,
+                camera: stage.camera.clone(),
             }))
         })
     }
@@ -429,6 +562,39 @@ impl PipelineReport {
     /// peak memory.
     pub fn stopped_event(&self, seconds: f64, peak_rss_bytes: u64) -> Event {
         let capture = self.stages.first().map(|stage| &stage.stop);
+        let errors = self.stages.iter().map(|stage| stage.errors).sum();
+        let counts = (self.labels(), self.dropped().total(), errors);
+        self.stopped(capture, counts, seconds, peak_rss_bytes, None)
+    }
+
+    /// The `stopped` events: [`stopped_event`](Self::stopped_event) with one camera, one per
+    /// camera (its own figures) with several.
+    pub fn stopped_events(&self, seconds: f64, peak_rss_bytes: u64) -> Vec<Event> {
+        if self.cameras.is_empty() {
+            return vec![self.stopped_event(seconds, peak_rss_bytes)];
+        }
+        self.cameras
+            .iter()
+            .map(|camera| {
+                let capture = camera.stages.first().map(|stage| &stage.stop);
+                let errors = camera.stages.iter().map(|stage| stage.errors).sum();
+                let counts = (camera.labels(), camera.dropped().total(), errors);
+                let name = Some(camera.name.clone());
+                self.stopped(capture, counts, seconds, peak_rss_bytes, name)
+            })
+            .collect()
+    }
+
+    /// A `stopped` event: `(frames, drops, errors)` over `seconds`, the run's end as its
+    /// `capture` stopped.
+    fn stopped(
+        &self,
+        capture: Option<&StopReason>,
+        (frames, drops, errors): (u64, u64, u64),
+        seconds: f64,
+        peak_rss_bytes: u64,
+        camera: Option<String>,
+    ) -> Event {
         let reason = if !self.is_clean() {
             "stage_failed"
         } else if capture == Some(&StopReason::EndOfStream) {
@@ -436,7 +602,6 @@ impl PipelineReport {
         } else {
             "shutdown"
         };
-        let frames = self.labels();
         Event::Stopped(Stopped {
             ts: events::now(),
             reason: reason.to_owned(),
@@ -446,10 +611,11 @@ impl PipelineReport {
             } else {
                 0.0
             },
-            drops: self.dropped().total(),
-            errors: self.stages.iter().map(|stage| stage.errors).sum(),
+            drops,
+            errors,
             seconds: events::round(seconds, 3),
             peak_rss_mib: events::round(crate::rss::mib(peak_rss_bytes), 1),
+            camera,
         })
     }
 }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 
 use super::report::StopReason;
-use super::workers::{Dispatch, Resequencer};
+use super::workers::{Dispatch, Resequencers, Ticket};
 use crate::frame::{Frame, Stamp, Stamped};
 use crate::queue::{Aborted, DropReason, EdgeReceiver, EdgeSender};
 use crate::stage::{Shutdown, Source, Stage, StageError};
 
 /// Where a stage's items come from, and what comes with each to go back with its result:
-/// nothing from a stage's own edge; the dispatch number for one of several workers.
+/// nothing from a stage's own edge; the lane and number for one of several workers.
 pub(super) trait Inlet<T>: Send + 'static {
     type Ticket: Copy + Send + 'static;
 
@@ -32,9 +32,9 @@ impl<T: Send + 'static> Inlet<T> for EdgeReceiver<T> {
 }
 
 impl<T: Send + 'static> Inlet<T> for Arc<Dispatch<T>> {
-    type Ticket = u64;
+    type Ticket = Ticket;
 
-    fn take(&self, abort: &Receiver<Infallible>) -> Result<Option<(u64, T)>, Aborted> {
+    fn take(&self, abort: &Receiver<Infallible>) -> Result<Option<(Ticket, T)>, Aborted> {
         Dispatch::take(self, abort)
     }
 }
@@ -66,16 +66,16 @@ impl<T: Send + 'static> Outlet<T> for EdgeSender<T> {
     fn release(&self, (): (), _: &Receiver<Infallible>) {}
 }
 
-impl<T: Send + 'static> Outlet<T> for Arc<Resequencer<T>> {
-    type Ticket = u64;
+impl<T: Send + 'static> Outlet<T> for Arc<Resequencers<T>> {
+    type Ticket = Ticket;
 
-    fn put(&self, number: u64, item: T, abort: &Receiver<Infallible>) -> Result<(), DropReason> {
-        Resequencer::put(self, number, Some(item), abort)
+    fn put(&self, ticket: Ticket, item: T, abort: &Receiver<Infallible>) -> Result<(), DropReason> {
+        Resequencers::put(self, ticket, Some(item), abort)
     }
 
-    fn release(&self, number: u64, abort: &Receiver<Infallible>) {
+    fn release(&self, ticket: Ticket, abort: &Receiver<Infallible>) {
         // A gone output is found by this worker's next put.
-        let _ = Resequencer::put(self, number, None, abort);
+        let _ = Resequencers::put(self, ticket, None, abort);
     }
 }
 

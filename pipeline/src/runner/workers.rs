@@ -1,26 +1,33 @@
-//! Several threads running one stage: N workers take items from one input edge, and their
-//! results leave in the order the items were taken.
+//! Several threads running one stage: N workers take items from one or more lanes (a lane
+//! is a camera's input edge and output edge), and each lane's results leave on its output in
+//! the order its items were taken.
 //!
 //! Re-sequencing by a frame's `seq` cannot work: frames dropped in front of the workers leave
 //! gaps, and nothing can tell a gap from a frame still being worked on. So items are numbered
-//! as they are handed out ([`Dispatch`]: taken from the edge and numbered under one lock, so
-//! dispatch order is edge order), and every number handed out comes back to the
-//! [`Resequencer`] — the result, or a release when the item failed or panicked — which sends
-//! results on in number order and skips released numbers. It only ever waits for numbers a
-//! worker is working on; a worker stuck on one is the watchdog's to abort, and an abort ends
-//! every wait here.
+//! per lane as they are handed out ([`Dispatch`]: taken from the edge and numbered under one
+//! lock, so dispatch order is edge order), and every number handed out comes back to its
+//! lane's [`Resequencer`] — the result, or a release when the item failed or panicked — which
+//! sends results on in number order and skips released numbers. It only ever waits for
+//! numbers a worker is working on; a worker stuck on one is the watchdog's to abort, and an
+//! abort ends every wait here.
 //!
-//! What the re-sequencer holds is bounded: a worker takes a permit before it takes an item,
-//! and the permit comes back when that item's number leaves in order, so at most
-//! [`PERMITS_PER_WORKER`] × N items are between dispatch and the output edge. Workers that far
-//! ahead of a slow one wait for it, and the queue in front of them fills and applies its
-//! declared policy, as it does in front of one slow stage.
+//! The lanes are served in turn: a take looks at the lanes from the one after the lane it last
+//! served, so a lane that always has an item waiting (a fast camera) gets at most every other
+//! item while another has one too, and a slow camera's frame waits for one item, not for a
+//! backlog. One lane is the plain case: a stage's workers between two edges.
+//!
+//! What a re-sequencer holds is bounded: a lane's item is taken only with one of that lane's
+//! permits, which comes back when the item's number leaves in order, so at most
+//! [`PERMITS_PER_WORKER`] × N of a lane's items are between dispatch and its output edge.
+//! Workers that far ahead of a slow one wait for it, and the queue in front of them fills and
+//! applies its declared policy, as it does in front of one slow stage.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crossbeam_channel::{select_biased, Receiver, Sender};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 
 use crate::queue::{Aborted, DropReason, EdgeReceiver, EdgeSender, EdgeWatch};
 
@@ -35,17 +42,44 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The workers' shared input: hands items out one at a time, numbered in the order taken.
-pub(super) struct Dispatch<T> {
-    /// The input edge and the next number, under one lock.
-    input: Mutex<(EdgeReceiver<T>, u64)>,
-    permits: Receiver<()>,
-    /// Gives back the permit of a take that got no item.
-    give_back: Sender<()>,
-    watch: EdgeWatch,
+/// What goes with an item to its worker and back with its result: its lane (a camera's
+/// input and output edges) and its number in that lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Ticket {
+    pub(super) lane: usize,
+    pub(super) number: u64,
 }
 
-/// The workers' shared output: re-sequences their results onto the output edge.
+/// The workers' shared input: hands items out one at a time, numbered per lane in the order
+/// taken, the lanes served in turn.
+pub(super) struct Dispatch<T> {
+    taking: Mutex<Taking<T>>,
+    /// Each lane's window: a permit per item of that lane between dispatch and its output.
+    permits: Vec<(Sender<()>, Receiver<()>)>,
+}
+
+/// The lanes' inputs and whose turn it is, under one lock.
+struct Taking<T> {
+    inputs: Vec<Input<T>>,
+    /// The lane to look at first: the one after the last served, so a lane that always has
+    /// an item waiting cannot keep the others waiting (a fast camera cannot starve a slow one).
+    turn: usize,
+}
+
+struct Input<T> {
+    edge: EdgeReceiver<T>,
+    next: u64,
+    open: bool,
+}
+
+/// The workers' shared output: re-sequences each lane's results onto its output edge.
+pub(super) struct Resequencers<T> {
+    lanes: Vec<Resequencer<T>>,
+    /// Lanes whose output's consumer is gone: the workers stop once every lane's is.
+    gone: Vec<AtomicBool>,
+}
+
+/// One lane's re-sequencer.
 pub(super) struct Resequencer<T> {
     pending: Mutex<Pending<T>>,
     output: EdgeSender<T>,
@@ -53,59 +87,152 @@ pub(super) struct Resequencer<T> {
     permits: Sender<()>,
 }
 
-/// A dispatch and a re-sequencer for `workers` workers between `input` and `output`.
+/// A dispatch and the re-sequencers for `workers` workers between each lane's input edge and
+/// its output edge.
 pub(super) fn lanes<I, O>(
-    input: EdgeReceiver<I>,
-    output: EdgeSender<O>,
+    lanes: Vec<super::Lane<I, O>>,
     workers: usize,
-) -> (Dispatch<I>, Resequencer<O>) {
+) -> (Dispatch<I>, Resequencers<O>) {
     let window = PERMITS_PER_WORKER * workers.max(1);
-    let (give, permits) = crossbeam_channel::bounded(window);
-    for _ in 0..window {
-        give.try_send(())
-            .expect("the channel holds the whole window");
+    let mut inputs = Vec::with_capacity(lanes.len());
+    let mut permits = Vec::with_capacity(lanes.len());
+    let mut resequencers = Vec::with_capacity(lanes.len());
+    for (input, output) in lanes {
+        let (give, take) = crossbeam_channel::bounded(window);
+        for _ in 0..window {
+            give.try_send(())
+                .expect("the channel holds the whole window");
+        }
+        inputs.push(Input {
+            edge: input,
+            next: 0,
+            open: true,
+        });
+        resequencers.push(Resequencer {
+            pending: Mutex::new(Pending::default()),
+            output,
+            permits: give.clone(),
+        });
+        permits.push((give, take));
     }
-    let watch = input.watch();
+    let gone = resequencers
+        .iter()
+        .map(|_| AtomicBool::new(false))
+        .collect();
     let dispatch = Dispatch {
-        input: Mutex::new((input, 0)),
+        taking: Mutex::new(Taking { inputs, turn: 0 }),
         permits,
-        give_back: give.clone(),
-        watch,
     };
-    let resequencer = Resequencer {
-        pending: Mutex::new(Pending::default()),
-        output,
-        permits: give,
+    let resequencers = Resequencers {
+        lanes: resequencers,
+        gone,
     };
-    (dispatch, resequencer)
+    (dispatch, resequencers)
+}
+
+/// What a look over the lanes found.
+enum Look<T> {
+    Item(Ticket, T),
+    /// Every lane is closed and drained.
+    Closed,
+    /// Nothing to take now.
+    Wait,
 }
 
 impl<T> Dispatch<T> {
-    /// The next item and its number; `None` once the edge is closed and drained. Waits for a
-    /// permit first, then for an item; `abort` ends either wait.
-    pub(super) fn take(&self, abort: &Receiver<Infallible>) -> Result<Option<(u64, T)>, Aborted> {
-        select_biased! {
-            recv(abort) -> _ => return Err(Aborted),
-            recv(self.permits) -> _ => {}
-        }
+    /// The next item and its ticket, from the first lane in turn with both an item and a
+    /// permit; `None` once every lane is closed and drained. `abort` ends the wait.
+    pub(super) fn take(
+        &self,
+        abort: &Receiver<Infallible>,
+    ) -> Result<Option<(Ticket, T)>, Aborted> {
         // Other workers wait here while one waits for an item: that wait ends on an abort too.
-        let mut input = lock(&self.input);
-        let (edge, next) = &mut *input;
-        match edge.recv_unless(abort) {
-            Ok(Some(item)) => {
-                let number = *next;
-                *next += 1;
-                Ok(Some((number, item)))
+        let mut taking = lock(&self.taking);
+        loop {
+            if abort.try_recv() == Err(TryRecvError::Disconnected) {
+                return Err(Aborted);
             }
-            nothing => {
-                let _ = self.give_back.try_send(());
-                nothing.map(|_| None)
+            match self.look(&mut taking) {
+                Look::Item(ticket, item) => return Ok(Some((ticket, item))),
+                Look::Closed => return Ok(None),
+                Look::Wait => {}
             }
+            // Until something changes: an item in a lane with a permit, a permit back in a
+            // lane without, a lane closed, or the abort.
+            let mut change = Select::new();
+            change.recv(abort);
+            for (input, (_, permits)) in taking.inputs.iter().zip(&self.permits) {
+                if !input.open {
+                    continue;
+                }
+                if permits.is_empty() {
+                    change.recv(permits);
+                } else {
+                    input.edge.ready_in(&mut change);
+                }
+            }
+            change.ready();
         }
     }
 
-    pub(super) fn watch(&self) -> EdgeWatch {
-        self.watch.clone()
+    /// One look at each lane, in turn.
+    fn look(&self, taking: &mut Taking<T>) -> Look<T> {
+        let lanes = taking.inputs.len();
+        let mut open = false;
+        for lane in (0..lanes).map(|i| (taking.turn + i) % lanes) {
+            let input = &mut taking.inputs[lane];
+            let permits = &self.permits[lane].1;
+            // Only a taker, under the lock, takes permits: one seen here stays.
+            if !input.open || permits.is_empty() {
+                open |= input.open;
+                continue;
+            }
+            match input.edge.try_recv() {
+                Ok(item) => {
+                    let _ = permits.try_recv();
+                    let number = input.next;
+                    input.next += 1;
+                    taking.turn = (lane + 1) % lanes;
+                    return Look::Item(Ticket { lane, number }, item);
+                }
+                Err(TryRecvError::Empty) => open = true,
+                Err(TryRecvError::Disconnected) => input.open = false,
+            }
+        }
+        if open {
+            Look::Wait
+        } else {
+            Look::Closed
+        }
+    }
+
+    /// The input edge's counters, when there is one lane: a stage's report row shows them.
+    pub(super) fn watch(&self) -> Option<EdgeWatch> {
+        match &lock(&self.taking).inputs[..] {
+            [one] => Some(one.edge.watch()),
+            _ => None,
+        }
+    }
+}
+
+impl<T> Resequencers<T> {
+    /// Hands over `ticket`'s result (see [`Resequencer::put`]). `Err(Disconnected)` only once
+    /// every lane's output is gone: one camera's end does not stop the workers serving the
+    /// others.
+    pub(super) fn put(
+        &self,
+        ticket: Ticket,
+        result: Option<T>,
+        abort: &Receiver<Infallible>,
+    ) -> Result<(), DropReason> {
+        let outcome = self.lanes[ticket.lane].put(ticket.number, result, abort);
+        if outcome == Err(DropReason::Disconnected) {
+            self.gone[ticket.lane].store(true, Ordering::Release);
+            if !self.gone.iter().all(|gone| gone.load(Ordering::Acquire)) {
+                return Ok(());
+            }
+        }
+        outcome
     }
 }
 
@@ -208,29 +335,31 @@ mod tests {
     fn takes_wait_for_the_window_and_an_abort_ends_the_wait() {
         let (to_input, input) = edge(16);
         let (output, from_output) = edge(16);
-        let (dispatch, resequencer) = lanes(input, output, 2);
+        let (dispatch, resequencers) = lanes(vec![(input, output)], 2);
+        let permits = &dispatch.permits[0].1;
         for item in 0..8 {
             to_input.send(item).expect("room");
         }
         let never = crossbeam_channel::never();
         let numbers: Vec<u64> = (0..4)
-            .map(|_| dispatch.take(&never).unwrap().unwrap().0)
+            .map(|_| dispatch.take(&never).unwrap().unwrap().0.number)
             .collect();
         assert_eq!(numbers, [0, 1, 2, 3]);
-        assert!(dispatch.permits.is_empty());
+        assert!(permits.is_empty());
+        let ticket = |number| Ticket { lane: 0, number };
         // 1 and 2 come back first: nothing leaves, no permit returns.
-        resequencer.put(2, Some(20), &never).unwrap();
-        resequencer.put(1, None, &never).unwrap();
-        assert!(dispatch.permits.is_empty() && from_output.watch().stats().sent == 0);
-        resequencer.put(0, Some(0), &never).unwrap();
+        resequencers.put(ticket(2), Some(20), &never).unwrap();
+        resequencers.put(ticket(1), None, &never).unwrap();
+        assert!(permits.is_empty() && from_output.watch().stats().sent == 0);
+        resequencers.put(ticket(0), Some(0), &never).unwrap();
         assert_eq!(
             [from_output.recv(), from_output.recv()],
             [Some(0), Some(20)]
         );
         assert_eq!(from_output.watch().stats().depth, 0);
-        assert_eq!(dispatch.permits.len(), 3);
+        assert_eq!(permits.len(), 3);
         for expected in 4..7 {
-            assert_eq!(dispatch.take(&never).unwrap().unwrap().0, expected);
+            assert_eq!(dispatch.take(&never).unwrap().unwrap().0.number, expected);
         }
         let shutdown = Shutdown::new();
         let aborter = shutdown.clone();
@@ -240,5 +369,43 @@ mod tests {
         });
         assert_eq!(dispatch.take(shutdown.aborted()).err(), Some(Aborted));
         handle.join().unwrap();
+    }
+
+    /// A lane that always has an item waiting gets every other take at most: the quiet lane's
+    /// items are taken as they come, numbered in its own order; the workers end once both
+    /// lanes are closed and drained.
+    #[test]
+    fn lanes_are_served_in_turn_and_numbered_each_on_its_own() {
+        let (to_busy, busy) = edge(16);
+        let (to_quiet, quiet) = edge(16);
+        let (busy_out, _busy_results) = edge::<u32>(16);
+        let (quiet_out, _quiet_results) = edge::<u32>(16);
+        let (dispatch, _resequencers) = lanes(vec![(busy, busy_out), (quiet, quiet_out)], 4);
+        for item in 0..6 {
+            to_busy.send(item).expect("room");
+        }
+        for item in 100..102 {
+            to_quiet.send(item).expect("room");
+        }
+        drop((to_busy, to_quiet));
+        let never = crossbeam_channel::never();
+        let taken: Vec<(usize, u64, u32)> = std::iter::from_fn(|| {
+            let (ticket, item) = dispatch.take(&never).unwrap()?;
+            Some((ticket.lane, ticket.number, item))
+        })
+        .collect();
+        assert_eq!(
+            taken,
+            [
+                (0, 0, 0),
+                (1, 0, 100),
+                (0, 1, 1),
+                (1, 1, 101),
+                (0, 2, 2),
+                (0, 3, 3),
+                (0, 4, 4),
+                (0, 5, 5)
+            ]
+        );
     }
 }

@@ -1,7 +1,6 @@
 //! What each request gets, as a function of the request and the state it is answered from:
 //! methods, paths, the token, and each endpoint's response. Tested without a socket.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -13,8 +12,7 @@ use tracing::debug;
 use super::auth::Access;
 use super::server::Body;
 use super::streams::{snapshot, stream_events, stream_pictures, Streams};
-use super::view::View;
-use super::{Limits, LiveStatus};
+use super::{CameraView, Limits, Status, StatusPage};
 use crate::events::Events;
 use crate::metrics;
 
@@ -33,8 +31,11 @@ const JSON: &str = "application/json";
 pub(super) struct App {
     pub(super) metrics: PrometheusHandle,
     pub(super) process: metrics_process::Collector,
-    pub(super) status: Arc<LiveStatus>,
-    pub(super) view: Arc<View>,
+    /// Every camera, in the pipeline's order (not empty): `/cameras/<name>/…` serve each,
+    /// the top-level paths the first.
+    pub(super) cameras: Vec<CameraView>,
+    /// `[cameras]`' several: `/status` and `/readyz` speak for them all.
+    pub(super) several: bool,
     pub(super) events: Events,
     pub(super) access: Access,
     pub(super) protect_metrics: bool,
@@ -55,7 +56,24 @@ enum Endpoint {
 }
 
 impl Endpoint {
-    fn of(path: &str) -> Option<Self> {
+    /// The endpoint at `path`, and the camera it is about: the one a `/cameras/<name>/` path
+    /// names, else `None` (the first camera, or all of them for `/status` and `/readyz`).
+    fn of<'a>(path: &str, cameras: &'a [CameraView]) -> Option<(Self, Option<&'a CameraView>)> {
+        if let Some(rest) = path.strip_prefix("/cameras/") {
+            let (name, what) = rest.split_once('/')?;
+            let camera = cameras.iter().find(|camera| camera.name == name)?;
+            let endpoint = match what {
+                "status" => Self::Status,
+                "snapshot.jpg" => Self::Snapshot,
+                "stream.mjpeg" => Self::Stream,
+                _ => return None,
+            };
+            return Some((endpoint, Some(camera)));
+        }
+        Some((Self::top(path)?, None))
+    }
+
+    fn top(path: &str) -> Option<Self> {
         Some(match path {
             "/metrics" => Self::Metrics,
             "/healthz" => Self::Healthz,
@@ -92,12 +110,14 @@ pub(super) async fn route<B>(app: &App, streams: &Streams, request: &Request<B>)
         response.headers_mut().insert(header::ALLOW, allow);
         return response;
     }
-    let Some(endpoint) = Endpoint::of(path) else {
+    let Some((endpoint, camera)) = Endpoint::of(path, &app.cameras) else {
         return text(
             StatusCode::NOT_FOUND,
-            "not found: try / /metrics /healthz /readyz /status /snapshot.jpg /stream.mjpeg /events\n",
+            "not found: try / /metrics /healthz /readyz /status /snapshot.jpg /stream.mjpeg /events \
+             /cameras/<name>/status|snapshot.jpg|stream.mjpeg\n",
         );
     };
+    let shown = camera.unwrap_or(&app.cameras[0]);
     let asks_token = endpoint.is_private() || app.protect_metrics;
     if asks_token
         && !app
@@ -122,7 +142,7 @@ pub(super) async fn route<B>(app: &App, streams: &Streams, request: &Request<B>)
             ),
         },
         Endpoint::Healthz => text(StatusCode::OK, "ok\n"),
-        Endpoint::Readyz => match app.status.readiness(Instant::now()) {
+        Endpoint::Readyz => match readiness(app) {
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -130,8 +150,12 @@ pub(super) async fn route<B>(app: &App, streams: &Streams, request: &Request<B>)
             ),
         },
         Endpoint::Status => {
-            let status = app.status.snapshot(Instant::now());
-            let json = serde_json::to_string(&status).expect("a struct of plain fields");
+            let now = Instant::now();
+            let json = match camera {
+                Some(camera) => serde_json::to_string(&camera.status.snapshot(now)),
+                None => serde_json::to_string(&status_page(app, now)),
+            };
+            let json = json.expect("a struct of plain fields");
             full(StatusCode::OK, JSON, json + "\n")
         }
         Endpoint::Page => {
@@ -142,9 +166,9 @@ pub(super) async fn route<B>(app: &App, streams: &Streams, request: &Request<B>)
                 .insert(header::CONTENT_SECURITY_POLICY, policy);
             response
         }
-        Endpoint::Snapshot => snapshot(app).await,
+        Endpoint::Snapshot => snapshot(&shown.view).await,
         Endpoint::Stream => match streams.pictures.take() {
-            Some(seat) => stream_pictures(app, seat, head),
+            Some(seat) => stream_pictures(&shown.view, seat, head),
             None => too_many_viewers(),
         },
         Endpoint::Events => match streams.figures.take() {
@@ -152,6 +176,35 @@ pub(super) async fn route<B>(app: &App, streams: &Streams, request: &Request<B>)
             None => too_many_viewers(),
         },
     }
+}
+
+/// `/readyz`: the one camera's readiness; with several, every camera's, the first that is not
+/// ready named.
+fn readiness(app: &App) -> Result<(), String> {
+    let now = Instant::now();
+    if !app.several {
+        return app.cameras[0]
+            .status
+            .readiness(now)
+            .map_err(|why| why.to_string());
+    }
+    app.cameras.iter().try_for_each(|camera| {
+        let ready = camera.status.readiness(now);
+        ready.map_err(|why| format!("camera {}: {why}", camera.name))
+    })
+}
+
+/// `/status`: the one camera's status, or with several the daemon's over theirs; and each
+/// camera's by name.
+fn status_page(app: &App, now: Instant) -> StatusPage {
+    let cameras = app.cameras.iter();
+    let cameras = cameras.map(|camera| (camera.name.clone(), camera.status.snapshot(now)));
+    let cameras = cameras.collect();
+    let status = match app.several {
+        true => Status::overall(&cameras),
+        false => app.cameras[0].status.snapshot(now),
+    };
+    StatusPage { status, cameras }
 }
 
 /// The `Last-Event-ID` an `/events` client reconnects with, if it is one of ours (a number).
@@ -227,10 +280,13 @@ fn cpu_as_counter(text: String) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use metrics_exporter_prometheus::PrometheusBuilder;
 
     use super::*;
-    use crate::telemetry::TelemetryConfig;
+    use crate::telemetry::view::{Preview, View};
+    use crate::telemetry::{LiveStatus, TelemetryConfig};
 
     const TOKEN: &str = "routes-test-token-0123456789";
 
@@ -246,12 +302,19 @@ mod tests {
         std::env::set_var("SCENED_TEST_ROUTES_TOKEN", TOKEN);
         let limits = config.limits().unwrap();
         let status = Arc::new(LiveStatus::new(limits.stale_after));
-        let view = View::new(Arc::default(), status.clone(), limits.preview_period);
+        let preview = Arc::<Preview>::default();
+        let view = View::new(preview.clone(), status.clone(), limits.preview_period);
+        let camera = CameraView {
+            name: "porch".into(),
+            status,
+            preview,
+            view: Arc::new(view),
+        };
         App {
             metrics: PrometheusBuilder::new().build_recorder().handle(),
             process: metrics_process::Collector::default(),
-            status,
-            view: Arc::new(view),
+            cameras: vec![camera],
+            several: false,
             events: Events::new(),
             access: Access::from_config(&config).unwrap(),
             protect_metrics,
@@ -344,7 +407,7 @@ mod tests {
         let readyz = answer(&app, request(Method::GET, "/readyz", None));
         assert_eq!(readyz.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body(&readyz), "not ready: the model is not loaded yet\n");
-        app.status.stopped();
+        app.cameras[0].status.stopped();
         let status = answer(&app, request(Method::GET, "/status", None));
         assert_eq!(header(&status, header::CONTENT_TYPE), JSON);
         let json: serde_json::Value = serde_json::from_str(&body(&status)).unwrap();

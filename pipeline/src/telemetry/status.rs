@@ -3,7 +3,7 @@
 //! the label metric. It drops the oldest results when it falls behind (counted in
 //! `scened_output_dropped_total{output="status"}`): it only ever needs the newest.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -134,8 +134,17 @@ pub struct Status {
     pub workers: Vec<WorkerStatus>,
 }
 
+/// `/status`'s body: the one camera's status, or with several the whole daemon's
+/// ([`Status::overall`]), and each camera's by name.
+#[derive(Debug, Serialize)]
+pub struct StatusPage {
+    #[serde(flatten)]
+    pub status: Status,
+    pub cameras: BTreeMap<String, Status>,
+}
+
 /// One inference worker in `/status`.
-#[derive(Debug, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkerStatus {
     pub worker: usize,
     /// Frames it has run the model on.
@@ -294,6 +303,31 @@ impl LiveStatus {
                     busy_ms: watch.busy_for(now).map(ms),
                 })
                 .collect(),
+        }
+    }
+}
+
+impl Status {
+    /// The daemon's status over its cameras' (not empty): ready when every camera is, else
+    /// the first one's reason, naming it; frames, fps and drops summed; the model and the
+    /// workers, which they share; no label, which is each camera's own.
+    pub fn overall(cameras: &BTreeMap<String, Status>) -> Status {
+        let first = cameras.values().next();
+        let not_ready = cameras.iter().find(|(_, status)| !status.ready);
+        let reason = not_ready.map(|(name, status)| {
+            let why = status.reason.as_deref().unwrap_or("not ready");
+            format!("camera {name}: {why}")
+        });
+        Status {
+            ready: reason.is_none(),
+            reason,
+            model: first.and_then(|status| status.model.clone()),
+            dtype: first.and_then(|status| status.dtype.clone()),
+            fps: cameras.values().map(|status| status.fps).sum(),
+            frames: cameras.values().map(|status| status.frames).sum(),
+            dropped: cameras.values().map(|status| status.dropped).sum(),
+            workers: first.map_or_else(Vec::new, |status| status.workers.clone()),
+            ..Status::default()
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc, Notify};
 
 use super::routes::{full, streaming, text, App};
 use super::server::Body;
-use super::view::Watching;
+use super::view::{View, Watching};
 use crate::events::{Event, Events, NoEvent, Subscriber};
 use crate::metrics;
 
@@ -97,9 +97,9 @@ impl Drop for Seat {
 }
 
 /// The next frame as JPEG.
-pub(super) async fn snapshot(app: &App) -> Response<Body> {
-    let mut pictures = app.view.pictures();
-    let _viewer = app.view.watch(Watching::Pictures);
+pub(super) async fn snapshot(view: &Arc<View>) -> Response<Body> {
+    let mut pictures = view.pictures();
+    let _viewer = view.watch(Watching::Pictures);
     let next = tokio::time::timeout(SNAPSHOT_WAIT, pictures.changed()).await;
     let jpeg = match next {
         Ok(Ok(())) => pictures.borrow_and_update().clone(),
@@ -118,13 +118,13 @@ pub(super) async fn snapshot(app: &App) -> Response<Body> {
 }
 
 /// `/stream.mjpeg`: each new JPEG as a part, for as long as the viewer reads.
-pub(super) fn stream_pictures(app: &App, seat: Seat, head: bool) -> Response<Body> {
+pub(super) fn stream_pictures(view: &Arc<View>, seat: Seat, head: bool) -> Response<Body> {
     let content_type = format!("multipart/x-mixed-replace; boundary={BOUNDARY}");
     if head {
         return streaming(&content_type, Body::Full(None));
     }
-    let mut pictures = app.view.pictures();
-    let viewer = app.view.watch(Watching::Pictures);
+    let mut pictures = view.pictures();
+    let viewer = view.watch(Watching::Pictures);
     let (parts, body) = mpsc::channel(3);
     tokio::spawn(async move {
         let _held = (seat, viewer);
@@ -171,8 +171,9 @@ pub(super) fn stream_events(
     let (missed, mut last_id, mut live) = streams.replay.join(last_event_id);
     let mut missed = VecDeque::from(missed);
     let dropped = streams.events_dropped.clone();
-    let mut figures = app.view.figures();
-    let viewer = app.view.watch(Watching::Figures);
+    let view = &app.cameras[0].view;
+    let mut figures = view.figures();
+    let viewer = view.watch(Watching::Figures);
     let (out, body) = mpsc::channel(2);
     tokio::spawn(async move {
         let _held = (seat, viewer);

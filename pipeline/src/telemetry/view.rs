@@ -170,7 +170,7 @@ impl Pictures {
 }
 
 /// The view thread's state, shared with the HTTP side.
-pub(super) struct View {
+pub(crate) struct View {
     preview: Arc<Preview>,
     status: Arc<LiveStatus>,
     period: Duration,
