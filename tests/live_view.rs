@@ -627,7 +627,17 @@ fn a_stdout_nobody_reads_stalls_neither_status_nor_the_live_view() {
     command.stdout(Stdio::from(stdout));
     let daemon = Daemon::spawn(command);
     let addr = daemon.addr;
-    let dropped = || scraped(addr, "scened_output_dropped_total{output=\"stdout\"}");
+    // The counter appears when stdout's subscriber starts, which may come after the address
+    // is printed: absent reads as nothing dropped yet.
+    let dropped = || {
+        let (code, scrape) = get(addr, "/metrics");
+        assert_eq!(code, 200);
+        let series = "scened_output_dropped_total{output=\"stdout\"} ";
+        scrape
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.parse().ok())
+            .unwrap_or(0.0)
+    };
     let frames = || {
         let (code, body) = get(addr, "/status");
         assert_eq!(code, 200, "{body}");
@@ -636,7 +646,7 @@ fn a_stdout_nobody_reads_stalls_neither_status_nor_the_live_view() {
             .unwrap()
     };
     let waited = Instant::now();
-    // The counter exists from the start; it moves once the pipe and the queue are full.
+    // It moves once the pipe and the queue are full.
     while dropped() == 0.0 {
         assert!(
             waited.elapsed() < PATIENCE,
