@@ -27,14 +27,19 @@ use super::clip::MAX_FRAME_BYTES;
 use super::deadline::FIRST_READ_DEADLINE;
 use super::multipart::{Multipart, Step};
 use super::reconnect::{Reconnecting, Reopen};
-use super::remote::{self, next_within, Credentials, Decimator, Endpoint, Waited, READ_DEADLINE};
-use super::{check_fps, check_max_pixels, decode, Sequence, SourceError, DEFAULT_MAX_PIXELS};
+use super::remote::{
+    self, next_within, Credentials, Decimator, Endpoint, UrlForm, Waited, READ_DEADLINE,
+};
+use super::{decode, Sequence, SourceError, DEFAULT_MAX_PIXELS};
 use crate::error::Invalid;
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
 
-const SCHEMES: [&str; 2] = ["http", "https"];
-const EXPECTED_URL: &str = "an http:// or https:// URL with a host, e.g. http://cam.local/video";
+const FORM: UrlForm = UrlForm {
+    schemes: &["http", "https"],
+    expected: "an http:// or https:// URL with a host, e.g. http://cam.local/video",
+    unnamed: "http camera",
+};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -71,9 +76,7 @@ impl Default for HttpConfig {
 impl HttpConfig {
     /// Checks the settings without connecting.
     pub fn check(&self) -> Result<(), Invalid> {
-        Endpoint::check(&self.url, &SCHEMES, EXPECTED_URL)?;
-        check_fps(self.fps)?;
-        check_max_pixels(self.max_pixels)
+        FORM.check(&self.url, self.fps, self.max_pixels)
     }
 
     /// Connects and reads the stream's first answer: a camera that is not there, refuses the
@@ -84,7 +87,7 @@ impl HttpConfig {
             username: self.username.as_deref(),
             password_env: self.password_env.as_deref(),
         };
-        let endpoint = Endpoint::resolve(&self.url, &SCHEMES, EXPECTED_URL, credentials)?;
+        let endpoint = FORM.resolve(&self.url, credentials)?;
         let tls = (endpoint.url.scheme() == "https")
             .then(|| tls(endpoint.shown()))
             .transpose()?;
@@ -100,8 +103,7 @@ impl HttpConfig {
 
     /// The URL as events and logs show it, password elided.
     pub fn shown(&self) -> String {
-        Endpoint::check(&self.url, &SCHEMES, EXPECTED_URL)
-            .map_or_else(|_| "http camera".into(), |url| remote::shown(&url))
+        FORM.shown(&self.url)
     }
 }
 
@@ -367,7 +369,7 @@ mod tests {
             password_env: None,
         };
         HttpCamera {
-            endpoint: Endpoint::resolve(url, &SCHEMES, EXPECTED_URL, credentials).unwrap(),
+            endpoint: FORM.resolve(url, credentials).unwrap(),
             tls: None,
             fps: 0.0,
             max_pixels: DEFAULT_MAX_PIXELS,

@@ -19,7 +19,7 @@ use url::Url;
 
 use super::deadline::{FIRST_READ_DEADLINE, MIN_READ_DEADLINE};
 use super::reconnect::Backoff;
-use super::SourceError;
+use super::{check_fps, check_max_pixels, SourceError};
 use crate::error::Invalid;
 use crate::stage::Shutdown;
 
@@ -44,6 +44,35 @@ const SECRET_PARAMS: [&str; 5] = ["pass", "pwd", "token", "key", "auth"];
 
 const _: () = assert!(MIN_READ_DEADLINE.as_secs() <= READ_DEADLINE.as_secs());
 const _: () = assert!(READ_DEADLINE.as_secs() <= FIRST_READ_DEADLINE.as_secs());
+
+/// What a kind of network camera takes as its URL, and the checks its config shares.
+pub struct UrlForm {
+    pub schemes: &'static [&'static str],
+    /// What `source.url` must be, said by its error.
+    pub expected: &'static str,
+    /// What a URL that does not parse is shown as.
+    pub unnamed: &'static str,
+}
+
+impl UrlForm {
+    /// A camera's settings, checked without connecting.
+    pub fn check(&self, url: &str, fps: f64, max_pixels: u64) -> Result<(), Invalid> {
+        Endpoint::check(url, self.schemes, self.expected)?;
+        check_fps(fps)?;
+        check_max_pixels(max_pixels)
+    }
+
+    /// The endpoint to connect to ([`Endpoint::resolve`]).
+    pub fn resolve(&self, url: &str, credentials: Credentials) -> Result<Endpoint, SourceError> {
+        Endpoint::resolve(url, self.schemes, self.expected, credentials)
+    }
+
+    /// The URL as events and logs show it, password elided.
+    pub fn shown(&self, url: &str) -> String {
+        Endpoint::check(url, self.schemes, self.expected)
+            .map_or_else(|_| self.unnamed.into(), |url| shown(&url))
+    }
+}
 
 /// A network source's URL and credentials, checked.
 #[derive(Clone, Debug)]

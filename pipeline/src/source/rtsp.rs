@@ -37,14 +37,19 @@ use tracing::info;
 
 use super::deadline::FIRST_READ_DEADLINE;
 use super::reconnect::{Reconnecting, Reopen};
-use super::remote::{self, next_within, Credentials, Decimator, Endpoint, Waited, READ_DEADLINE};
-use super::{check_fps, check_max_pixels, FrameError, Sequence, SourceError, DEFAULT_MAX_PIXELS};
+use super::remote::{
+    self, next_within, Credentials, Decimator, Endpoint, UrlForm, Waited, READ_DEADLINE,
+};
+use super::{FrameError, Sequence, SourceError, DEFAULT_MAX_PIXELS};
 use crate::error::Invalid;
 use crate::frame::Frame;
 use crate::stage::{Shutdown, Source, StageError};
 
-const SCHEMES: [&str; 1] = ["rtsp"];
-const EXPECTED_URL: &str = "an rtsp:// URL with a host, e.g. rtsp://cam.local:554/stream1";
+const FORM: UrlForm = UrlForm {
+    schemes: &["rtsp"],
+    expected: "an rtsp:// URL with a host, e.g. rtsp://cam.local:554/stream1",
+    unnamed: "rtsp camera",
+};
 /// How long a closing session may take to say TEARDOWN.
 const TEARDOWN_WAIT: Duration = Duration::from_millis(500);
 
@@ -98,9 +103,7 @@ impl Default for RtspConfig {
 impl RtspConfig {
     /// Checks the settings without connecting.
     pub fn check(&self) -> Result<(), Invalid> {
-        Endpoint::check(&self.url, &SCHEMES, EXPECTED_URL)?;
-        check_fps(self.fps)?;
-        check_max_pixels(self.max_pixels)
+        FORM.check(&self.url, self.fps, self.max_pixels)
     }
 
     /// Connects and starts playing: a camera that is not there, refuses the credentials or
@@ -111,7 +114,7 @@ impl RtspConfig {
             username: self.username.as_deref(),
             password_env: self.password_env.as_deref(),
         };
-        let endpoint = Endpoint::resolve(&self.url, &SCHEMES, EXPECTED_URL, credentials)?;
+        let endpoint = FORM.resolve(&self.url, credentials)?;
         let camera = RtspCamera {
             endpoint,
             transport: self.transport,
@@ -124,8 +127,7 @@ impl RtspConfig {
 
     /// The URL as events and logs show it, password elided.
     pub fn shown(&self) -> String {
-        Endpoint::check(&self.url, &SCHEMES, EXPECTED_URL)
-            .map_or_else(|_| "rtsp camera".into(), |url| remote::shown(&url))
+        FORM.shown(&self.url)
     }
 }
 
