@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use scened_pipeline::config::Config;
 use scened_pipeline::daemon::{Daemon, DaemonReport};
-use scened_pipeline::events::{self, Subscriber};
+use scened_pipeline::events::{self, Event, Subscriber};
 use scened_pipeline::frame::LabelEvent;
 use scened_pipeline::metrics::output_dropped;
 use scened_pipeline::pipeline::Pipeline;
 use scened_pipeline::queue::EdgeWatch;
+use scened_pipeline::reload::{self, Reloader};
 use scened_pipeline::rss;
 use scened_pipeline::runner::PipelineReport;
 use scened_pipeline::source::SourceConfig;
@@ -48,6 +49,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         config.output.every_frame |= args.every_frame;
         Ok(())
     })?;
+    started.reload_on_hangup(&args.pipeline)?;
     started.print_events()?;
     let Finished { report, printed } = started.run(|_| ControlFlow::Continue(()))?;
     eprint!("{}", report.pipeline);
@@ -88,6 +90,18 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `scened reload`: asks the daemon running `path` to reload it; prints the outcome's event.
+pub fn reload(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let (took, event) = reload::ask(&config).map_err(anyhow::Error::msg)?;
+    println!("{event}");
+    Ok(if took {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// A started pipeline, with the signal handling around it: what `run` and `bench` share.
 pub struct Started {
     pub config: Config,
@@ -119,10 +133,9 @@ impl Started {
         info!("building the pipeline");
         let daemon = in_file(Daemon::start(&config), args.config.as_deref())?;
         info!(model = %daemon.pipeline().engine().path().display(), "pipeline built");
-        if let Some(telemetry) = daemon.telemetry() {
+        if let Some(addr) = daemon.telemetry() {
             eprintln!(
-                "serving the live view (/) and /metrics /healthz /readyz /status on http://{}",
-                telemetry.local_addr()
+                "serving the live view (/) and /metrics /healthz /readyz /status on http://{addr}"
             );
         }
         let _ = EDGES.set(daemon.pipeline().edges());
@@ -138,6 +151,29 @@ impl Started {
 
     pub fn pipeline(&self) -> &Pipeline {
         self.daemon.pipeline()
+    }
+
+    /// SIGHUP and `POST /reload` reload the config file, read with `args`' flags again
+    /// (docs/running.md#reload).
+    pub fn reload_on_hangup(&self, args: &PipelineArgs) -> anyhow::Result<()> {
+        let file = args.config.as_deref().unwrap_or(Path::new("(no file)"));
+        let file = file.display().to_string();
+        let (args, every_frame) = (args.clone(), self.config.output.every_frame);
+        let load = move || {
+            let mut config = config::for_args(&args).map_err(|e| format!("{e:#}"))?;
+            config.output.every_frame = every_frame;
+            Ok(config)
+        };
+        let reloader = Reloader::new(&self.daemon, self.config.clone(), file, Box::new(load));
+        let reloader = Arc::new(reloader);
+        let hangup = Arc::clone(&reloader);
+        reload::on_hangup(move || drop(hangup.reload()))
+            .context("cannot install the SIGHUP handler")?;
+        self.daemon.on_reload(move || {
+            let event = reloader.reload();
+            (matches!(event, Event::Reloaded(_)), event.to_json())
+        });
+        Ok(())
     }
 
     /// Prints the event stream on stdout, a JSON object a line, until the run is over. What a

@@ -29,6 +29,12 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Ask the daemon running this config to reload it, as SIGHUP does, through its HTTP
+    /// side (with telemetry.token_env's token); exit 1 if the reload failed.
+    Reload {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// List cameras and the modes each offers.
     Cameras,
     /// Classify still images; prints one JSON object per image.
@@ -69,7 +75,7 @@ pub struct BenchArgs {
 pub const MAX_CAMERAS: i64 = 64;
 
 /// What `run` and `bench` take to set up the pipeline.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct PipelineArgs {
     /// Config file (see config/scened.toml); without one, the built-in defaults, which play
     /// the demo clip with models/efficientnet_lite0.int8.tflite.

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(args) => bench::run(&args),
         cli::Command::Eval(args) => eval::run(&args),
         cli::Command::Validate { config } => app::validate(&config),
+        cli::Command::Reload { config } => app::reload(&config),
         cli::Command::Cameras => cameras::list(),
         cli::Command::Classify(args) => classify::run(&args),
         cli::Command::Models(cli::ModelsCommand::Check { models }) => models::check(&models),

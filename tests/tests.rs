@@ -17,6 +17,7 @@ mod live_view;
 mod memory;
 mod mqtt;
 mod network;
+mod reload;
 mod run;
 mod setup;
 mod telemetry;

@@ -4,14 +4,15 @@
 
 use std::io;
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::config::Config;
 use crate::error::Invalid;
 use crate::events::Events;
 use crate::frame::LabelEvent;
 use crate::metrics;
-use crate::mqtt::{Live, Mqtt, MqttError, MqttReport};
-use crate::pipeline::{BuildError, Pipeline};
+use crate::mqtt::{Live, Mqtt, MqttClient, MqttConfig, MqttError, MqttReport};
+use crate::pipeline::{BuildError, CameraPart, Pipeline};
 use crate::runner::PipelineReport;
 use crate::stage::Shutdown;
 use crate::telemetry::{RunInfo, Telemetry, TelemetryError};
@@ -32,9 +33,17 @@ pub enum StartError {
 /// A built pipeline and what serves it: telemetry and MQTT, if enabled.
 pub struct Daemon {
     pipeline: Pipeline,
-    telemetry: Option<Telemetry>,
-    /// One client per camera, when MQTT is on.
-    mqtt: Vec<Mqtt>,
+    outputs: Arc<Mutex<Outputs>>,
+}
+
+/// What serves the cameras, shared with a reload, which adds and removes cameras there.
+pub(crate) struct Outputs {
+    pub(crate) telemetry: Option<Telemetry>,
+    /// One client per camera, by camera, when MQTT is on.
+    mqtt: Vec<(String, Mqtt)>,
+    mqtt_config: Option<MqttConfig>,
+    several: bool,
+    events: Events,
 }
 
 /// What a run did.
@@ -66,42 +75,36 @@ impl Daemon {
         }
         let events = Events::new();
         // Before the model loads: a port in use fails fast, and /healthz answers during the load.
-        let mut telemetry = config.telemetry.start(&events, &cameras, several)?;
-        let mut pipeline = Pipeline::build(config)?.publish_to(events);
-        if let Some(telemetry) = &mut telemetry {
-            let (model, dtype) = pipeline.model();
-            for camera in 0..cameras.len() {
+        let telemetry = config.telemetry.start(&events, &cameras, several)?;
+        let mut pipeline = Pipeline::build(config)?.publish_to(events.clone());
+        let mut outputs = Outputs {
+            telemetry,
+            mqtt: Vec::with_capacity(cameras.len()),
+            mqtt_config: config.output.mqtt.clone(),
+            several,
+            events,
+        };
+        let model = pipeline.model();
+        for (camera, name) in cameras.iter().enumerate() {
+            if let Some(telemetry) = &mut outputs.telemetry {
                 let run = RunInfo {
-                    model: model.clone(),
-                    dtype: dtype.clone(),
+                    model: model.0.clone(),
+                    dtype: model.1.clone(),
                     names: pipeline.names_of(camera),
                     edges: pipeline.edges_of(camera),
                     workers: pipeline.worker_watches(),
                 };
-                telemetry.follow(camera, run, pipeline.results_of(camera))?;
-                pipeline = pipeline.show_camera_to(camera, telemetry.preview(camera));
+                telemetry.follow(name, run, pipeline.results_of(camera))?;
+                pipeline = pipeline.show_camera_to(camera, telemetry.preview(name));
             }
         }
         // Connects in the background: a broker that is away is no reason not to run.
-        let live = |camera: usize| Live {
-            status: telemetry.as_ref().map(|t| t.status(camera)),
-            pictures: telemetry.as_ref().map(|t| t.pictures(camera)),
-            url: telemetry.as_ref().map(Telemetry::live_view_url),
-            only: several.then(|| cameras[camera].clone()),
-        };
-        let mqtt = mqtt
-            .into_iter()
-            .enumerate()
-            .map(|(camera, client)| {
-                // Its metrics say its camera, with several.
-                let scope = several.then_some(cameras[camera].as_str());
-                metrics::for_camera(scope, || client.start(pipeline.events(), live(camera)))
-            })
-            .collect::<Result<_, _>>()?;
+        for (name, client) in cameras.iter().zip(mqtt) {
+            outputs.publish(name, client)?;
+        }
         Ok(Self {
             pipeline,
-            telemetry,
-            mqtt,
+            outputs: Arc::new(Mutex::new(outputs)),
         })
     }
 
@@ -114,8 +117,21 @@ impl Daemon {
         self.pipeline.events()
     }
 
-    pub fn telemetry(&self) -> Option<&Telemetry> {
-        self.telemetry.as_ref()
+    /// The HTTP side, when on: what it serves changes only by a reload.
+    pub fn telemetry(&self) -> Option<std::net::SocketAddr> {
+        let outputs = lock(&self.outputs);
+        outputs.telemetry.as_ref().map(Telemetry::local_addr)
+    }
+
+    /// Lets the HTTP side's `POST /reload` run `reload`, when it is on.
+    pub fn on_reload(&self, reload: impl Fn() -> (bool, String) + Send + Sync + 'static) {
+        if let Some(telemetry) = &lock(&self.outputs).telemetry {
+            telemetry.on_reload(reload);
+        }
+    }
+
+    pub(crate) fn outputs(&self) -> Arc<Mutex<Outputs>> {
+        Arc::clone(&self.outputs)
     }
 
     /// Runs the pipeline (see [`Pipeline::run`]), then lets MQTT publish what is left and
@@ -126,7 +142,77 @@ impl Daemon {
         sink: impl FnMut(&LabelEvent) -> ControlFlow<()>,
     ) -> io::Result<DaemonReport> {
         let pipeline = self.pipeline.run(shutdown, sink)?;
-        let mqtt = self.mqtt.into_iter().map(Mqtt::finish).collect();
+        let mut outputs = lock(&self.outputs);
+        let mqtt = outputs
+            .mqtt
+            .drain(..)
+            .map(|(_, mqtt)| mqtt.finish())
+            .collect();
+        outputs.telemetry = None;
         Ok(DaemonReport { pipeline, mqtt })
+    }
+}
+
+/// A lock over outputs every update leaves whole.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Outputs {
+    /// Starts publishing camera `name`'s events with `client`.
+    fn publish(&mut self, name: &str, client: MqttClient) -> Result<(), MqttError> {
+        let telemetry = self.telemetry.as_ref();
+        let live = Live {
+            status: telemetry.map(|t| t.status(name)),
+            pictures: telemetry.map(|t| t.pictures(name)),
+            url: telemetry.map(Telemetry::live_view_url),
+            only: self.several.then(|| name.to_owned()),
+        };
+        // Its metrics say its camera, with several.
+        let scope = self.several.then_some(name);
+        let mqtt = metrics::for_camera(scope, || client.start(&self.events, live))?;
+        self.mqtt.push((name.to_owned(), mqtt));
+        Ok(())
+    }
+
+    /// Follows a camera a reload starts: `/status` and the live view show it, and, when it is
+    /// new (`added`), MQTT publishes as it. Fails before anything is touched if its MQTT
+    /// client cannot be made or its name is claimed by another daemon.
+    pub(crate) fn follow(
+        &mut self,
+        part: &mut CameraPart,
+        run: RunInfo,
+        added: bool,
+    ) -> Result<(), StartError> {
+        let name = part.name().to_owned();
+        let client = match (&self.mqtt_config, added) {
+            (Some(mqtt), true) => Some(mqtt.build(&name)?),
+            _ => None,
+        };
+        if let Some(client) = &client {
+            client.claim()?;
+        }
+        if let Some(telemetry) = &mut self.telemetry {
+            if added {
+                telemetry.add_camera(&name)?;
+            }
+            telemetry.follow(&name, run, part.results())?;
+            part.show_to(telemetry.preview(&name));
+        }
+        match client {
+            Some(client) => Ok(self.publish(&name, client)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops serving camera `name`: its MQTT client says `offline`.
+    pub(crate) fn forget(&mut self, name: &str) {
+        if let Some(telemetry) = &mut self.telemetry {
+            telemetry.remove_camera(name);
+        }
+        if let Some(at) = self.mqtt.iter().position(|(camera, _)| camera == name) {
+            let (_, mqtt) = self.mqtt.remove(at);
+            mqtt.finish();
+        }
     }
 }

@@ -33,6 +33,8 @@ pub enum Event {
     StageFailed(StageFailed),
     Started(Started),
     Stopped(Stopped),
+    Reloaded(Reloaded),
+    ReloadFailed(ReloadFailed),
 }
 
 /// A smoothed label: the line scened has always printed, with the same fields.
@@ -123,13 +125,47 @@ pub struct Started {
     pub threads: usize,
 }
 
+/// A reload took (SIGHUP, `scened reload`): what it changed, between two frames.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reloaded {
+    pub ts: String,
+    /// The config file read.
+    pub file: String,
+    /// The model file now running, and its weights' type.
+    pub model: String,
+    pub dtype: String,
+    /// Whether the model (or another `[infer]` setting) was swapped in.
+    pub model_changed: bool,
+    pub cameras_added: Vec<String>,
+    pub cameras_removed: Vec<String>,
+    /// Cameras that reopened (their source, or their label set, changed).
+    pub cameras_reopened: Vec<String>,
+    /// Cameras whose resize or smoothing settings changed, taken from their next frame.
+    pub cameras_changed: Vec<String>,
+    /// Keys that cannot change while running, e.g. `telemetry.listen`: their old values are
+    /// kept until a restart.
+    pub refused: Vec<String>,
+}
+
+/// A reload changed nothing: the config or its model is bad. The daemon runs on as before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadFailed {
+    pub ts: String,
+    pub file: String,
+    /// Why, naming the field: `infer.threads must be 0 to 64, got 99`.
+    pub error: String,
+}
+
 /// The run is over: the report's summary. Always the last event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stopped {
     pub ts: String,
     /// `end_of_stream` (the source ended, or a `[stop]` limit was reached), `shutdown` (a
-    /// signal, or the output went away) or `stage_failed`.
+    /// signal, or the output went away), `stage_failed`, or, for one of several cameras,
+    /// `removed` (by a reload; the others run on).
     pub reason: String,
     /// Frames labelled (each came out of the pipeline, printed or not).
     pub frames: u64,
@@ -185,6 +221,8 @@ impl Event {
             Self::StageFailed(_) => "stage_failed",
             Self::Started(_) => "started",
             Self::Stopped(_) => "stopped",
+            Self::Reloaded(_) => "reloaded",
+            Self::ReloadFailed(_) => "reload_failed",
         }
     }
 
@@ -245,6 +283,7 @@ impl Event {
             | Self::StageFailed(StageFailed { camera, .. })
             | Self::Stopped(Stopped { camera, .. }) => camera.as_deref(),
             Self::Started(started) => Some(&started.camera),
+            Self::Reloaded(_) | Self::ReloadFailed(_) => None,
         }
     }
 
@@ -256,7 +295,7 @@ impl Event {
             | Self::SourceBack(SourceBack { camera, .. })
             | Self::StageFailed(StageFailed { camera, .. })
             | Self::Stopped(Stopped { camera, .. }) => camera,
-            Self::Started(_) => return,
+            Self::Started(_) | Self::Reloaded(_) | Self::ReloadFailed(_) => return,
         };
         camera.get_or_insert_with(|| name.to_owned());
     }

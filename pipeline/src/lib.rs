@@ -28,7 +28,7 @@
 //! | 2. the stages, in data-flow order | [`source`] (camera, clip, images, synthetic), [`resize`], [`infer`] (the tract engine, the int8 kernels, the stage), [`smooth`] (with [`labels`]: groups, `unknown`) |
 //! | 3. the runner | [`runner`] (the one thread loop, workers, the watchdog, the report) |
 //! | 4. outputs | [`telemetry`] (HTTP: metrics, `/status`, the live view), [`mqtt`] |
-//! | 5. wiring | [`config`] (the file, composed of each part's table), [`pipeline`] (the stages wired and run), [`daemon`] (a pipeline with its outputs) |
+//! | 5. wiring | [`config`] (the file, composed of each part's table), [`pipeline`] (the stages wired and run, changed between frames by a reload), [`daemon`] (a pipeline with its outputs), [`reload`] (a new config applied to a running daemon) |
 //! | 6. tools on top | [`classify`] (still images), [`eval`] (the study's table), [`bench`] (verdicts) |
 
 pub mod bench;
@@ -50,6 +50,7 @@ pub mod mqtt;
 pub mod npy;
 pub mod pipeline;
 pub mod queue;
+pub mod reload;
 pub mod resize;
 pub mod rss;
 pub mod runner;

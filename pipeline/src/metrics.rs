@@ -64,6 +64,10 @@ pub const MQTT_EVENTS_PUBLISHED_TOTAL: &str = "scened_mqtt_events_published_tota
 /// while it was away, `disconnected` when lost with a connection or unpublished at the stop.
 pub const MQTT_EVENTS_DROPPED_TOTAL: &str = "scened_mqtt_events_dropped_total";
 
+/// Counter, `{result}`: config reloads (SIGHUP, `scened reload`), `ok` or `failed`; a failed
+/// one changed nothing.
+pub const CONFIG_RELOADS_TOTAL: &str = "scened_config_reloads_total";
+
 /// Gauge: open HTTP connections to the telemetry server.
 pub const HTTP_CONNECTIONS: &str = "scened_http_connections";
 /// Counter: connections refused because `telemetry.max_connections` were open (answered 503).
@@ -140,6 +144,8 @@ pub const STAGE: &str = "stage";
 pub const WORKER: &str = "worker";
 /// Label key: why an item was dropped ([`crate::queue::DropReason::as_str`]).
 pub const REASON: &str = "reason";
+/// How something ended: `ok` or `failed`.
+pub const RESULT: &str = "result";
 /// Label key: an edge's name.
 pub const QUEUE: &str = "queue";
 /// Label key: a class label's name.
@@ -250,6 +256,11 @@ pub fn describe() {
     );
     describe_gauge!(HTTP_VIEWERS, Unit::Count, "Open live-view streams, by kind");
     describe_counter!(
+        CONFIG_RELOADS_TOTAL,
+        Unit::Count,
+        "Config reloads, by result; a failed one changed nothing"
+    );
+    describe_counter!(
         HTTP_EVENTS_DROPPED_TOTAL,
         Unit::Count,
         "Events an /events viewer did not take in time"
@@ -290,6 +301,12 @@ pub fn describe() {
 /// Marks scened's version.
 pub fn record_build(version: &str) {
     ::metrics::gauge!(BUILD_INFO, VERSION => version.to_owned()).set(1.0);
+}
+
+/// Counts a config reload that took (`ok`) or changed nothing (`failed`).
+pub fn record_reload(ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    ::metrics::counter!(CONFIG_RELOADS_TOTAL, RESULT => result).increment(1);
 }
 
 /// Marks the model being run and the deadline frames are held to, if any.

@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 use std::error::Error;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
@@ -40,6 +40,55 @@ pub trait Stage: Send + 'static {
     type Out: Send + 'static;
 
     fn process(&mut self, input: Self::In) -> Result<Self::Out, StageError>;
+
+    /// Whether `input` is of the kind this stage takes: an input made for the stage it
+    /// replaced ([`Swap`]) may not be, e.g. a frame resized for the previous model.
+    fn accepts(&self, _input: &Self::In) -> bool {
+        true
+    }
+}
+
+/// A stage that can be replaced between two items, while its thread runs: how a reload swaps
+/// a model or a camera's settings in without stopping the frames. Items made for the stage
+/// it replaced (already in its queue) still go to that one, as long as the new one does not
+/// accept them; the first item the new one takes retires the old.
+pub struct Swap<S: Stage> {
+    stage: S,
+    previous: Option<S>,
+    next: Receiver<S>,
+}
+
+/// Where a [`Swap`]'s replacement is sent.
+pub type Replace<S> = Sender<S>;
+
+impl<S: Stage> Swap<S> {
+    pub fn new(stage: S) -> (Self, Replace<S>) {
+        let (replace, next) = crossbeam_channel::unbounded();
+        let swap = Self {
+            stage,
+            previous: None,
+            next,
+        };
+        (swap, replace)
+    }
+}
+
+impl<S: Stage> Stage for Swap<S> {
+    type In = S::In;
+    type Out = S::Out;
+
+    fn process(&mut self, input: S::In) -> Result<S::Out, StageError> {
+        while let Ok(next) = self.next.try_recv() {
+            self.previous = Some(std::mem::replace(&mut self.stage, next));
+        }
+        if let Some(previous) = &mut self.previous {
+            if !self.stage.accepts(&input) && previous.accepts(&input) {
+                return previous.process(input);
+            }
+            self.previous = None;
+        }
+        self.stage.process(input)
+    }
 }
 
 /// Where frames come from.
@@ -108,8 +157,10 @@ struct Inner {
     stopped: Mutex<bool>,
     wake: Condvar,
     /// Nothing is ever sent; dropping the sender wakes every wait on `aborted` for good.
-    abort: Mutex<Option<Sender<Infallible>>>,
+    abort: Arc<Mutex<Option<Sender<Infallible>>>>,
     aborted: Receiver<Infallible>,
+    /// Stops that this one's stop also triggers: one camera's source, say.
+    children: Mutex<Vec<Weak<Inner>>>,
 }
 
 impl Default for Shutdown {
@@ -118,8 +169,9 @@ impl Default for Shutdown {
         Self(Arc::new(Inner {
             stopped: Mutex::new(false),
             wake: Condvar::new(),
-            abort: Mutex::new(Some(abort)),
+            abort: Arc::new(Mutex::new(Some(abort))),
             aborted,
+            children: Mutex::new(Vec::new()),
         }))
     }
 }
@@ -136,6 +188,31 @@ impl Shutdown {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = true;
         self.0.wake.notify_all();
+        let children = std::mem::take(&mut *lock(&self.0.children));
+        for child in children.iter().filter_map(Weak::upgrade) {
+            Shutdown(child).trigger();
+        }
+    }
+
+    /// A stop of its own, also triggered by this one's and aborted with it: what stops one
+    /// camera's source while the others run.
+    pub fn child(&self) -> Shutdown {
+        let child = Shutdown(Arc::new(Inner {
+            stopped: Mutex::new(false),
+            wake: Condvar::new(),
+            abort: Arc::clone(&self.0.abort),
+            aborted: self.0.aborted.clone(),
+            children: Mutex::new(Vec::new()),
+        }));
+        let mut children = lock(&self.0.children);
+        children.retain(|child| child.strong_count() > 0);
+        children.push(Arc::downgrade(&child.0));
+        drop(children);
+        // Checked after registering, so a stop between the two is not missed.
+        if self.is_triggered() {
+            child.trigger();
+        }
+        child
     }
 
     pub fn is_triggered(&self) -> bool {
@@ -189,6 +266,10 @@ impl Shutdown {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +306,51 @@ mod tests {
         shutdown.abort();
         assert!(handle.join().expect("waiter thread"));
         assert!(shutdown.is_aborted() && shutdown.is_triggered());
+    }
+
+    #[test]
+    fn a_child_stops_alone_or_with_its_parent_and_shares_its_abort() {
+        let parent = Shutdown::new();
+        let (one, two) = (parent.child(), parent.child());
+        one.trigger();
+        assert!(one.is_triggered() && !two.is_triggered() && !parent.is_triggered());
+        parent.trigger();
+        assert!(two.is_triggered());
+        assert!(
+            parent.child().is_triggered(),
+            "a child of a stopped parent is stopped"
+        );
+        parent.abort();
+        assert!(one.is_aborted() && two.is_aborted());
+    }
+
+    /// Doubles its input; accepts only even numbers when `even`.
+    struct Doubler {
+        even: bool,
+        add: i32,
+    }
+
+    impl Stage for Doubler {
+        type In = i32;
+        type Out = i32;
+        fn process(&mut self, input: i32) -> Result<i32, StageError> {
+            Ok(input * 2 + self.add)
+        }
+        fn accepts(&self, input: &i32) -> bool {
+            !self.even || input % 2 == 0
+        }
+    }
+
+    #[test]
+    fn a_swapped_stage_takes_over_and_the_old_one_finishes_what_was_made_for_it() {
+        let (mut swap, replace) = Swap::new(Doubler {
+            even: false,
+            add: 0,
+        });
+        assert_eq!(swap.process(3).unwrap(), 6);
+        replace.send(Doubler { even: true, add: 1 }).unwrap();
+        assert_eq!(swap.process(5).unwrap(), 10, "odd: made for the old one");
+        assert_eq!(swap.process(4).unwrap(), 9, "the new one's first");
+        assert_eq!(swap.process(5).unwrap(), 11, "the old one is retired");
     }
 }

@@ -30,7 +30,7 @@ pub mod view;
 
 use std::borrow::Cow;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -45,7 +45,9 @@ use crate::frame::Labelled;
 use crate::metrics;
 use auth::Access;
 use status::RESULTS_QUEUE;
-pub use status::{LiveStatus, NotReady, Ranked, RunInfo, Status, StatusPage, WorkerStatus};
+pub use status::{
+    ConfigLoaded, LiveStatus, NotReady, Ranked, RunInfo, Status, StatusPage, WorkerStatus,
+};
 use view::{Pictures, Preview, View};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
@@ -291,23 +293,13 @@ impl TelemetryConfig {
         process.describe();
         metrics::record_build(env!("CARGO_PKG_VERSION"));
 
-        let cameras: Vec<CameraView> = cameras
+        let views = cameras
             .iter()
-            .map(|name| {
-                let status = Arc::new(LiveStatus::new(limits.stale_after));
-                let preview = Arc::new(Preview::default());
-                let view = metrics::for_camera(several.then_some(name.as_str()), || {
-                    View::new(preview.clone(), status.clone(), limits.preview_period)
-                });
-                CameraView {
-                    name: name.clone(),
-                    status,
-                    preview,
-                    view: Arc::new(view),
-                }
-            })
+            .map(|name| CameraView::new(name, several, &limits))
             .collect();
+        let cameras = Cameras::new(views);
         let (stop, stopped) = watch::channel(false);
+        let reload = routes::Reload::default();
         let app = routes::App {
             metrics: handle,
             process,
@@ -317,20 +309,20 @@ impl TelemetryConfig {
             access,
             protect_metrics: self.protect_metrics,
             limits,
+            reload: reload.clone(),
         };
         let mut telemetry = Telemetry {
+            reload,
             cameras,
             several,
+            limits,
             local_addr,
             stop,
             threads: Vec::with_capacity(2),
         };
         // On an error, dropping `telemetry` stops what did start.
-        for camera in telemetry.cameras.clone() {
-            let view = camera.view;
-            telemetry
-                .threads
-                .push(spawn("scened-view", move || view.run())?);
+        for camera in telemetry.cameras.list() {
+            telemetry.threads.push(camera.show()?);
         }
         let serve = server::serve(listener, Arc::new(app), stopped);
         let serve = move || runtime.block_on(serve);
@@ -348,6 +340,64 @@ pub(crate) struct CameraView {
     pub(crate) view: Arc<View>,
 }
 
+impl CameraView {
+    fn new(name: &str, several: bool, limits: &Limits) -> Self {
+        let status = Arc::new(LiveStatus::new(limits.stale_after));
+        let preview = Arc::new(Preview::default());
+        let view = metrics::for_camera(several.then_some(name), || {
+            View::new(preview.clone(), status.clone(), limits.preview_period)
+        });
+        Self {
+            name: name.to_owned(),
+            status,
+            preview,
+            view: Arc::new(view),
+        }
+    }
+
+    /// Starts the thread that makes its live view's pictures.
+    fn show(&self) -> Result<JoinHandle<()>, TelemetryError> {
+        let view = Arc::clone(&self.view);
+        spawn("scened-view", move || view.run())
+    }
+}
+
+/// The cameras the HTTP side serves, shared with its handlers: a reload adds and removes
+/// them, and says when the config was loaded.
+#[derive(Clone)]
+pub(crate) struct Cameras(Arc<RwLock<(Vec<CameraView>, Option<ConfigLoaded>)>>);
+
+impl Cameras {
+    pub(crate) fn new(views: Vec<CameraView>) -> Self {
+        Self(Arc::new(RwLock::new((views, None))))
+    }
+
+    /// Every camera now, in the pipeline's order.
+    pub(crate) fn list(&self) -> Vec<CameraView> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    fn find(&self, name: &str) -> Option<CameraView> {
+        self.list().into_iter().find(|camera| camera.name == name)
+    }
+
+    pub(crate) fn config(&self) -> Option<ConfigLoaded> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, (Vec<CameraView>, Option<ConfigLoaded>)> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 fn spawn(
     name: &str,
     run: impl FnOnce() + Send + 'static,
@@ -361,9 +411,12 @@ fn spawn(
 /// The running HTTP side; dropping it stops its threads. The recorder stays installed, so
 /// metrics recorded after the drop are kept but no longer served.
 pub struct Telemetry {
+    /// What `POST /reload` runs.
+    reload: routes::Reload,
     /// Each camera's, in the pipeline's order; the first is what the top-level paths show.
-    cameras: Vec<CameraView>,
+    cameras: Cameras,
     several: bool,
+    limits: Limits,
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
@@ -375,14 +428,53 @@ impl Telemetry {
         self.local_addr
     }
 
+    /// Camera `camera`'s side, which must be served.
+    fn camera(&self, camera: &str) -> CameraView {
+        let found = self.cameras.find(camera);
+        found.unwrap_or_else(|| panic!("camera {camera} is not served"))
+    }
+
     /// What `/cameras/<name>/status` reports of camera `camera` (with one camera, `/status`).
-    pub fn status(&self, camera: usize) -> Arc<LiveStatus> {
-        self.cameras[camera].status.clone()
+    pub fn status(&self, camera: &str) -> Arc<LiveStatus> {
+        self.camera(camera).status
     }
 
     /// Camera `camera`'s live view pictures, for a consumer off the HTTP side.
-    pub fn pictures(&self, camera: usize) -> Pictures {
-        Pictures::new(self.cameras[camera].view.clone())
+    pub fn pictures(&self, camera: &str) -> Pictures {
+        Pictures::new(self.camera(camera).view)
+    }
+
+    /// Serves camera `camera` too, from now on (a reload added it).
+    pub fn add_camera(&mut self, camera: &str) -> Result<(), TelemetryError> {
+        let view = CameraView::new(camera, self.several, &self.limits);
+        self.threads.push(view.show()?);
+        self.cameras.write().0.push(view);
+        Ok(())
+    }
+
+    /// Stops serving camera `camera` (a reload removed it).
+    pub fn remove_camera(&mut self, camera: &str) {
+        let mut cameras = self.cameras.write();
+        if let Some(at) = cameras.0.iter().position(|view| view.name == camera) {
+            cameras.0.remove(at).view.stop();
+        }
+    }
+
+    /// Lets `POST /reload` run `reload` (from now on): whether it took, and the event as JSON.
+    pub fn on_reload(&self, reload: impl Fn() -> (bool, String) + Send + Sync + 'static) {
+        let _ = self.reload.set(Box::new(reload));
+    }
+
+    /// Says every camera's frames now run on `model` (a reload swapped it in).
+    pub fn model_runs(&self, model: &str, dtype: &str) {
+        for camera in self.cameras.list() {
+            camera.status.runs(model, dtype);
+        }
+    }
+
+    /// Says when the config now running was loaded, and how many reloads took or failed.
+    pub fn config_loaded(&self, loaded: ConfigLoaded) {
+        self.cameras.write().1 = Some(loaded);
     }
 
     /// The live view's address: the bound one, or this host's name when bound to every
@@ -399,8 +491,8 @@ impl Telemetry {
 
     /// Where camera `camera`'s live view takes frames from: a tap to offer them to
     /// ([`crate::pipeline::Pipeline::show_camera_to`]).
-    pub fn preview(&self, camera: usize) -> Arc<Preview> {
-        self.cameras[camera].preview.clone()
+    pub fn preview(&self, camera: &str) -> Arc<Preview> {
+        self.camera(camera).preview
     }
 
     /// Follows camera `camera` of a pipeline about to run: its `/status` names `run`'s model
@@ -408,7 +500,7 @@ impl Telemetry {
     /// `results` until the run closes them.
     pub fn follow(
         &mut self,
-        camera: usize,
+        camera: &str,
         run: RunInfo,
         results: &Bus<Labelled>,
     ) -> Result<(), TelemetryError> {
@@ -419,7 +511,7 @@ impl Telemetry {
             edges,
             workers,
         } = run;
-        let CameraView { name, status, .. } = &self.cameras[camera];
+        let CameraView { name, status, .. } = &self.camera(camera);
         status.started(&model, &dtype, Arc::clone(&names));
         status.watch_edges(edges);
         status.workers(workers);
@@ -442,7 +534,7 @@ impl Drop for Telemetry {
     fn drop(&mut self) {
         // Open streams end with the runtime: a viewer is not waited for.
         let _ = self.stop.send(true);
-        for camera in &self.cameras {
+        for camera in self.cameras.list() {
             camera.view.stop();
         }
         for thread in self.threads.drain(..) {

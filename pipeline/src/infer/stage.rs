@@ -172,14 +172,27 @@ impl InferConfig {
 /// Model input → class probabilities, with a session of its own.
 pub struct InferStage {
     session: Session,
+    /// The input tensor's shape and type the model takes.
+    input: ([usize; 4], tract_tflite::prelude::DatumType),
 }
 
 impl InferStage {
     /// Spawns the session this stage uses for every frame.
     pub fn new(engine: &Engine) -> Result<Self, InferError> {
+        let spec = engine.input();
+        let shape = [1, spec.height as usize, spec.width as usize, 3];
         Ok(Self {
             session: engine.session()?,
+            input: (shape, spec.datum),
         })
+    }
+
+    /// Runs the model once on a black frame: a model swapped in by a reload proves it runs
+    /// before it takes a camera's frames.
+    pub fn warm_up(&mut self, engine: &Engine) -> Result<(), InferError> {
+        let spec = engine.input();
+        let black = vec![0; spec.height as usize * spec.width as usize * 3];
+        self.session.run(spec.tensor(&black)).map(drop)
     }
 }
 
@@ -193,5 +206,11 @@ impl Stage for InferStage {
             stamp: input.stamp,
             probs: inference.probs,
         })
+    }
+
+    /// A frame resized for another model (the one a reload replaced) is not this one's.
+    fn accepts(&self, input: &ModelInput) -> bool {
+        let (shape, datum) = &self.input;
+        input.tensor.shape() == shape && input.tensor.datum_type() == *datum
     }
 }

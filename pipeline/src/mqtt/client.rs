@@ -365,7 +365,12 @@ impl Worker {
                 return;
             }
             match self.outbox.try_recv() {
-                Ok(event) if self.only.is_some() && event.camera() != self.only.as_deref() => {}
+                // The daemon's own events (a reload) say no camera: each camera's stream says them.
+                Ok(event)
+                    if self.only.is_some()
+                        && event
+                            .camera()
+                            .is_some_and(|camera| Some(camera) != self.only.as_deref()) => {}
                 Ok(event) => {
                     let json = event.to_json();
                     session.state.saw(&event, &json);

@@ -113,7 +113,8 @@ where
 /// leave on its output in the order its items were taken. The workers stop as
 /// [`spawn_stage`]'s stage does, each on its own: a worker that fails or panics ends, the
 /// others go on; they all stop once every lane's input is closed and drained, or every lane's
-/// output is gone. Each handle is pushed onto `handles` as its thread starts.
+/// output is gone. Each handle is pushed onto `handles` as its thread starts. More lanes may
+/// be added through what it returns while they run.
 pub fn spawn_workers<S: Stage>(
     name: &'static str,
     stages: Vec<S>,
@@ -121,7 +122,7 @@ pub fn spawn_workers<S: Stage>(
     probe: Probe,
     shutdown: &Shutdown,
     handles: &mut Vec<StageHandle>,
-) -> io::Result<()>
+) -> io::Result<Lanes<S::In, S::Out>>
 where
     S::In: Stamped,
     S::Out: Stamped,
@@ -138,7 +139,23 @@ where
         let output = Arc::clone(&resequencers);
         handles.push(spawn(name, Some(worker), work, watch, output, probe)?);
     }
-    Ok(())
+    Ok(Lanes {
+        dispatch,
+        resequencers,
+    })
+}
+
+/// The lanes of running workers ([`spawn_workers`]): a camera added while they run gets one.
+pub struct Lanes<I, O> {
+    dispatch: Arc<workers::Dispatch<I>>,
+    resequencers: Arc<workers::Resequencers<O>>,
+}
+
+impl<I, O: Send + 'static> Lanes<I, O> {
+    /// Serves `lane` too, in turn with the others, from the workers' next take.
+    pub fn add(&self, lane: Lane<I, O>) {
+        workers::add(&self.dispatch, &self.resequencers, lane);
+    }
 }
 
 fn spawn<W, O>(

@@ -80,14 +80,14 @@ pub struct Watchdog {
 
 impl Watchdog {
     /// Starts watching `handles`' stages. Register on the thread with the recorder.
-    pub fn spawn(
-        handles: &[StageHandle],
+    pub fn spawn<'a>(
+        handles: impl IntoIterator<Item = &'a StageHandle>,
         shutdown: Shutdown,
         stall_after: Duration,
     ) -> io::Result<Self> {
         type Watched = (&'static str, Option<usize>, Arc<Activity>, Counter);
         let watched: Vec<Watched> = handles
-            .iter()
+            .into_iter()
             .filter(|handle| handle.input.is_some())
             .map(|handle| {
                 let labels = stage_labels(handle.name, handle.worker);

@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 
@@ -51,11 +51,15 @@ pub(super) struct Ticket {
 }
 
 /// The workers' shared input: hands items out one at a time, numbered per lane in the order
-/// taken, the lanes served in turn.
+/// taken, the lanes served in turn. Lanes may be added while the workers run (a camera added by
+/// a reload); a lane whose input closes is done.
 pub(super) struct Dispatch<T> {
     taking: Mutex<Taking<T>>,
-    /// Each lane's window: a permit per item of that lane between dispatch and its output.
-    permits: Vec<(Sender<()>, Receiver<()>)>,
+    /// Lanes added, for the next take to join to the others: a take waiting for an item holds
+    /// the lock, and sees one come here.
+    added: (Sender<Input<T>>, Receiver<Input<T>>),
+    /// Each lane's window: permits per item between dispatch and its output.
+    window: usize,
 }
 
 /// The lanes' inputs and whose turn it is, under one lock.
@@ -70,64 +74,92 @@ struct Input<T> {
     edge: EdgeReceiver<T>,
     next: u64,
     open: bool,
+    /// A permit per item of this lane that may be between dispatch and its output.
+    permits: Receiver<()>,
+    /// Tells the lane's re-sequencer, once the input is closed, how many items it will get.
+    closed: Option<Box<dyn FnOnce(u64) + Send>>,
 }
 
 /// The workers' shared output: re-sequences each lane's results onto its output edge.
 pub(super) struct Resequencers<T> {
-    lanes: Vec<Resequencer<T>>,
-    /// Lanes whose output's consumer is gone: the workers stop once every lane's is.
-    gone: Vec<AtomicBool>,
+    lanes: RwLock<Vec<Arc<Resequencer<T>>>>,
 }
 
 /// One lane's re-sequencer.
 pub(super) struct Resequencer<T> {
+    /// With the output edge: sent under the lock, items leave in order.
     pending: Mutex<Pending<T>>,
-    output: EdgeSender<T>,
     /// Gives back a permit per number that leaves.
     permits: Sender<()>,
+    /// Its output's consumer is gone: the workers stop once every lane's is.
+    gone: AtomicBool,
 }
 
 /// A dispatch and the re-sequencers for `workers` workers between each lane's input edge and
 /// its output edge.
-pub(super) fn lanes<I, O>(
+pub(super) fn lanes<I, O: Send + 'static>(
     lanes: Vec<super::Lane<I, O>>,
     workers: usize,
 ) -> (Dispatch<I>, Resequencers<O>) {
-    let window = PERMITS_PER_WORKER * workers.max(1);
-    let mut inputs = Vec::with_capacity(lanes.len());
-    let mut permits = Vec::with_capacity(lanes.len());
-    let mut resequencers = Vec::with_capacity(lanes.len());
-    for (input, output) in lanes {
-        let (give, take) = crossbeam_channel::bounded(window);
-        for _ in 0..window {
-            give.try_send(())
-                .expect("the channel holds the whole window");
-        }
-        inputs.push(Input {
-            edge: input,
-            next: 0,
-            open: true,
-        });
-        resequencers.push(Resequencer {
-            pending: Mutex::new(Pending::default()),
-            output,
-            permits: give.clone(),
-        });
-        permits.push((give, take));
-    }
-    let gone = resequencers
-        .iter()
-        .map(|_| AtomicBool::new(false))
-        .collect();
     let dispatch = Dispatch {
-        taking: Mutex::new(Taking { inputs, turn: 0 }),
-        permits,
+        taking: Mutex::new(Taking {
+            inputs: Vec::with_capacity(lanes.len()),
+            turn: 0,
+        }),
+        added: crossbeam_channel::unbounded(),
+        window: PERMITS_PER_WORKER * workers.max(1),
     };
     let resequencers = Resequencers {
-        lanes: resequencers,
-        gone,
+        lanes: RwLock::new(Vec::with_capacity(lanes.len())),
     };
+    for lane in lanes {
+        add(&dispatch, &resequencers, lane);
+    }
     (dispatch, resequencers)
+}
+
+/// Adds a lane: its re-sequencer first, so a worker that takes its first item finds it.
+pub(super) fn add<I, O: Send + 'static>(
+    dispatch: &Dispatch<I>,
+    resequencers: &Resequencers<O>,
+    (input, output): super::Lane<I, O>,
+) {
+    let (give, take) = crossbeam_channel::bounded(dispatch.window);
+    for _ in 0..dispatch.window {
+        give.try_send(())
+            .expect("the channel holds the whole window");
+    }
+    let resequencer = Arc::new(Resequencer {
+        pending: Mutex::new(Pending {
+            output: Some(output),
+            ..Pending::default()
+        }),
+        permits: give,
+        gone: AtomicBool::new(false),
+    });
+    // Under the lock, so the inputs join in the order of the re-sequencers.
+    let mut lanes = write(&resequencers.lanes);
+    lanes.push(Arc::clone(&resequencer));
+    let input = Input {
+        edge: input,
+        next: 0,
+        open: true,
+        permits: take,
+        closed: Some(Box::new(move |count| resequencer.close_after(count))),
+    };
+    dispatch
+        .added
+        .0
+        .send(input)
+        .expect("the dispatch holds the receiver");
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What a look over the lanes found.
@@ -152,21 +184,20 @@ impl<T> Dispatch<T> {
             if abort.try_recv() == Err(TryRecvError::Disconnected) {
                 return Err(Aborted);
             }
+            taking.inputs.extend(self.added.1.try_iter());
             match self.look(&mut taking) {
                 Look::Item(ticket, item) => return Ok(Some((ticket, item))),
                 Look::Closed => return Ok(None),
                 Look::Wait => {}
             }
             // Until something changes: an item in a lane with a permit, a permit back in a
-            // lane without, a lane closed, or the abort.
+            // lane without, a lane closed or added, or the abort.
             let mut change = Select::new();
             change.recv(abort);
-            for (input, (_, permits)) in taking.inputs.iter().zip(&self.permits) {
-                if !input.open {
-                    continue;
-                }
-                if permits.is_empty() {
-                    change.recv(permits);
+            change.recv(&self.added.1);
+            for input in taking.inputs.iter().filter(|input| input.open) {
+                if input.permits.is_empty() {
+                    change.recv(&input.permits);
                 } else {
                     input.edge.ready_in(&mut change);
                 }
@@ -181,22 +212,26 @@ impl<T> Dispatch<T> {
         let mut open = false;
         for lane in (0..lanes).map(|i| (taking.turn + i) % lanes) {
             let input = &mut taking.inputs[lane];
-            let permits = &self.permits[lane].1;
             // Only a taker, under the lock, takes permits: one seen here stays.
-            if !input.open || permits.is_empty() {
+            if !input.open || input.permits.is_empty() {
                 open |= input.open;
                 continue;
             }
             match input.edge.try_recv() {
                 Ok(item) => {
-                    let _ = permits.try_recv();
+                    let _ = input.permits.try_recv();
                     let number = input.next;
                     input.next += 1;
                     taking.turn = (lane + 1) % lanes;
                     return Look::Item(Ticket { lane, number }, item);
                 }
                 Err(TryRecvError::Empty) => open = true,
-                Err(TryRecvError::Disconnected) => input.open = false,
+                Err(TryRecvError::Disconnected) => {
+                    input.open = false;
+                    if let Some(closed) = input.closed.take() {
+                        closed(input.next);
+                    }
+                }
             }
         }
         if open {
@@ -208,7 +243,9 @@ impl<T> Dispatch<T> {
 
     /// The input edge's counters, when there is one lane: a stage's report row shows them.
     pub(super) fn watch(&self) -> Option<EdgeWatch> {
-        match &lock(&self.taking).inputs[..] {
+        let mut taking = lock(&self.taking);
+        taking.inputs.extend(self.added.1.try_iter());
+        match &taking.inputs[..] {
             [one] => Some(one.edge.watch()),
             _ => None,
         }
@@ -225,10 +262,12 @@ impl<T> Resequencers<T> {
         result: Option<T>,
         abort: &Receiver<Infallible>,
     ) -> Result<(), DropReason> {
-        let outcome = self.lanes[ticket.lane].put(ticket.number, result, abort);
+        let lane = Arc::clone(&read(&self.lanes)[ticket.lane]);
+        let outcome = lane.put(ticket.number, result, abort);
         if outcome == Err(DropReason::Disconnected) {
-            self.gone[ticket.lane].store(true, Ordering::Release);
-            if !self.gone.iter().all(|gone| gone.load(Ordering::Acquire)) {
+            lane.gone.store(true, Ordering::Release);
+            let lanes = read(&self.lanes);
+            if !lanes.iter().all(|lane| lane.gone.load(Ordering::Acquire)) {
                 return Ok(());
             }
         }
@@ -252,21 +291,35 @@ impl<T> Resequencer<T> {
         pending.insert(number, result);
         let mut outcome = Ok(());
         while let Some(ready) = pending.pop_ready() {
-            if let Some(item) = ready {
-                if self.output.send_unless(item, abort) == Err(DropReason::Disconnected) {
+            let output = pending.output.as_ref();
+            if let (Some(item), Some(output)) = (ready, output) {
+                if output.send_unless(item, abort) == Err(DropReason::Disconnected) {
                     outcome = Err(DropReason::Disconnected);
                 }
             }
             let _ = self.permits.try_send(());
         }
+        pending.close_when_done();
         outcome
+    }
+
+    /// The lane's input is closed after `count` items: once they have all left, the output
+    /// closes, and what is behind it drains and ends while the workers serve the other lanes
+    /// (a camera removed by a reload).
+    fn close_after(&self, count: u64) {
+        let mut pending = lock(&self.pending);
+        pending.end = Some(count);
+        pending.close_when_done();
     }
 }
 
-/// Results that came back ahead of an earlier number, and the next number to send on.
+/// Results that came back ahead of an earlier number, the next number to send on, and where.
 struct Pending<T> {
     next: u64,
     held: BTreeMap<u64, Option<T>>,
+    output: Option<EdgeSender<T>>,
+    /// How many items the lane gets, once its input is closed.
+    end: Option<u64>,
 }
 
 impl<T> Default for Pending<T> {
@@ -274,11 +327,19 @@ impl<T> Default for Pending<T> {
         Self {
             next: 0,
             held: BTreeMap::new(),
+            output: None,
+            end: None,
         }
     }
 }
 
 impl<T> Pending<T> {
+    fn close_when_done(&mut self) {
+        if self.end == Some(self.next) {
+            self.output = None;
+        }
+    }
+
     fn insert(&mut self, number: u64, result: Option<T>) {
         debug_assert!(number >= self.next, "number {number} came back twice");
         self.held.insert(number, result);
@@ -336,7 +397,16 @@ mod tests {
         let (to_input, input) = edge(16);
         let (output, from_output) = edge(16);
         let (dispatch, resequencers) = lanes(vec![(input, output)], 2);
-        let permits = &dispatch.permits[0].1;
+        let permits = dispatch
+            .added
+            .1
+            .try_recv()
+            .map(|input| {
+                let permits = input.permits.clone();
+                lock(&dispatch.taking).inputs.push(input);
+                permits
+            })
+            .unwrap();
         for item in 0..8 {
             to_input.send(item).expect("room");
         }
@@ -407,5 +477,32 @@ mod tests {
                 (0, 5, 5)
             ]
         );
+    }
+
+    /// A take waiting on an empty lane sees a lane added meanwhile, and takes from it.
+    #[test]
+    fn a_lane_added_while_a_take_waits_is_served() {
+        let (_to_quiet, quiet) = edge::<u32>(4);
+        let (quiet_out, _quiet_results) = edge::<u32>(4);
+        let (dispatch, resequencers) = lanes(vec![(quiet, quiet_out)], 1);
+        let dispatch = Arc::new(dispatch);
+        let taker = {
+            let dispatch = Arc::clone(&dispatch);
+            thread::spawn(move || {
+                let (ticket, item) = dispatch.take(&crossbeam_channel::never()).unwrap()?;
+                Some((ticket.lane, ticket.number, item))
+            })
+        };
+        thread::sleep(Duration::from_millis(20));
+        let (to_added, added) = edge(4);
+        let (added_out, added_results) = edge(4);
+        to_added.send(7).expect("room");
+        add(&dispatch, &resequencers, (added, added_out));
+        assert_eq!(taker.join().unwrap(), Some((1, 0, 7)));
+        let never = crossbeam_channel::never();
+        resequencers
+            .put(Ticket { lane: 1, number: 0 }, Some(70), &never)
+            .unwrap();
+        assert_eq!(added_results.recv(), Some(70));
     }
 }

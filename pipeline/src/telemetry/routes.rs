@@ -1,7 +1,8 @@
 //! What each request gets, as a function of the request and the state it is answered from:
 //! methods, paths, the token, and each endpoint's response. Tested without a socket.
 
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::header::{self, HeaderValue};
@@ -12,7 +13,7 @@ use tracing::debug;
 use super::auth::Access;
 use super::server::Body;
 use super::streams::{snapshot, stream_events, stream_pictures, Streams};
-use super::{CameraView, Limits, Status, StatusPage};
+use super::{CameraView, Cameras, Limits, LiveStatus, Status, StatusPage};
 use crate::events::Events;
 use crate::metrics;
 
@@ -32,15 +33,20 @@ pub(super) struct App {
     pub(super) metrics: PrometheusHandle,
     pub(super) process: metrics_process::Collector,
     /// Every camera, in the pipeline's order (not empty): `/cameras/<name>/…` serve each,
-    /// the top-level paths the first.
-    pub(super) cameras: Vec<CameraView>,
+    /// the top-level paths the first. A reload adds and removes them.
+    pub(super) cameras: Cameras,
     /// `[cameras]`' several: `/status` and `/readyz` speak for them all.
     pub(super) several: bool,
     pub(super) events: Events,
     pub(super) access: Access,
     pub(super) protect_metrics: bool,
     pub(super) limits: Limits,
+    /// What `POST /reload` runs, once the daemon has given it: the outcome and its event.
+    pub(super) reload: Reload,
 }
+
+/// A reload of the config, as the HTTP side asks for it: whether it took, and the event.
+pub(super) type Reload = Arc<OnceLock<Box<dyn Fn() -> (bool, String) + Send + Sync>>>;
 
 /// The paths served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +59,7 @@ enum Endpoint {
     Snapshot,
     Stream,
     Events,
+    Reload,
 }
 
 impl Endpoint {
@@ -83,6 +90,7 @@ impl Endpoint {
             "/snapshot.jpg" => Self::Snapshot,
             "/stream.mjpeg" => Self::Stream,
             "/events" => Self::Events,
+            "/reload" => Self::Reload,
             _ => return None,
         })
     }
@@ -91,7 +99,7 @@ impl Endpoint {
     fn is_private(self) -> bool {
         matches!(
             self,
-            Self::Page | Self::Snapshot | Self::Stream | Self::Events
+            Self::Page | Self::Snapshot | Self::Stream | Self::Events | Self::Reload
         )
     }
 }
@@ -101,7 +109,19 @@ pub(super) async fn route<B>(app: &App, streams: &Streams, request: &Request<B>)
     let method = request.method();
     let path = request.uri().path();
     debug!(%method, path, "telemetry request");
-    if method != Method::GET && method != Method::HEAD {
+    // A reload changes the daemon: only asked for, never followed as a link or prefetched.
+    let reload = path == "/reload";
+    let allowed = match reload {
+        true => method == Method::POST,
+        false => method == Method::GET || method == Method::HEAD,
+    };
+    if !allowed {
+        if reload {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only POST\n");
+            let allow = HeaderValue::from_static("POST");
+            response.headers_mut().insert(header::ALLOW, allow);
+            return response;
+        }
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD are served\n",
@@ -110,14 +130,17 @@ pub(super) async fn route<B>(app: &App, streams: &Streams, request: &Request<B>)
         response.headers_mut().insert(header::ALLOW, allow);
         return response;
     }
-    let Some((endpoint, camera)) = Endpoint::of(path, &app.cameras) else {
+    let cameras = app.cameras.list();
+    let Some((endpoint, camera)) = Endpoint::of(path, &cameras) else {
         return text(
             StatusCode::NOT_FOUND,
             "not found: try / /metrics /healthz /readyz /status /snapshot.jpg /stream.mjpeg /events \
              /cameras/<name>/status|snapshot.jpg|stream.mjpeg\n",
         );
     };
-    let shown = camera.unwrap_or(&app.cameras[0]);
+    let Some(shown) = camera.or(cameras.first()) else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "no camera\n");
+    };
     let asks_token = endpoint.is_private() || app.protect_metrics;
     if asks_token
         && !app
@@ -142,7 +165,7 @@ pub(super) async fn route<B>(app: &App, streams: &Streams, request: &Request<B>)
             ),
         },
         Endpoint::Healthz => text(StatusCode::OK, "ok\n"),
-        Endpoint::Readyz => match readiness(app) {
+        Endpoint::Readyz => match readiness(app, &cameras) {
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -153,7 +176,7 @@ pub(super) async fn route<B>(app: &App, streams: &Streams, request: &Request<B>)
             let now = Instant::now();
             let json = match camera {
                 Some(camera) => serde_json::to_string(&camera.status.snapshot(now)),
-                None => serde_json::to_string(&status_page(app, now)),
+                None => serde_json::to_string(&status_page(app, &cameras, now)),
             };
             let json = json.expect("a struct of plain fields");
             full(StatusCode::OK, JSON, json + "\n")
@@ -175,20 +198,32 @@ pub(super) async fn route<B>(app: &App, streams: &Streams, request: &Request<B>)
             Some(seat) => stream_events(app, streams, seat, head, last_event_id(request)),
             None => too_many_viewers(),
         },
+        Endpoint::Reload => {
+            let reload = Arc::clone(&app.reload);
+            // Loading a model takes a while: off the thread that feeds the viewers.
+            let outcome = tokio::task::spawn_blocking(move || reload.get().map(|reload| reload()));
+            match outcome.await {
+                Ok(Some((true, event))) => full(StatusCode::OK, JSON, event + "\n"),
+                Ok(Some((false, event))) => {
+                    full(StatusCode::UNPROCESSABLE_ENTITY, JSON, event + "\n")
+                }
+                Ok(None) => text(StatusCode::SERVICE_UNAVAILABLE, "not running yet\n"),
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the reload panicked\n"),
+            }
+        }
     }
 }
 
 /// `/readyz`: the one camera's readiness; with several, every camera's, the first that is not
 /// ready named.
-fn readiness(app: &App) -> Result<(), String> {
+fn readiness(app: &App, cameras: &[CameraView]) -> Result<(), String> {
     let now = Instant::now();
     if !app.several {
-        return app.cameras[0]
-            .status
+        return shown_status(cameras)
             .readiness(now)
             .map_err(|why| why.to_string());
     }
-    app.cameras.iter().try_for_each(|camera| {
+    cameras.iter().try_for_each(|camera| {
         let ready = camera.status.readiness(now);
         ready.map_err(|why| format!("camera {}: {why}", camera.name))
     })
@@ -196,15 +231,28 @@ fn readiness(app: &App) -> Result<(), String> {
 
 /// `/status`: the one camera's status, or with several the daemon's over theirs; and each
 /// camera's by name.
-fn status_page(app: &App, now: Instant) -> StatusPage {
-    let cameras = app.cameras.iter();
+fn status_page(app: &App, shown: &[CameraView], now: Instant) -> StatusPage {
+    let cameras = shown.iter();
     let cameras = cameras.map(|camera| (camera.name.clone(), camera.status.snapshot(now)));
     let cameras = cameras.collect();
     let status = match app.several {
         true => Status::overall(&cameras),
-        false => app.cameras[0].status.snapshot(now),
+        false => shown_status(shown).snapshot(now),
     };
-    StatusPage { status, cameras }
+    let config = app.cameras.config();
+    StatusPage {
+        status,
+        cameras,
+        config,
+    }
+}
+
+/// The one camera's status: a reload that replaces it leaves one.
+fn shown_status(cameras: &[CameraView]) -> Arc<LiveStatus> {
+    match cameras.first() {
+        Some(camera) => Arc::clone(&camera.status),
+        None => Arc::new(LiveStatus::new(Duration::ZERO)),
+    }
 }
 
 /// The `Last-Event-ID` an `/events` client reconnects with, if it is one of ours (a number).
@@ -313,12 +361,13 @@ mod tests {
         App {
             metrics: PrometheusBuilder::new().build_recorder().handle(),
             process: metrics_process::Collector::default(),
-            cameras: vec![camera],
+            cameras: Cameras::new(vec![camera]),
             several: false,
             events: Events::new(),
             access: Access::from_config(&config).unwrap(),
             protect_metrics,
             limits,
+            reload: Reload::default(),
         }
     }
 
@@ -407,7 +456,7 @@ mod tests {
         let readyz = answer(&app, request(Method::GET, "/readyz", None));
         assert_eq!(readyz.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body(&readyz), "not ready: the model is not loaded yet\n");
-        app.cameras[0].status.stopped();
+        app.cameras.list()[0].status.stopped();
         let status = answer(&app, request(Method::GET, "/status", None));
         assert_eq!(header(&status, header::CONTENT_TYPE), JSON);
         let json: serde_json::Value = serde_json::from_str(&body(&status)).unwrap();

@@ -62,6 +62,8 @@ struct Live {
     /// What the indices of a [`Smoothed`] name; given with the model.
     names: Option<Arc<Names>>,
     stopped: bool,
+    /// Runs of the camera being followed: a reload's new one starts before the old one ends.
+    followers: usize,
     last: Option<Last>,
     labelled: u64,
     first_at: Option<Instant>,
@@ -141,6 +143,20 @@ pub struct StatusPage {
     #[serde(flatten)]
     pub status: Status,
     pub cameras: BTreeMap<String, Status>,
+    /// The config running: when it was loaded, and how many reloads it has seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigLoaded>,
+}
+
+/// When the config now running was loaded (at start or by the last reload that took).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfigLoaded {
+    /// RFC 3339, UTC.
+    pub loaded_at: String,
+    /// Reloads that took, since the start.
+    pub reloads: u64,
+    /// Reloads that changed nothing because they failed.
+    pub failed_reloads: u64,
 }
 
 /// One inference worker in `/status`.
@@ -181,6 +197,12 @@ impl LiveStatus {
         live.model = Some((model.to_owned(), dtype.to_owned()));
         live.names = Some(names);
         live.stopped = false;
+        live.followers += 1;
+    }
+
+    /// A reload swapped the model in: its frames now run on `model`.
+    pub fn runs(&self, model: &str, dtype: &str) {
+        self.live().model = Some((model.to_owned(), dtype.to_owned()));
     }
 
     /// The pipeline's queues, whose drops `/status` reports.
@@ -190,7 +212,9 @@ impl LiveStatus {
 
     /// The pipeline has stopped; no more labels will come.
     pub fn stopped(&self) {
-        self.live().stopped = true;
+        let mut live = self.live();
+        live.followers = live.followers.saturating_sub(1);
+        live.stopped = live.followers == 0;
     }
 
     /// The inference workers, whose counts `/status` shows live once they run.

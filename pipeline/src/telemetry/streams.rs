@@ -171,7 +171,14 @@ pub(super) fn stream_events(
     let (missed, mut last_id, mut live) = streams.replay.join(last_event_id);
     let mut missed = VecDeque::from(missed);
     let dropped = streams.events_dropped.clone();
-    let view = &app.cameras[0].view;
+    let Some(view) = app
+        .cameras
+        .list()
+        .first()
+        .map(|camera| Arc::clone(&camera.view))
+    else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "no camera\n");
+    };
     let mut figures = view.figures();
     let viewer = view.watch(Watching::Figures);
     let (out, body) = mpsc::channel(2);
