@@ -12,7 +12,8 @@
 //!   the large blocks, where small allocations land and stay.
 //!
 //! One arena and no tcache are glibc tunables, read only when a process starts, so [`tune`]
-//! executes scened again with them set; the slivers are avoided by [`Allocator`].
+//! executes scened again with them set; the slivers are avoided by [`Allocator`]. The binary
+//! installs both (src/main.rs).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
