@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scened's allocator set-up (glibc with one arena and no tcache, set by re-executing itself, and
-# aligned blocks carved from malloc: src/alloc.rs) against mimalloc and jemalloc through their
+# aligned blocks carved from malloc: pipeline/src/allocator.rs, installed by src/main.rs) against mimalloc and jemalloc through their
 # crates.io crates, each as the global allocator with no re-execution. Builds the two variants
 # by editing src/main.rs and Cargo.toml in place (restored on exit; the pipeline crate is not
 # rebuilt), then for fp32 and int8 Lite0, ROUNDS times in turn: peak RSS of `scened run` on the

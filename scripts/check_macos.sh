@@ -2,7 +2,7 @@
 # Type-checks and lints, on Linux, everything scened compiles for macOS: the whole workspace
 # for aarch64-apple-darwin, every target (library, binary, unit and integration tests), so
 # every `cfg(target_os = "macos")` line is checked (the camera module's macOS branches,
-# camera/macos.rs, src/main.rs's Info.plist embedding, the tests' macOS branches), with
+# camera/macos.rs and macos/session.rs, src/main.rs's Info.plist embedding, the tests' macOS branches), with
 # Cargo.lock's versions (--locked).
 #
 # Checking never links, and the Rust side of a crate does not need its C parts, but their build

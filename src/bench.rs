@@ -9,10 +9,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use anyhow::Context;
-use scened_pipeline::bench::capacity::CapacitySearch;
+use scened_pipeline::bench::capacity::{Capacity, CapacitySearch, Step};
 use scened_pipeline::bench::{BenchSetup, BenchSummary, LatencyLog, LatencySample, RssSampler};
-use serde::Serialize;
-use serde_json::Value;
 
 use crate::app::{self, Started};
 use crate::cli::{BenchArgs, MAX_CAMERAS};
@@ -67,30 +65,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One run of `--capacity`'s search.
-#[derive(Debug, Serialize)]
-struct Step {
-    cameras: usize,
-    pass: bool,
-    /// The thresholds it missed.
-    failed: Vec<String>,
-    /// The slowest camera's labels per second.
-    slowest_fps: f64,
-    e2e_p99_ms: f64,
-    rss_peak_mb: f64,
-    limited_by: Option<String>,
-}
-
-/// `--capacity`'s answer.
-#[derive(Debug, Serialize)]
-struct Capacity {
-    /// The most cameras whose run passed; 0 if one camera did not.
-    cameras: usize,
-    /// What held back the run of one camera more, when one failed.
-    limited_by: Option<String>,
-    steps: Vec<Step>,
-}
-
 /// `scened bench --capacity`: this command's other flags as `--cameras N` for each N the
 /// search tries, each in a child process (a run installs the process's metrics recorder, once).
 fn capacity(json: bool) -> anyhow::Result<ExitCode> {
@@ -103,48 +77,15 @@ fn capacity(json: bool) -> anyhow::Result<ExitCode> {
     while let Some(cameras) = search.next() {
         eprint!("capacity: {cameras} camera(s)… ");
         let step = step(&flags, cameras)?;
-        let verdict = if step.pass { "pass" } else { "FAIL" };
-        eprintln!(
-            "{verdict}: slowest camera {:.1} fps, p99 {:.1} ms, RSS peak {:.1} MB{}{}",
-            step.slowest_fps,
-            step.e2e_p99_ms,
-            step.rss_peak_mb,
-            if step.failed.is_empty() {
-                String::new()
-            } else {
-                format!("; missed {}", step.failed.join(", "))
-            },
-            step.limited_by
-                .as_ref()
-                .map_or_else(String::new, |limit| format!("; limited by {limit}")),
-        );
+        eprintln!("{step}");
         search.record(cameras, step.pass);
         steps.push(step);
     }
-    let over = search.failed();
-    let limited_by = steps
-        .iter()
-        .find(|step| Some(step.cameras) == over)
-        .and_then(|step| step.limited_by.clone());
-    let answer = Capacity {
-        cameras: search.capacity(),
-        limited_by,
-        steps,
-    };
+    let answer = Capacity::new(&search, steps);
     if json {
         println!("{}", serde_json::to_string(&answer)?);
     } else {
-        let limit = answer.limited_by.as_deref().unwrap_or("nothing measured");
-        match over {
-            Some(over) => println!(
-                "capacity: {} camera(s); {over} did not pass, limited by {limit}",
-                answer.cameras
-            ),
-            None => println!(
-                "capacity: {} camera(s), the most tried, all passing",
-                answer.cameras
-            ),
-        }
+        println!("{answer}");
     }
     Ok(if answer.cameras > 0 {
         ExitCode::SUCCESS
@@ -165,32 +106,11 @@ fn step(flags: &[String], cameras: usize) -> anyhow::Result<Step> {
         .output()
         .context("cannot start scened bench")?;
     // A failed verdict still prints its summary; anything else is the child's error.
-    let summary: Value = match serde_json::from_slice(&output.stdout) {
-        Ok(summary) => summary,
+    match serde_json::from_slice(&output.stdout) {
+        Ok(summary) => Ok(Step::from_summary(cameras, &summary)),
         Err(_) => anyhow::bail!(
             "scened bench --cameras {cameras} failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         ),
-    };
-    let number = |value: &Value| value.as_f64().unwrap_or(0.0);
-    let checks = summary["checks"].as_array().cloned().unwrap_or_default();
-    let failed = checks
-        .iter()
-        .filter(|check| check["pass"] == false)
-        .filter_map(|check| check["name"].as_str().map(str::to_owned))
-        .collect();
-    let fps = summary["cameras"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| number(&c["fps"]));
-    Ok(Step {
-        cameras,
-        pass: summary["pass"] == true,
-        failed,
-        slowest_fps: fps.reduce(f64::min).unwrap_or(0.0),
-        e2e_p99_ms: number(&summary["e2e_p99_ms"]),
-        rss_peak_mb: number(&summary["rss_peak_mb"]),
-        limited_by: summary["limited_by"].as_str().map(str::to_owned),
-    })
+    }
 }

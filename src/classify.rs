@@ -1,30 +1,16 @@
-//! `scened classify`: still images through the library's [`Classifier`], one JSON line each.
+//! `scened classify`: still images through the library's [`Classifier`], one JSON line each
+//! ([`Line`]).
 
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use scened_pipeline::classify::{Classified, Classifier};
-use scened_pipeline::infer::{self, EngineOptions};
+use scened_pipeline::classify::{Classified, Classifier, Line};
+use scened_pipeline::infer::EngineOptions;
 use scened_pipeline::npy;
-use serde::Serialize;
 
 use crate::cli::ClassifyArgs;
-
-#[derive(Serialize)]
-struct Line<'a> {
-    image: &'a Path,
-    top: Vec<Ranked>,
-    infer_ms: f64,
-}
-
-#[derive(Serialize)]
-struct Ranked {
-    index: usize,
-    label: String,
-    score: f32,
-}
 
 pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
     let options = EngineOptions {
@@ -47,7 +33,8 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
                 if let Some(dir) = &args.dump {
                     dump(dir, path, &classified)?;
                 }
-                line(&classifier, path, &classified, args.top)
+                let line = Line::new(classifier.engine(), path, &classified, args.top);
+                Ok(serde_json::to_string(&line)?)
             });
         match line {
             Ok(line) => writeln!(out, "{line}").context("cannot write to stdout")?,
@@ -73,25 +60,4 @@ fn dump(dir: &Path, image: &Path, classified: &Classified) -> anyhow::Result<()>
             .with_context(|| format!("cannot write {}", file.display()))?;
     }
     Ok(())
-}
-
-fn line(
-    classifier: &Classifier,
-    image: &Path,
-    classified: &Classified,
-    top: usize,
-) -> anyhow::Result<String> {
-    let top = infer::top_k(&classified.inference.probs, top)
-        .into_iter()
-        .map(|(index, score)| Ranked {
-            index,
-            label: classifier.engine().label(index),
-            score,
-        })
-        .collect();
-    Ok(serde_json::to_string(&Line {
-        image,
-        top,
-        infer_ms: classified.infer_time.as_secs_f64() * 1e3,
-    })?)
 }

@@ -7,48 +7,11 @@
 //! code only: `cpuid` through inline assembly, and raw `write` and `_exit`. std's
 //! `is_x86_feature_detected!` cannot serve: it answers `true` for a feature compiled in,
 //! without asking the CPU. `tests/any_cpu.rs` runs it under `qemu-x86_64 -cpu Nehalem`.
+//! The features and their `cpuid` bits are the library's list ([`scened_pipeline::cpu`]).
 
 use std::arch::x86_64::__cpuid_count;
 
-/// A feature the compiler may use when compiled in: where `cpuid` reports it.
-struct Feature {
-    compiled: bool,
-    name: &'static str,
-    leaf: u32,
-    /// 0: EBX, 1: ECX.
-    register: u8,
-    bit: u32,
-}
-
-macro_rules! features {
-    ($(($name:tt, $leaf:expr, $register:expr, $bit:expr)),* $(,)?) => {
-        [$(Feature {
-            compiled: cfg!(target_feature = $name),
-            name: $name,
-            leaf: $leaf,
-            register: $register,
-            bit: $bit,
-        }),*]
-    };
-}
-
-/// x86-64-v3's features beyond the baseline, and AVX-512's for a `target-cpu=native` build on
-/// a CPU that has it (Intel's SDM, CPUID leaves 1, 7 and 0x8000_0001).
-static FEATURES: [Feature; 13] = features![
-    ("avx", 1, 1, 28),
-    ("fma", 1, 1, 12),
-    ("f16c", 1, 1, 29),
-    ("movbe", 1, 1, 22),
-    ("avx2", 7, 0, 5),
-    ("bmi1", 7, 0, 3),
-    ("bmi2", 7, 0, 8),
-    ("lzcnt", 0x8000_0001, 1, 5),
-    ("avx512f", 7, 0, 16),
-    ("avx512dq", 7, 0, 17),
-    ("avx512bw", 7, 0, 30),
-    ("avx512vl", 7, 0, 31),
-    ("avx512vnni", 7, 1, 11),
-];
+use scened_pipeline::cpu::FEATURES;
 
 #[used]
 #[link_section = ".init_array"]

@@ -1,8 +1,8 @@
 //! `scened eval`: the study's table for each model on a labelled folder — size, top-1/top-3,
 //! inference-only and end-to-end seconds per frame, peak memory and the Mobile AI 2021 score.
-//! The procedure is the library's ([`evaluate`]); here are the flags, one child process per
-//! model when there are several (so each model's peak RSS is its own), progress bars and the
-//! table.
+//! The procedure and the table are the library's ([`evaluate`], [`table`]); here are the flags,
+//! one child process per model when there are several (so each model's peak RSS is its own)
+//! and the progress bars.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -11,7 +11,7 @@ use std::process::{Command, ExitCode, Stdio};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use scened_pipeline::decode::ImageError;
-use scened_pipeline::eval::{evaluate, Dataset, EvalError, LabelMap, Progress, Row};
+use scened_pipeline::eval::{evaluate, table, Dataset, EvalError, LabelMap, Progress, Row};
 
 use crate::cli::EvalArgs;
 
@@ -134,43 +134,4 @@ impl Progress for Bars {
     fn finished(&mut self) {
         self.bar.finish_and_clear();
     }
-}
-
-/// Four decimals as the study prints them; below 0.001 (top-1 well under 96 %: the score
-/// halves with every half point missing) four significant digits.
-fn score_text(score: f64) -> String {
-    if score >= 1e-3 {
-        format!("{score:.4}")
-    } else {
-        format!("{score:.3e}")
-    }
-}
-
-/// The study's table layout, one row per model, in markdown.
-fn table(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "| model | size (MB) | images | top-1 (%) | top-3 (%) | infer s/frame mean | p50 | p99 \
-         | end-to-end s/frame p50 | peak RSS (MB) | score |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-    );
-    let na = |v: Option<f64>, decimals: usize| {
-        v.map_or_else(|| "N/A".to_owned(), |v| format!("{v:.decimals$}"))
-    };
-    for r in rows {
-        out.push_str(&format!(
-            "| {} | {:.1} | {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.0} | {} |\n",
-            r.model.file_name().unwrap_or_default().to_string_lossy(),
-            r.size_mb,
-            r.images,
-            na(r.top1, 1),
-            na(r.top3, 1),
-            r.infer_s_mean,
-            r.infer_s_p50,
-            r.infer_s_p99,
-            r.e2e_s_p50,
-            r.peak_rss_mb,
-            r.score.map_or_else(|| "N/A".to_owned(), score_text),
-        ));
-    }
-    out
 }

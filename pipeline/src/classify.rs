@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
+use serde::Serialize;
 use tract_tflite::prelude::Tensor;
 
 use crate::decode::{self, ImageError};
-use crate::infer::{Engine, EngineOptions, InferError, Inference, ModelError, Session};
+use crate::infer::{self, Engine, EngineOptions, InferError, Inference, ModelError, Session};
 use crate::resize::{Fit, Preprocessor, ResizeError};
 use crate::source::DEFAULT_MAX_PIXELS;
 
@@ -105,5 +106,40 @@ impl Classifier {
             prepare_time,
             infer_time,
         })
+    }
+}
+
+/// One image's JSON line of `scened classify`: its most probable classes, best first, and the
+/// model's time.
+#[derive(Serialize)]
+pub struct Line<'a> {
+    image: &'a Path,
+    top: Vec<Ranked>,
+    infer_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Ranked {
+    index: usize,
+    label: String,
+    score: f32,
+}
+
+impl<'a> Line<'a> {
+    /// The line of `image`, classified by `engine` as `classified`, with its `top` classes.
+    pub fn new(engine: &Engine, image: &'a Path, classified: &Classified, top: usize) -> Self {
+        let top = infer::top_k(&classified.inference.probs, top)
+            .into_iter()
+            .map(|(index, score)| Ranked {
+                index,
+                label: engine.label(index),
+                score,
+            })
+            .collect();
+        Self {
+            image,
+            top,
+            infer_ms: classified.infer_time.as_secs_f64() * 1e3,
+        }
     }
 }

@@ -23,19 +23,22 @@
 //!
 //! | floor | modules |
 //! |---|---|
-//! | 0. the ground: the vocabulary every floor shares | [`frame`] (the items that flow, the label that leaves), [`error`] (a config's bad value, a TOML error, an error's chain), [`metrics`] (every name, once), [`contain`] (panics), [`jpeg`] (JPEG framing), [`rss`], [`stats`], [`npy`] |
+//! | 0. the ground: the vocabulary every floor shares | [`frame`] (the items that flow, the label that leaves), [`error`] (a config's bad value, a TOML error, an error's chain), [`metrics`] (every name, once), [`contain`] (panics), [`jpeg`] (JPEG framing), [`rss`], [`stats`], [`npy`], [`allocator`] (the memory allocator the binary installs), `cpu` (x86-64: the features a build may need) |
 //! | 1. plumbing | [`queue`] (edges and their policies), [`bus`] (one publisher, many subscribers), [`events`] (the event stream), [`stage`] (the stage and source traits, the stop request), [`decode`] (still images), [`verdict`] (`[bench]`'s thresholds) |
 //! | 2. the stages, in data-flow order | [`source`] (camera, clip, images, synthetic), [`resize`], [`infer`] (the tract engine, the int8 kernels, the stage), [`smooth`] (with [`labels`]: groups, `unknown`) |
 //! | 3. the runner | [`runner`] (the one thread loop, workers, the watchdog, the report) |
 //! | 4. outputs | [`telemetry`] (HTTP: metrics, `/status`, the live view), [`mqtt`] |
 //! | 5. wiring | [`config`] (the file, composed of each part's table), [`pipeline`] (the stages wired and run, changed between frames by a reload), [`daemon`] (a pipeline with its outputs), [`reload`] (a new config applied to a running daemon) |
-//! | 6. tools on top | [`classify`] (still images), [`eval`] (the study's table), [`bench`] (verdicts) |
+//! | 6. tools on top | [`classify`] (still images), [`eval`] (the study's table), [`bench`] (verdicts), [`models`] (a model's report, its inference timed) |
 
+pub mod allocator;
 pub mod bench;
 pub mod bus;
 pub mod classify;
 pub mod config;
 pub mod contain;
+#[cfg(target_arch = "x86_64")]
+pub mod cpu;
 pub mod daemon;
 pub mod decode;
 pub mod error;
@@ -46,6 +49,7 @@ pub mod infer;
 pub mod jpeg;
 pub mod labels;
 pub mod metrics;
+pub mod models;
 pub mod mqtt;
 pub mod npy;
 pub mod pipeline;

@@ -1,14 +1,16 @@
 //! `scened eval`: the study's table for a model on a labelled folder — one subfolder per class
 //! (the Camera Scene Detection layout, or any ImageNet-style folder), folders matched to the
 //! model's labels by name or through a mapping file, top-1/top-3 counted, inference-only and
-//! end-to-end time ([`run`]), and the Mobile AI 2021 score.
+//! end-to-end time ([`run`]), and the Mobile AI 2021 score; [`table`] prints the rows.
 
 mod run;
+mod table;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 pub use run::{evaluate, Progress, Row};
+pub use table::table;
 
 use crate::classify::ClassifyError;
 use crate::infer::MetaError;

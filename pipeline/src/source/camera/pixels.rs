@@ -1,6 +1,6 @@
 //! What a macOS capture output is asked to deliver, and how its frames become RGB. Pure
 //! functions over Core Video's four-character codes and a frame's bytes, so they are tested
-//! here; `macos.rs` only reads the lists and copies the bytes.
+//! here; `macos/session.rs` only reads the lists and copies the bytes.
 //!
 //! A capture output can convert whatever the camera sends, an MJPEG webcam's JPEGs included,
 //! into any of its uncompressed pixel formats. Asking it for a compressed one (nokhwa 0.10
