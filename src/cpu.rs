@@ -1,9 +1,9 @@
 //! A binary built for more than the CPU it runs on says so in one line instead of dying of
-//! SIGILL: `.cargo/config.toml` builds x86-64 Linux for x86-64-v3, which a Celeron-class home
-//! server lacks (docs/performance.md#build-flags).
+//! SIGILL: `.cargo/config.toml` builds x86-64 Linux for the CPU that builds it, and a copy taken
+//! to a lesser one (a Celeron-class home server) would (docs/performance.md#build-flags).
 //!
 //! The check runs from `.init_array`, before `main` and any other code of this binary. Code
-//! built for x86-64-v3 may use AVX anywhere, even to copy a struct, so the check is integer
+//! built with AVX may use it anywhere, even to copy a struct, so the check is integer
 //! code only: `cpuid` through inline assembly, and raw `write` and `_exit`. std's
 //! `is_x86_feature_detected!` cannot serve: it answers `true` for a feature compiled in,
 //! without asking the CPU. `tests/any_cpu.rs` runs it under `qemu-x86_64 -cpu Nehalem`.
@@ -29,11 +29,12 @@ extern "C" fn check() {
         } else {
             feature.leaf <= max
         };
-        let regs = __cpuid_count(feature.leaf, 0);
-        let register = if feature.register == 0 {
-            regs.ebx
-        } else {
-            regs.ecx
+        let regs = __cpuid_count(feature.leaf, feature.subleaf);
+        let register = match feature.register {
+            0 => regs.eax,
+            1 => regs.ebx,
+            2 => regs.ecx,
+            _ => regs.edx,
         };
         if !known || register & (1 << feature.bit) == 0 {
             missing(feature.name);

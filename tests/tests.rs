@@ -2,6 +2,8 @@
 
 mod util;
 
+// Emulates x86-64 CPUs with less than the build's.
+#[cfg(target_arch = "x86_64")]
 mod any_cpu;
 mod bench;
 mod cameras;

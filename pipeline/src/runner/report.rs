@@ -390,43 +390,6 @@ impl PipelineReport {
         let cameras = self.cameras.iter().flat_map(|camera| &camera.stages);
         self.stages.iter().chain(cameras)
     }
-
-    /// The rows of a run with several cameras (`stages` are capture and resize of each camera
-    /// in order, the shared workers, then each camera's smooth) split into the workers' rows
-    /// and each camera's, with its edge into the workers and its sink.
-    pub fn of_cameras(
-        mut self,
-        names: Vec<String>,
-        infer: Vec<EdgeStats>,
-        sinks: Vec<SinkReport>,
-    ) -> Self {
-        let count = names.len();
-        let mut rows = std::mem::take(&mut self.stages).into_iter();
-        let mut front: Vec<Vec<StageReport>> = (0..count)
-            .map(|_| rows.by_ref().take(2).collect())
-            .collect();
-        self.stages = rows.by_ref().take(1).collect();
-        for (stages, smooth) in front.iter_mut().zip(rows) {
-            stages.push(smooth);
-        }
-        self.cameras = names
-            .into_iter()
-            .zip(front)
-            .zip(infer.into_iter().zip(sinks))
-            .map(|((name, mut stages), (infer, sink))| {
-                for stage in &mut stages {
-                    stage.camera = Some(name.clone());
-                }
-                CameraReport {
-                    name,
-                    stages,
-                    infer,
-                    sink,
-                }
-            })
-            .collect();
-        self
-    }
 }
 
 /// The report as the event stream says it.
