@@ -2,7 +2,7 @@
 //! own, and says which camera it is in `/status`, the metrics and the events.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
@@ -39,14 +39,7 @@ fn two_cameras_label_each_on_its_own_and_say_which_everywhere() {
     command.stdout(Stdio::piped());
     let mut daemon = Daemon::spawn(command);
     let addr = daemon.addr;
-    let stdout = daemon.child.stdout.take().expect("piped");
-    let (lines, events) = mpsc::channel::<Value>();
-    let reader = thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let event = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            let _ = lines.send(event);
-        }
-    });
+    let (events, reader) = daemon.events();
 
     let status = eventually("both cameras labelled in /status", || {
         let (code, body) = get(addr, "/status");

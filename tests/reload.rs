@@ -1,7 +1,6 @@
 //! Reloading a running daemon's config (SIGHUP, `scened reload`): the model swapped between
 //! frames, cameras removed and added while the others label on, a bad config changing nothing.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
@@ -57,19 +56,6 @@ impl FrameWatch {
     }
 }
 
-/// The daemon's stdout, an event a line, as they come.
-fn events(daemon: &mut Daemon) -> (mpsc::Receiver<Value>, JoinHandle<()>) {
-    let stdout = daemon.child.stdout.take().expect("piped");
-    let (lines, events) = mpsc::channel::<Value>();
-    let reader = thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let event = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            let _ = lines.send(event);
-        }
-    });
-    (events, reader)
-}
-
 /// The next event of kind `kind`, the others skipped.
 fn next(events: &mpsc::Receiver<Value>, kind: &str) -> Value {
     loop {
@@ -111,7 +97,7 @@ fn sighup_swaps_the_model_between_frames_and_a_bad_config_changes_nothing() {
     command.stdout(Stdio::piped());
     let mut daemon = Daemon::spawn(command);
     let addr = daemon.addr;
-    let (events, reader) = events(&mut daemon);
+    let (events, reader) = daemon.events();
     eventually("labels on Lite0", || {
         let status = status(addr);
         let lite0 = status["model"] == "efficientnet_lite0.int8.tflite";
@@ -172,6 +158,16 @@ fn sighup_swaps_the_model_between_frames_and_a_bad_config_changes_nothing() {
         let line = format!("scened_config_reloads_total{{result=\"{result}\"}} {count}");
         assert!(scrape.lines().any(|l| l == line), "{line} missing");
     }
+    for (model, value) in [("lite0", " 0"), ("lite2", " 1")] {
+        let model = format!("model=\"efficientnet_{model}.int8.tflite\"");
+        let info = scrape
+            .lines()
+            .find(|l| l.starts_with("scened_model_info{") && l.contains(&model));
+        assert!(
+            info.is_some_and(|l| l.ends_with(value)),
+            "{model}: {info:?}"
+        );
+    }
 
     signal(&daemon.child, libc::SIGINT);
     let exit = wait(&mut daemon.child);
@@ -200,7 +196,7 @@ fn a_camera_removed_stops_while_the_other_labels_on_and_one_added_starts() {
     command.stdout(Stdio::piped());
     let mut daemon = Daemon::spawn(command);
     let addr = daemon.addr;
-    let (events, reader) = events(&mut daemon);
+    let (events, reader) = daemon.events();
     eventually("both cameras labelled", || {
         let status = status(addr);
         let labelled = |name: &str| status["cameras"][name]["label"].is_string();

@@ -79,6 +79,19 @@ impl Daemon {
         Self { child, addr }
     }
 
+    /// Its stdout (piped by the caller), an event a line, as they come; the reader ends with it.
+    pub(crate) fn events(&mut self) -> (mpsc::Receiver<Value>, thread::JoinHandle<()>) {
+        let stdout = self.child.stdout.take().expect("stdout piped");
+        let (lines, events) = mpsc::channel::<Value>();
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let event = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                let _ = lines.send(event);
+            }
+        });
+        (events, reader)
+    }
+
     /// SIGTERM, then the exit status, which must be a clean 0.
     pub(crate) fn stop(self) {
         self.stop_with(0);

@@ -309,6 +309,11 @@ pub fn record_reload(ok: bool) {
     ::metrics::counter!(CONFIG_RELOADS_TOTAL, RESULT => result).increment(1);
 }
 
+/// Marks a model no longer run (a reload swapped another in).
+pub fn record_model_retired(model: &str, dtype: &str) {
+    ::metrics::gauge!(MODEL_INFO, MODEL => model.to_owned(), DTYPE => dtype.to_owned()).set(0.0);
+}
+
 /// Marks the model being run and the deadline frames are held to, if any.
 pub fn record_run(model: &str, dtype: &str, deadline: Option<Duration>) {
     ::metrics::gauge!(MODEL_INFO, MODEL => model.to_owned(), DTYPE => dtype.to_owned()).set(1.0);

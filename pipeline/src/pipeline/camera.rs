@@ -290,9 +290,10 @@ impl Running {
         }
     }
 
-    /// Says the model its frames now run on.
-    pub(super) fn record_model(&self, model: &(String, String)) {
+    /// Says the model its frames now run on, instead of `was`.
+    pub(super) fn record_model(&self, was: &(String, String), model: &(String, String)) {
         metrics::for_camera(self.scope.as_deref(), || {
+            metrics::record_model_retired(&was.0, &was.1);
             metrics::record_run(&model.0, &model.1, self.deadline);
         });
     }

@@ -429,7 +429,7 @@ impl Run {
                     }
                 }
                 for camera in &self.running {
-                    camera.record_model(&model);
+                    camera.record_model(&self.settings.model, &model);
                 }
                 self.settings.model = model;
             }
