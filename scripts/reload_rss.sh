@@ -5,7 +5,9 @@
 # for a moment. Reads /proc/PID/status: VmRSS before the swap, VmHWM (the process's peak) after
 # it, VmRSS once it settled; and, for scale, model B's own run from the start.
 #
-#   scripts/reload_rss.sh [A B]     defaults: efficientnet_lite0.int8 → efficientnet_lite2.int8
+#   scripts/reload_rss.sh [A B [SWAPS]]   defaults: efficientnet_lite0.int8 → …lite2.int8, 0
+#
+# With SWAPS, then SWAPS more swaps B → A → B …, 5 s apart, each line the RSS and peak after it.
 #
 # Uses target/release/scened (built first if missing). SCENED_BIN overrides the binary. Linux
 # only (/proc).
@@ -13,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 a=${1:-efficientnet_lite0.int8}
 b=${2:-efficientnet_lite2.int8}
+swaps=${3:-0}
 bin=${SCENED_BIN:-target/release/scened}
 [[ -x $bin ]] || cargo build --release --quiet
 dir=$(mktemp -d)
@@ -32,6 +35,14 @@ kill -HUP "$pid"
 sleep 8
 grep -q '"event":"reloaded"' "$dir/events" || { echo "error: no reloaded event" >&2; exit 1; }
 peak=$(kib VmHWM) after=$(kib VmRSS)
+model=$b
+for i in $(seq "$swaps"); do
+    [[ $model == "$a" ]] && model=$b || model=$a
+    config "$model"
+    kill -HUP "$pid"
+    sleep 5
+    echo "swap $i to $model: RSS $(mib "$(kib VmRSS)") MiB, peak $(mib "$(kib VmHWM)") MiB"
+done
 kill -INT "$pid"; wait "$pid"
 
 config "$b"

@@ -52,6 +52,18 @@ pub fn tune() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn tune() {}
 
+/// Hands the free memory in the heap back to the system. After a reload has dropped a model:
+/// its weights were taken from the heap (glibc raises its mmap threshold past the blocks it
+/// has freed), and glibc would keep them resident, free, for a model that never comes.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn give_back() {
+    // SAFETY: malloc_trim only walks glibc's own heap, under its lock.
+    unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn give_back() {}
+
 /// The system allocator, except that blocks aligned beyond malloc's own 16 bytes (up to
 /// [`MAX_ALIGN`]) are carved out of a plain `malloc` of `size + align` rather than taken from
 /// `posix_memalign`; the address `malloc` returned is kept in the 8 bytes before the block.

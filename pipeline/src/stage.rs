@@ -86,6 +86,8 @@ impl<S: Stage> Stage for Swap<S> {
                 return previous.process(input);
             }
             self.previous = None;
+            // What it held (a model's session) is free: resident no more.
+            crate::allocator::give_back();
         }
         self.stage.process(input)
     }

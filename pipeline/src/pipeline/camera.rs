@@ -215,6 +215,7 @@ impl CameraPart {
             out,
             watchdog: None,
             retired: None,
+            added: None,
         };
         Ok((running, lane))
     }
@@ -252,6 +253,8 @@ pub(super) struct Running {
     watchdog: Option<Watchdog>,
     /// Stopped by a reload.
     pub(super) retired: Option<Retired>,
+    /// When a reload started it, after the run.
+    pub(super) added: Option<Instant>,
 }
 
 /// Why a reload stopped a camera.
@@ -331,6 +334,7 @@ impl Running {
                 edge: sink.stats(),
                 latency: latencies.finish(),
             },
+            seconds: self.added.map(|at| at.elapsed().as_secs_f64()),
         }
     }
 }

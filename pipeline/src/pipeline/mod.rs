@@ -25,7 +25,7 @@ mod camera;
 use std::io;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 
@@ -456,6 +456,7 @@ impl Run {
                         return;
                     }
                 };
+                running.added = Some(Instant::now());
                 if let Err(error) = running.watch(&self.shutdown, self.stall_after) {
                     tracing::warn!(camera = %name, "no stall watch for the camera: {error}");
                 }

@@ -276,6 +276,8 @@ pub struct CameraReport {
     /// Its edge into the shared inference workers.
     pub infer: EdgeStats,
     pub sink: SinkReport,
+    /// How long it ran, when a reload started it after the run: its `stopped` says its own.
+    pub seconds: Option<f64>,
 }
 
 impl CameraReport {
@@ -435,6 +437,7 @@ impl PipelineReport {
                 let errors = camera.stages.iter().map(|stage| stage.errors).sum();
                 let counts = (camera.labels(), camera.dropped().total(), errors);
                 let name = Some(camera.name.clone());
+                let seconds = camera.seconds.unwrap_or(seconds);
                 self.stopped(capture, counts, seconds, peak_rss_bytes, name)
             })
             .collect()
