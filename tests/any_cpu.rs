@@ -1,8 +1,9 @@
 //! The binary is built for the CPU that builds it (`.cargo/config.toml`); on a CPU with less, it
 //! says so in one line and exits 1 instead of dying of SIGILL (`src/cpu.rs`). Under
 //! `qemu-x86_64 -cpu Nehalem` (SSE4.2, no AVX: the Celeron-class boxes of home servers) and
-//! `-cpu Haswell` (AVX2): each runs it, or names the first feature the build has and it lacks. Skipped, saying so, where qemu-user is not installed (`.ci/setup`
-//! installs it) or the machine is not x86-64 Linux.
+//! `-cpu Haswell` (AVX2): each runs it, or names the first feature the build has and it lacks.
+//! Skipped, saying so, where qemu-user is not installed (`.ci/setup` installs it) or the machine
+//! is not x86-64 Linux.
 
 use std::process::{Command, Output};
 

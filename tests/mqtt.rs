@@ -764,3 +764,33 @@ fn after_an_outage_the_state_topic_gets_the_label_of_now_once_and_the_events_the
     assert_eq!(level("mqtt: connection lost"), Some("WARN"));
     assert_eq!(level("mqtt: broker back"), Some("WARN"));
 }
+
+/// A reload with a new `[output.mqtt]` moves the camera to the new topics, the old ones left
+/// `offline`, while the pipeline labels on.
+#[test]
+fn a_reload_with_a_new_topic_prefix_moves_the_camera_to_it() {
+    let dir = tmp_dir("mqtt-reload");
+    let broker = Broker::start(&dir);
+    let config = run_config(&dir, &broker.url(), "", "");
+    let scened = Scened::start(&config, &[]);
+    broker.await_retained(AVAILABILITY, "online");
+    eventually("a retained label", || broker.retained(LABEL));
+
+    run_config(&dir, &broker.url(), "", "topic_prefix = \"home\"");
+    signal(&scened.child, libc::SIGHUP);
+    broker.await_retained("home/porch/availability", "online");
+    broker.await_retained(AVAILABILITY, "offline");
+    let label = eventually("a retained label under the new prefix", || {
+        broker.retained("home/porch/label")
+    });
+    let label: Value = serde_json::from_str(&label).unwrap();
+    assert_eq!(label["event"], "label", "{label}");
+
+    let ran = scened.stop(libc::SIGTERM);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    broker.await_retained("home/porch/availability", "offline");
+    let reloaded = ran.lines.iter().find(|l| l["event"] == "reloaded");
+    let reloaded = reloaded.unwrap_or_else(|| panic!("no reloaded event: {:?}", ran.lines));
+    assert_eq!(reloaded["reconnected"], serde_json::json!(["output.mqtt"]));
+    assert_eq!(reloaded["refused"], serde_json::json!([]));
+}

@@ -253,10 +253,15 @@ fn a_camera_removed_stops_while_the_other_labels_on_and_one_added_starts() {
     assert_eq!(exit.code(), Some(0), "scened after SIGINT: {exit}");
     reader.join().unwrap();
     // Camera c's figures are over its own time, not the run's.
-    let stopped: Vec<Value> = events.try_iter().filter(|e| e["event"] == "stopped").collect();
+    let stopped: Vec<Value> = events
+        .try_iter()
+        .filter(|e| e["event"] == "stopped")
+        .collect();
     let seconds = |camera: &str| {
         let stopped = stopped.iter().find(|e| e["camera"] == camera);
-        stopped.and_then(|e| e["seconds"].as_f64()).expect("its stopped event")
+        stopped
+            .and_then(|e| e["seconds"].as_f64())
+            .expect("its stopped event")
     };
     assert!(seconds("c") + 1.0 < seconds("a"), "{stopped:?}");
     let _ = std::fs::remove_dir_all(dir);

@@ -205,6 +205,43 @@ impl Outputs {
         }
     }
 
+    /// Publishes as `cameras` by `mqtt` from now on, when it differs from the config running:
+    /// every client made and checked first (a bad one changes nothing), then the old ones say
+    /// `offline` and the new ones connect. A camera claimed by another daemon under the new
+    /// settings puts the old clients back and fails. Whether anything changed.
+    pub(crate) fn reconnect_mqtt(
+        &mut self,
+        mqtt: Option<MqttConfig>,
+        cameras: &[String],
+    ) -> Result<bool, StartError> {
+        if mqtt == self.mqtt_config {
+            return Ok(false);
+        }
+        let make = |config: &Option<MqttConfig>| -> Result<Vec<MqttClient>, MqttError> {
+            let Some(config) = config else {
+                return Ok(Vec::new());
+            };
+            cameras.iter().map(|camera| config.build(camera)).collect()
+        };
+        let clients = make(&mqtt)?;
+        for (_, old) in self.mqtt.drain(..) {
+            old.finish();
+        }
+        // Claimed only now: the old clients held the cameras' topics under this process.
+        if let Err(error) = clients.iter().try_for_each(MqttClient::claim) {
+            let old = make(&self.mqtt_config)?;
+            for (camera, client) in cameras.iter().zip(old) {
+                self.publish(camera, client)?;
+            }
+            return Err(error.into());
+        }
+        self.mqtt_config = mqtt;
+        for (camera, client) in cameras.iter().zip(clients) {
+            self.publish(camera, client)?;
+        }
+        Ok(true)
+    }
+
     /// Stops serving camera `name`: its MQTT client says `offline`.
     pub(crate) fn forget(&mut self, name: &str) {
         if let Some(telemetry) = &mut self.telemetry {

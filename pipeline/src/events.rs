@@ -143,6 +143,8 @@ pub struct Reloaded {
     pub cameras_reopened: Vec<String>,
     /// Cameras whose resize or smoothing settings changed, taken from their next frame.
     pub cameras_changed: Vec<String>,
+    /// Outputs reconnected with their new settings: `output.mqtt`.
+    pub reconnected: Vec<String>,
     /// Keys that cannot change while running, e.g. `telemetry.listen`: their old values are
     /// kept until a restart.
     pub refused: Vec<String>,

@@ -249,7 +249,7 @@ pub(super) struct Running {
     infer: EdgeWatch,
     deadline: Option<Duration>,
     pub(super) out: Out,
-    /// Watches a camera started after the run's start; the run's own watchdog the others.
+    /// Watches its stages for a stall.
     watchdog: Option<Watchdog>,
     /// Stopped by a reload.
     pub(super) retired: Option<Retired>,
@@ -267,18 +267,13 @@ pub(super) enum Retired {
 }
 
 impl Running {
-    /// Watches its stages for a stall, as the run's watchdog does the cameras it started with.
+    /// Watches its stages for a stall; its stall counts say its name, with several cameras.
     pub(super) fn watch(&mut self, shutdown: &Shutdown, stall_after: Duration) -> io::Result<()> {
         let watchdog = metrics::for_camera(self.scope.as_deref(), || {
             Watchdog::spawn(&self.handles, shutdown.clone(), stall_after)
         })?;
         self.watchdog = Some(watchdog);
         Ok(())
-    }
-
-    /// Its handles, for the run's watchdog.
-    pub(super) fn handles(&self) -> &[StageHandle] {
-        &self.handles
     }
 
     /// Takes `resize` and `smooth` from its next frame on, the old ones finishing what was

@@ -387,7 +387,7 @@ struct Run {
 
 impl Run {
     /// A thread per stage (per worker for inference): each camera's capture, resize and
-    /// smoothing, the workers they share; then the watchdog over them. On an error, the
+    /// smoothing, the workers they share; then the watchdogs over them. On an error, the
     /// handles of what did start and is not in `running`.
     fn start(
         &mut self,
@@ -405,9 +405,12 @@ impl Run {
         let (probe, shutdown) = (Probe::FrameAge, &self.shutdown);
         let spawned = spawn_workers("infer", infer, lanes, probe, shutdown, &mut self.workers);
         self.lanes = Some(spawned.map_err(|error| (error, Vec::new()))?);
-        let cameras = self.running.iter().flat_map(Running::handles);
-        let watched = cameras.chain(&self.workers);
-        Watchdog::spawn(watched, self.shutdown.clone(), self.stall_after)
+        // A watchdog per camera, so its stall counts say its name, and one over the workers.
+        for camera in &mut self.running {
+            let watched = camera.watch(&self.shutdown, self.stall_after);
+            watched.map_err(|error| (error, Vec::new()))?;
+        }
+        Watchdog::spawn(&self.workers, self.shutdown.clone(), self.stall_after)
             .map_err(|error| (error, Vec::new()))
     }
 

@@ -8,7 +8,8 @@
 //! between two frames: the workers take the new model with the next frame, a camera's resize
 //! and smoothing are swapped in place, a camera added starts, a removed one drains and says
 //! `stopped`. A camera reopens (its smoothing cold) only when its source or its label set
-//! changed. What cannot change while running ([`Plan::refused`]) keeps its old value, by name.
+//! changed; a new `[output.mqtt]` reconnects the MQTT clients, nothing else. What cannot
+//! change while running ([`Plan::refused`]) keeps its old value, by name.
 
 mod ask;
 
@@ -61,10 +62,6 @@ impl Plan {
                 "telemetry"
             });
             new.telemetry = old.telemetry.clone();
-        }
-        if old.output.mqtt != new.output.mqtt {
-            plan.refuse("output.mqtt");
-            new.output.mqtt = old.output.mqtt.clone();
         }
         if old.output.every_frame != new.output.every_frame {
             plan.refuse("output.every_frame");
@@ -232,6 +229,14 @@ impl Reloader {
         let model = model_of(&engine);
         let mut reopened = plan.reopened.clone();
         let mut outputs = lock(&self.outputs);
+        // Before the cameras added, whose clients follow the new settings; the cameras kept.
+        let kept = running
+            .names
+            .keys()
+            .filter(|name| !plan.removed.contains(name));
+        let kept: Vec<String> = kept.cloned().collect();
+        let mqtt = outputs.reconnect_mqtt(config.output.mqtt.clone(), &kept);
+        let mqtt = mqtt.map_err(|e| e.to_string())?;
         let Built {
             engine: new_engine,
             mut parts,
@@ -294,6 +299,7 @@ impl Reloader {
             cameras_removed: plan.removed,
             cameras_reopened: reopened,
             cameras_changed: changed,
+            reconnected: mqtt.then(|| "output.mqtt".to_owned()).into_iter().collect(),
             refused: plan.refused,
         })
     }
