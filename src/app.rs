@@ -27,7 +27,7 @@ use scened_pipeline::pipeline::Pipeline;
 use scened_pipeline::queue::EdgeWatch;
 use scened_pipeline::reload::{self, Reloader};
 use scened_pipeline::rss;
-use scened_pipeline::runner::PipelineReport;
+use scened_pipeline::runner::{PipelineReport, StageWatch, WorkerWatches};
 use scened_pipeline::source::SourceConfig;
 use scened_pipeline::stage::Shutdown;
 use tracing::info;
@@ -138,7 +138,8 @@ impl Started {
                 "serving the live view (/) and /metrics /healthz /readyz /status on http://{addr}"
             );
         }
-        let _ = EDGES.set(daemon.pipeline().edges());
+        let pipeline = daemon.pipeline();
+        let _ = EDGES.set((pipeline.edges(), pipeline.worker_watches()));
         phase.set(PhaseKind::Running);
         Ok(Self {
             config,
@@ -257,18 +258,20 @@ impl Phase {
     }
 }
 
-/// The pipeline's edges, set once it is built: what the drain watch reads.
-static EDGES: OnceLock<Vec<EdgeWatch>> = OnceLock::new();
+/// The pipeline's edges and its inference workers, set once it is built: what the drain watch
+/// reads. The workers' counts cover the cameras a reload started, whose edges came later.
+static EDGES: OnceLock<(Vec<EdgeWatch>, WorkerWatches)> = OnceLock::new();
 
-/// Exits 130 once no item has moved along an edge for [`DRAIN_STALL`] before the run is done.
+/// Exits 130 once no item has moved along an edge or through inference for [`DRAIN_STALL`]
+/// before the run is done.
 fn watch_drain(phase: &Phase) {
-    let edges = EDGES.get().map_or(&[][..], Vec::as_slice);
+    let Some((edges, workers)) = EDGES.get() else {
+        return;
+    };
     let moved = || -> u64 {
-        edges
-            .iter()
-            .map(EdgeWatch::stats)
-            .map(|s| s.sent + s.received)
-            .sum()
+        let edges = edges.iter().map(EdgeWatch::stats);
+        let inferred: u64 = workers.get().iter().map(StageWatch::frames).sum();
+        edges.map(|s| s.sent + s.received).sum::<u64>() + inferred
     };
     let mut last = (moved(), Instant::now());
     while phase.get() != PhaseKind::Done {
