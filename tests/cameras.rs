@@ -35,11 +35,8 @@ const TWO_SYNTHETIC: &str = "[cameras.a.source]\nkind = \"synthetic\"\nfps = 5.0
 fn two_cameras_label_each_on_its_own_and_say_which_everywhere() {
     let dir = tmp_dir("two-cameras");
     let config = write_config(&dir, "two.toml", TWO_CAMERAS);
-    let mut command = scened_command(&["run", "--config", &config]);
-    command.stdout(Stdio::piped());
-    let mut daemon = Daemon::spawn(command);
+    let (mut daemon, events, reader) = Daemon::start_printing(&["run", "--config", &config]);
     let addr = daemon.addr;
-    let (events, reader) = daemon.events();
 
     let status = eventually("both cameras labelled in /status", || {
         let (code, body) = get(addr, "/status");

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
@@ -93,11 +92,8 @@ fn sighup_swaps_the_model_between_frames_and_a_bad_config_changes_nothing() {
         "run.toml",
         &config_with_model("efficientnet_lite0.int8.tflite"),
     );
-    let mut command = scened_command(&["run", "--config", &config]);
-    command.stdout(Stdio::piped());
-    let mut daemon = Daemon::spawn(command);
+    let (mut daemon, events, reader) = Daemon::start_printing(&["run", "--config", &config]);
     let addr = daemon.addr;
-    let (events, reader) = daemon.events();
     eventually("labels on Lite0", || {
         let status = status(addr);
         let lite0 = status["model"] == "efficientnet_lite0.int8.tflite";
@@ -192,11 +188,8 @@ fn a_camera_removed_stops_while_the_other_labels_on_and_one_added_starts() {
     let config = write_config(&dir, "run.toml", &cameras(listen, &["a", "b"]));
     let listen_arg = listen.to_string();
     let args = ["run", "--config", &config, "--listen", &listen_arg];
-    let mut command = scened_command(&args);
-    command.stdout(Stdio::piped());
-    let mut daemon = Daemon::spawn(command);
+    let (mut daemon, events, reader) = Daemon::start_printing(&args);
     let addr = daemon.addr;
-    let (events, reader) = daemon.events();
     eventually("both cameras labelled", || {
         let status = status(addr);
         let labelled = |name: &str| status["cameras"][name]["label"].is_string();

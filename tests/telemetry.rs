@@ -79,9 +79,15 @@ impl Daemon {
         Self { child, addr }
     }
 
-    /// Its stdout (piped by the caller), an event a line, as they come; the reader ends with it.
-    pub(crate) fn events(&mut self) -> (mpsc::Receiver<Value>, thread::JoinHandle<()>) {
-        let stdout = self.child.stdout.take().expect("stdout piped");
+    /// [`start`](Self::start), with its stdout's events, a JSON object a line, as they come;
+    /// the reader ends with it.
+    pub(crate) fn start_printing(
+        args: &[&str],
+    ) -> (Self, mpsc::Receiver<Value>, thread::JoinHandle<()>) {
+        let mut command = scened_command(args);
+        command.stdout(Stdio::piped());
+        let mut daemon = Self::spawn(command);
+        let stdout = daemon.child.stdout.take().expect("stdout piped");
         let (lines, events) = mpsc::channel::<Value>();
         let reader = thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -89,7 +95,7 @@ impl Daemon {
                 let _ = lines.send(event);
             }
         });
-        (events, reader)
+        (daemon, events, reader)
     }
 
     /// SIGTERM, then the exit status, which must be a clean 0.

@@ -1,10 +1,27 @@
 //! Containing panics from code that must not take the process down: tract on malformed input
-//! (it indexes flatbuffers without checks in places) and, in the runner, a misbehaving stage.
+//! (it indexes flatbuffers without checks in places) and, in the runner, a misbehaving stage;
+//! and the locks that a panic contained elsewhere must not spoil.
 
 use std::any::Any;
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
+use std::sync::{Mutex, MutexGuard, Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Locks state that every update leaves whole: a panic on another thread holding it (contained
+/// by the runner) does not spoil it, so a poisoned lock is taken as it is.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`lock`] for reading an `RwLock`.
+pub fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`lock`] for writing an `RwLock`.
+pub fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 thread_local! {
     /// Set while this thread runs inside [`catch`]: its panics are reported as errors, so the

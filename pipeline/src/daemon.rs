@@ -4,9 +4,10 @@
 
 use std::io;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
+use crate::contain::lock;
 use crate::error::Invalid;
 use crate::events::Events;
 use crate::frame::LabelEvent;
@@ -151,11 +152,6 @@ impl Daemon {
         outputs.telemetry = None;
         Ok(DaemonReport { pipeline, mqtt })
     }
-}
-
-/// A lock over outputs every update leaves whole.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Outputs {

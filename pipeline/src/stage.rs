@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
+use crate::contain::lock;
 use crate::events::Events;
 use crate::frame::Frame;
 
@@ -184,11 +185,7 @@ impl Shutdown {
     }
 
     pub fn trigger(&self) {
-        *self
-            .0
-            .stopped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = true;
+        *lock(&self.0.stopped) = true;
         self.0.wake.notify_all();
         let children = std::mem::take(&mut *lock(&self.0.children));
         for child in children.iter().filter_map(Weak::upgrade) {
@@ -218,21 +215,13 @@ impl Shutdown {
     }
 
     pub fn is_triggered(&self) -> bool {
-        *self
-            .0
-            .stopped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        *lock(&self.0.stopped)
     }
 
     /// Stops, and makes every edge wait give up.
     pub fn abort(&self) {
         self.trigger();
-        self.0
-            .abort
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        lock(&self.0.abort).take();
     }
 
     pub fn is_aborted(&self) -> bool {
@@ -247,11 +236,7 @@ impl Shutdown {
     /// Sleeps for `duration` unless a stop is requested first; returns whether it was.
     pub fn sleep(&self, duration: Duration) -> bool {
         let deadline = Instant::now() + duration;
-        let mut stopped = self
-            .0
-            .stopped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut stopped = lock(&self.0.stopped);
         while !*stopped {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -266,10 +251,6 @@ impl Shutdown {
         }
         *stopped
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

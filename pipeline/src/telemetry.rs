@@ -30,7 +30,7 @@ pub mod view;
 
 use std::borrow::Cow;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -39,6 +39,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::bus::{Bus, Subscriber};
+use crate::contain::{read, write};
 use crate::error::Invalid;
 use crate::events::Events;
 use crate::frame::Labelled;
@@ -374,11 +375,7 @@ impl Cameras {
 
     /// Every camera now, in the pipeline's order.
     pub(crate) fn list(&self) -> Vec<CameraView> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .0
-            .clone()
+        read(&self.0).0.clone()
     }
 
     fn find(&self, name: &str) -> Option<CameraView> {
@@ -386,15 +383,11 @@ impl Cameras {
     }
 
     pub(crate) fn config(&self) -> Option<ConfigLoaded> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .1
-            .clone()
+        read(&self.0).1.clone()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, (Vec<CameraView>, Option<ConfigLoaded>)> {
-        self.0.write().unwrap_or_else(PoisonError::into_inner)
+        write(&self.0)
     }
 }
 

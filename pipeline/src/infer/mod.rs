@@ -332,6 +332,13 @@ impl Engine {
         })
     }
 
+    /// The model file's name and its weights' type, as events and `/status` name them.
+    pub fn model(&self) -> (String, String) {
+        let model = self.path().file_name().unwrap_or_default();
+        let dtype = self.inspection().precision().name();
+        (model.to_string_lossy().into_owned(), dtype.to_string())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

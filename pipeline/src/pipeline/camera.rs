@@ -181,15 +181,13 @@ impl CameraPart {
             metrics::record_run(&run.model.0, &run.model.1, deadline);
             let (to_resize, resize_in) = edges.resize;
             handles.push(spawn_source("capture", source, to_resize, stop.clone())?);
-            let resize = Tapped::new(resize, tap);
-            let to_infer = edges.infer.0;
-            let resize = spawn_stage("resize", resize, resize_in, to_infer, Probe::None, {
-                shutdown.clone()
-            })?;
-            handles.push(resize);
-            let (smooth_in, shut) = (edges.smooth.1, shutdown.clone());
-            let smooth = spawn_stage("smooth", smooth, smooth_in, to_sink, Probe::None, shut)?;
-            handles.push(smooth);
+            let (resize, to_infer) = (Tapped::new(resize, tap), edges.infer.0);
+            let stop_all = shutdown.clone();
+            let resize = spawn_stage("resize", resize, resize_in, to_infer, Probe::None, stop_all);
+            handles.push(resize?);
+            let (smooth_in, stop_all) = (edges.smooth.1, shutdown.clone());
+            let smooth = spawn_stage("smooth", smooth, smooth_in, to_sink, Probe::None, stop_all);
+            handles.push(smooth?);
             Ok(Out {
                 names,
                 every_frame: run.every_frame,

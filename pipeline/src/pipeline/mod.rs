@@ -160,9 +160,7 @@ impl Pipeline {
 
     /// The model file's name and its weights' type, as the `started` event names them.
     pub fn model(&self) -> (String, String) {
-        let model = self.engine.path().file_name().unwrap_or_default();
-        let dtype = self.engine.inspection().precision().name();
-        (model.to_string_lossy().into_owned(), dtype.to_string())
+        self.engine.model()
     }
 
     /// The cameras' names, in the order the other `_of` methods take them.

@@ -23,7 +23,8 @@ use crossbeam_channel::Sender;
 use tracing::{error, info};
 
 use crate::config::{Camera, Config};
-use crate::daemon::{lock, Daemon, Outputs};
+use crate::contain::lock;
+use crate::daemon::{Daemon, Outputs};
 use crate::events::{self, Event, Events, ReloadFailed, Reloaded};
 use crate::infer::stage::InferStage;
 use crate::infer::Engine;
@@ -226,8 +227,7 @@ impl Reloader {
         let built = build(&plan, &config, running)?;
         let engine = built.engine.as_ref().map(|(engine, _)| engine);
         let engine = Arc::clone(engine.unwrap_or(&running.engine));
-        let model = model_of(&engine);
-        let mut reopened = plan.reopened.clone();
+        let model = engine.model();
         let mut outputs = lock(&self.outputs);
         // Before the cameras added, whose clients follow the new settings; the cameras kept.
         let kept = running
@@ -244,6 +244,9 @@ impl Reloader {
             resize,
             names,
         } = built;
+        // Reopened: its source, or its label set under the new model, changed.
+        let reopened = parts.iter().filter(|(_, added)| !added);
+        let reopened: Vec<String> = reopened.map(|(part, _)| part.name().to_owned()).collect();
         // Fallible, and before any change: a camera's MQTT name claimed elsewhere.
         for (part, added) in &mut parts {
             let run = RunInfo {
@@ -256,9 +259,6 @@ impl Reloader {
             outputs
                 .follow(part, run, *added)
                 .map_err(|e| e.to_string())?;
-            if !*added && !reopened.iter().any(|name| name == part.name()) {
-                reopened.push(part.name().to_owned());
-            }
         }
         let model_changed = new_engine.is_some();
         if let Some((_, infer)) = new_engine {
@@ -303,13 +303,6 @@ impl Reloader {
             refused: plan.refused,
         })
     }
-}
-
-/// The model file's name and its weights' type, as events name them.
-fn model_of(engine: &Engine) -> (String, String) {
-    let model = engine.path().file_name().unwrap_or_default();
-    let dtype = engine.inspection().precision().name();
-    (model.to_string_lossy().into_owned(), dtype.to_string())
 }
 
 /// Builds what `plan` needs from `config`: the model run once, each camera's new parts.

@@ -25,22 +25,17 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 
+use crate::contain::{lock, read, write};
 use crate::queue::{Aborted, DropReason, EdgeReceiver, EdgeSender, EdgeWatch};
 
 /// Items a worker may have between dispatch and the output edge: one being worked on, one
 /// finished while an earlier number is still out, so jitter between workers costs no
 /// throughput.
 pub(super) const PERMITS_PER_WORKER: usize = 2;
-
-/// A lock over state every update leaves whole: a worker's panic (contained by the runner)
-/// does not spoil it.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// What goes with an item to its worker and back with its result: its lane (a camera's
 /// input and output edges) and its number in that lane.
@@ -152,14 +147,6 @@ pub(super) fn add<I, O: Send + 'static>(
         .0
         .send(input)
         .expect("the dispatch holds the receiver");
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What a look over the lanes found.

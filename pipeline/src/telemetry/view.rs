@@ -13,7 +13,7 @@
 //! viewer skips frames and holds back nobody.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use super::LiveStatus;
+use crate::contain::lock;
 use crate::frame::Frame;
 use crate::metrics;
 use crate::stage::Tap;
@@ -104,11 +105,6 @@ impl<T> Slot<T> {
             .unwrap_or_else(PoisonError::into_inner);
         slot.take()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update leaves the value whole, so a panic elsewhere does not spoil it.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What a viewer watches, so the view thread makes only that.
