@@ -794,3 +794,46 @@ fn a_reload_with_a_new_topic_prefix_moves_the_camera_to_it() {
     assert_eq!(reloaded["reconnected"], serde_json::json!(["output.mqtt"]));
     assert_eq!(reloaded["refused"], serde_json::json!([]));
 }
+
+/// A reload adding two cameras, one of them published as by another daemon, is refused whole:
+/// the other camera added is never published either, and the running camera carries on.
+#[test]
+fn a_reload_adding_a_camera_claimed_elsewhere_adds_none() {
+    let dir = tmp_dir("mqtt-reload-claimed");
+    let broker = Broker::start(&dir);
+    let cameras = |names: &[&str]| {
+        let mut text = format!("[output.mqtt]\nbroker = \"{}\"\n", broker.url());
+        for name in names {
+            text += &format!("[cameras.{name}.source]\nkind = \"synthetic\"\nfps = 10.0\n");
+        }
+        text
+    };
+    let other = write_config(&dir, "other.toml", &cameras(&["taken"]));
+    let other = Scened::start(&other, &[]);
+    broker.await_retained("scened/taken/availability", "online");
+    let config = write_config(&dir, "scened.toml", &cameras(&["kept"]));
+    let scened = Scened::start(&config, &[]);
+    broker.await_retained("scened/kept/availability", "online");
+
+    write_config(&dir, "scened.toml", &cameras(&["kept", "fresh", "taken"]));
+    signal(&scened.child, libc::SIGHUP);
+    // The claim is a look at the broker's retained topics: well within this.
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(broker.retained("scened/fresh/availability"), None);
+    assert_eq!(
+        broker.retained("scened/kept/availability").as_deref(),
+        Some("online")
+    );
+
+    let ran = scened.stop(libc::SIGTERM);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let failed = ran.lines.iter().find(|l| l["event"] == "reload_failed");
+    let failed = failed.unwrap_or_else(|| panic!("no reload_failed: {:?}", ran.lines));
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("\"taken\" is already online"), "{failed}");
+    let said = |what: &dyn Fn(&Value) -> bool| ran.lines.iter().any(what);
+    assert!(!said(&|l| l["event"] == "reloaded"), "{:?}", ran.lines);
+    assert!(!said(&|l| l["camera"] == "fresh"), "{:?}", ran.lines);
+    let ran = other.stop(libc::SIGTERM);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+}

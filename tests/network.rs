@@ -25,14 +25,22 @@ const RUN_SECONDS: &str = "8";
 const MIN_LABELLED: f64 = 0.6;
 
 /// The Python with GStreamer's RTSP server bindings, if any: Debian's (`/usr/bin/python3`,
-/// which a pyenv or venv `python3` first on PATH may hide) or the one on PATH.
+/// which a pyenv or venv `python3` first on PATH may hide), Homebrew's (where `brew install
+/// pygobject3` put `gi`; a GitHub runner's PATH finds another Python first) or the one on PATH.
 fn gst_python() -> Option<&'static str> {
     // x264enc too: Homebrew's and some distributions' GStreamer split it into another package.
     let probe = "import gi; gi.require_version('Gst', '1.0'); \
                  gi.require_version('GstRtspServer', '1.0'); \
                  from gi.repository import Gst, GstRtspServer; Gst.init(None); \
                  assert Gst.ElementFactory.find('x264enc')";
-    ["/usr/bin/python3", "python3"].into_iter().find(|python| {
+    [
+        "/usr/bin/python3",
+        "/opt/homebrew/bin/python3",
+        "/usr/local/bin/python3",
+        "python3",
+    ]
+    .into_iter()
+    .find(|python| {
         Command::new(python)
             .args(["-c", probe])
             .stderr(Stdio::null())

@@ -414,6 +414,19 @@ fn a_duration_limit_ends_an_endless_source() {
     assert!(report.contains("end of stream"), "{report}");
 }
 
+/// A log read from a file, a pipe or the journal is plain text: colour codes only at a terminal.
+#[test]
+fn a_log_not_written_to_a_terminal_has_no_colour_codes() {
+    let out = scened_command(&["run", "--source", "synthetic", "--frames", "3"])
+        .env("SCENED_LOG", "info")
+        .output()
+        .unwrap();
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("stage started"), "{log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in {log:?}");
+}
+
 /// replay.toml labels every frame the same, score for score, run after run and with one
 /// inference worker or two: labels are back in frame order before smoothing.
 #[test]

@@ -561,13 +561,17 @@ fn the_shipped_units_and_the_fleet_scrape_config_are_valid() {
         env!("CARGO_BIN_EXE_scened")
     );
     std::fs::write(dir.join("scened.service"), unit.replace(exec, &here)).unwrap();
-    let verify = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(dir.join("scened.service"))
-        .output()
-        .expect("systemd-analyze (.ci/setup installs systemd)");
-    let said = String::from_utf8_lossy(&verify.stderr);
-    assert!(verify.status.success() && said.trim().is_empty(), "{said}");
+    if cfg!(target_os = "linux") {
+        let verify = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(dir.join("scened.service"))
+            .output()
+            .expect("systemd-analyze (.ci/setup installs systemd)");
+        let said = String::from_utf8_lossy(&verify.stderr);
+        assert!(verify.status.success() && said.trim().is_empty(), "{said}");
+    } else {
+        eprintln!("SKIPPED systemd-analyze verify: no systemd off Linux (the Linux job runs it)");
+    }
 
     let agent = Command::new("python3")
         .args([

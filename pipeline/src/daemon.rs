@@ -63,17 +63,9 @@ impl Daemon {
             .map(|c| c.name.to_string())
             .collect();
         let several = !config.cameras.is_empty();
-        // An unset password variable or an unreadable CA file fails before anything starts.
-        let mqtt = match &config.output.mqtt {
-            Some(mqtt) => cameras.iter().map(|camera| mqtt.build(camera)).collect(),
-            None => Ok(Vec::new()),
-        };
-        let mqtt = mqtt?;
         // First of all: a second daemon publishing as the same camera says so, rather than
         // fail on the port the first one holds.
-        for client in &mqtt {
-            client.claim()?;
-        }
+        let mqtt = claimed(config.output.mqtt.as_ref(), &cameras)?;
         let events = Events::new();
         // Before the model loads: a port in use fails fast, and /healthz answers during the load.
         let telemetry = config.telemetry.start(&events, &cameras, several)?;
@@ -154,6 +146,24 @@ impl Daemon {
     }
 }
 
+/// `cameras`' MQTT clients under `mqtt` (none when it is off): all made first, so an unset
+/// password variable or an unreadable CA file fails before any broker is asked, then each
+/// camera's name claimed. Nothing is started, so a failure leaves nothing to undo.
+pub(crate) fn claimed(
+    mqtt: Option<&MqttConfig>,
+    cameras: &[String],
+) -> Result<Vec<MqttClient>, MqttError> {
+    let Some(mqtt) = mqtt else {
+        return Ok(Vec::new());
+    };
+    let clients: Vec<MqttClient> = cameras
+        .iter()
+        .map(|camera| mqtt.build(camera))
+        .collect::<Result<_, _>>()?;
+    clients.iter().try_for_each(MqttClient::claim)?;
+    Ok(clients)
+}
+
 impl Outputs {
     /// Starts publishing camera `name`'s events with `client`.
     fn publish(&mut self, name: &str, client: MqttClient) -> Result<(), MqttError> {
@@ -172,22 +182,15 @@ impl Outputs {
     }
 
     /// Follows a camera a reload starts: `/status` and the live view show it, and, when it is
-    /// new (`added`), MQTT publishes as it. Fails before anything is touched if its MQTT
-    /// client cannot be made or its name is claimed by another daemon.
+    /// new (`added`), MQTT publishes as it with `client` (made and claimed by [`claimed`]).
     pub(crate) fn follow(
         &mut self,
         part: &mut CameraPart,
         run: RunInfo,
         added: bool,
+        client: Option<MqttClient>,
     ) -> Result<(), StartError> {
         let name = part.name().to_owned();
-        let client = match (&self.mqtt_config, added) {
-            (Some(mqtt), true) => Some(mqtt.build(&name)?),
-            _ => None,
-        };
-        if let Some(client) = &client {
-            client.claim()?;
-        }
         if let Some(telemetry) = &mut self.telemetry {
             if added {
                 telemetry.add_camera(&name)?;

@@ -24,7 +24,7 @@ use tracing::{error, info};
 
 use crate::config::{Camera, Config};
 use crate::contain::lock;
-use crate::daemon::{Daemon, Outputs};
+use crate::daemon::{self, Daemon, Outputs};
 use crate::events::{self, Event, Events, ReloadFailed, Reloaded};
 use crate::infer::stage::InferStage;
 use crate::infer::Engine;
@@ -228,15 +228,6 @@ impl Reloader {
         let engine = built.engine.as_ref().map(|(engine, _)| engine);
         let engine = Arc::clone(engine.unwrap_or(&running.engine));
         let model = engine.model();
-        let mut outputs = lock(&self.outputs);
-        // Before the cameras added, whose clients follow the new settings; the cameras kept.
-        let kept = running
-            .names
-            .keys()
-            .filter(|name| !plan.removed.contains(name));
-        let kept: Vec<String> = kept.cloned().collect();
-        let mqtt = outputs.reconnect_mqtt(config.output.mqtt.clone(), &kept);
-        let mqtt = mqtt.map_err(|e| e.to_string())?;
         let Built {
             engine: new_engine,
             mut parts,
@@ -244,10 +235,24 @@ impl Reloader {
             resize,
             names,
         } = built;
+        // Touching nothing yet: the cameras added get their MQTT clients under the new
+        // settings, each name claimed.
+        let added = parts.iter().filter(|(_, added)| *added);
+        let added: Vec<String> = added.map(|(part, _)| part.name().to_owned()).collect();
+        let claimed = daemon::claimed(config.output.mqtt.as_ref(), &added);
+        let mut clients = claimed.map_err(|e| e.to_string())?.into_iter();
+        let mut outputs = lock(&self.outputs);
+        // The cameras kept move to new MQTT settings; a failure there puts the old back.
+        let kept = running
+            .names
+            .keys()
+            .filter(|name| !plan.removed.contains(name));
+        let kept: Vec<String> = kept.cloned().collect();
+        let mqtt = outputs.reconnect_mqtt(config.output.mqtt.clone(), &kept);
+        let mqtt = mqtt.map_err(|e| e.to_string())?;
         // Reopened: its source, or its label set under the new model, changed.
         let reopened = parts.iter().filter(|(_, added)| !added);
         let reopened: Vec<String> = reopened.map(|(part, _)| part.name().to_owned()).collect();
-        // Fallible, and before any change: a camera's MQTT name claimed elsewhere.
         for (part, added) in &mut parts {
             let run = RunInfo {
                 model: model.0.clone(),
@@ -256,8 +261,9 @@ impl Reloader {
                 edges: part.edges(),
                 workers: self.workers.clone(),
             };
+            let client = if *added { clients.next() } else { None };
             outputs
-                .follow(part, run, *added)
+                .follow(part, run, *added, client)
                 .map_err(|e| e.to_string())?;
         }
         let model_changed = new_engine.is_some();
