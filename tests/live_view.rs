@@ -383,8 +383,9 @@ impl<'a> Session<'a> {
             "pageLoadStrategy": "none",
             "goog:chromeOptions": {
                 "binary": chrome,
+                // Scale 1: a window's pixels are the screenshot's, on a Retina Mac too.
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", window],
+                         "--disable-dev-shm-usage", "--force-device-scale-factor=1", window],
             },
         }}});
         let session = driver

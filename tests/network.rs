@@ -378,16 +378,23 @@ fn mjpeg_server(addr: SocketAddr, boundary_in_header: bool) -> Child {
     child
 }
 
-/// Waits until something listens on `addr`, without connecting (FFmpeg serves one client).
+/// Waits until something listens on `addr`, without connecting (FFmpeg serves one client):
+/// from Linux's socket table, or where there is none (macOS) from `lsof`.
 fn wait_listening(addr: SocketAddr) {
     let port = format!(":{:04X} ", addr.port());
-    if !std::path::Path::new("/proc/net/tcp").exists() {
-        // No socket table to read (macOS): give FFmpeg the time it takes to start here.
-        thread::sleep(Duration::from_secs(3));
-        return;
-    }
+    let table = std::path::Path::new("/proc/net/tcp");
+    let lsof = [
+        "-nP".to_owned(),
+        format!("-iTCP@{addr}"),
+        "-sTCP:LISTEN".to_owned(),
+    ];
     eventually("the server to listen", || {
-        let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+        if !table.exists() {
+            // Exit 0 only when it lists a socket.
+            let out = Command::new("lsof").args(&lsof).output().ok()?;
+            return out.status.success().then_some(());
+        }
+        let table = std::fs::read_to_string(table).ok()?;
         // State 0A is LISTEN.
         table
             .lines()
