@@ -32,9 +32,10 @@ use tract_tflite::tflite as fb;
 use super::flat;
 use super::inspect::Refusal;
 use super::{fake_quant, inspect, prepare, FormatError, PrepareError};
-use graph::{Graph, TensorRef, Wire};
+use graph::{Graph, Wire};
 pub use isa::Isa;
 use op::{Int8Op, Kernel};
+use quant::Grid;
 
 /// How one op of a quantized model runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -267,25 +268,31 @@ fn splice_float(
     fake_quant::insert(&mut sub, &prepared.fake_quant)?;
     let fb_op = g.ops.get(index);
     let activation_inputs = activations(&fb_op, g);
-    let shape = |t: &TensorRef<'_>| -> Result<TVec<usize>, BuildError> {
-        Ok(t.shape()
-            .map_err(|_| FormatError::Missing("static tensor shape"))?
-            .into())
+    // Where tensor `t` is int8, `from` goes through `kernel` (a dequantize in, a quantize out).
+    let convert = |model: &mut TypedModel,
+                   t: usize,
+                   kernel: fn(Grid) -> Kernel,
+                   label: String,
+                   from: OutletId|
+     -> Result<OutletId, BuildError> {
+        let tensor = g.tensor(t)?;
+        let Some(grid) = tensor.grid() else {
+            return Ok(from);
+        };
+        let shape = tensor
+            .shape()
+            .map_err(|_| FormatError::Missing("static tensor shape"))?;
+        let op = Int8Op {
+            kernel: Arc::new(kernel(grid)),
+            shape: shape.into(),
+        };
+        Ok(model.wire_node(label, op, &[from])?[0])
     };
     let mut mapped: std::collections::HashMap<OutletId, OutletId> = Default::default();
     for (at, (&source, &outer)) in sub.input_outlets()?.iter().zip(inputs).enumerate() {
-        let tensor = g.tensor(activation_inputs[at])?;
-        let outer = match tensor.grid() {
-            Some(grid) => {
-                let op = Int8Op {
-                    kernel: Arc::new(Kernel::Dequantize(grid)),
-                    shape: shape(&tensor)?,
-                };
-                model.wire_node(format!("#{index} {name}/dequantize{at}"), op, &[outer])?[0]
-            }
-            None => outer,
-        };
-        mapped.insert(source, outer);
+        let label = format!("#{index} {name}/dequantize{at}");
+        let t = activation_inputs[at];
+        mapped.insert(source, convert(model, t, Kernel::Dequantize, label, outer)?);
     }
     for id in sub.eval_order()? {
         let node = sub.node(id);
@@ -310,18 +317,8 @@ fn splice_float(
         .zip(out_tensors)
         .enumerate()
         .map(|(at, (outlet, t))| {
-            let float = mapped[outlet];
-            let tensor = g.tensor(t)?;
-            Ok(match tensor.grid() {
-                Some(grid) => {
-                    let op = Int8Op {
-                        kernel: Arc::new(Kernel::Quantize(grid)),
-                        shape: shape(&tensor)?,
-                    };
-                    model.wire_node(format!("#{index} {name}/quantize{at}"), op, &[float])?[0]
-                }
-                None => float,
-            })
+            let label = format!("#{index} {name}/quantize{at}");
+            convert(model, t, Kernel::Quantize, label, mapped[outlet])
         })
         .collect()
 }
