@@ -198,6 +198,32 @@ pub fn ranked_modes(
     modes
 }
 
+/// The frame duration to set for a mode listed at `rate` (a range's maximum, rounded) within
+/// a range of `min` to `max` frames per second. A device takes only a duration inside the
+/// range and raises an exception otherwise, so a rate at or past an end gets that end's own
+/// duration (29.97 fps is 1001/30000 s and 7.5 fps 2/15 s, where 1/30 and 1/8 s are outside),
+/// and a rate inside gets 1/rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameDuration {
+    /// The range's shortest: its maximum rate, exactly.
+    Shortest,
+    /// The range's longest: its minimum rate, exactly.
+    Longest,
+    /// 1/rate seconds.
+    PerSecond(u32),
+}
+
+pub fn frame_duration(rate: u32, min: f64, max: f64) -> FrameDuration {
+    let fps = f64::from(rate);
+    if fps >= max {
+        FrameDuration::Shortest
+    } else if fps <= min {
+        FrameDuration::Longest
+    } else {
+        FrameDuration::PerSecond(rate)
+    }
+}
+
 fn format_rank(wanted: CameraPixelFormat, offered: FrameFormat) -> u8 {
     match (wanted, offered) {
         (CameraPixelFormat::Mjpeg, FrameFormat::MJPEG)
@@ -224,6 +250,20 @@ pub fn is_mode_refusal(error: &NokhwaError) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// A UVC camera lists 7.5 fps as a range of its own, shown as 8: asking for 1/8 s would be
+    /// refused with an exception, so the range's own 2/15 s is set. Likewise 29.97 shown as 30.
+    #[test]
+    fn a_rate_at_a_range_end_gets_that_end_s_own_duration() {
+        use super::{frame_duration, FrameDuration::*};
+        assert_eq!(frame_duration(8, 7.5, 7.5), Shortest);
+        assert_eq!(frame_duration(30, 29.97, 29.97), Shortest);
+        assert_eq!(frame_duration(30, 1.0, 30.0), Shortest);
+        assert_eq!(frame_duration(2, 2.5, 30.0), Longest);
+        assert_eq!(frame_duration(1, 1.0, 30.0), Longest);
+        assert_eq!(frame_duration(15, 1.0, 30.0), PerSecond(15));
+        assert_eq!(frame_duration(3, 2.5, 30.0), PerSecond(3));
+    }
+
     use nokhwa::utils::Resolution;
 
     use super::*;

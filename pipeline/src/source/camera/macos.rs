@@ -28,10 +28,7 @@ use block2::RcBlock;
 use nokhwa::utils::{CameraFormat, FrameFormat, Resolution};
 use objc2::rc::{autoreleasepool, Retained};
 use objc2::runtime::Bool;
-use objc2::{available, Message};
-// Renamed `AVCaptureDeviceTypeExternal` in macOS 14; the old name is for older systems.
-#[allow(deprecated)]
-use objc2_av_foundation::AVCaptureDeviceTypeExternalUnknown;
+use objc2::{available, msg_send, Message};
 use objc2_av_foundation::{
     AVAuthorizationStatus, AVCaptureDevice, AVCaptureDeviceDiscoverySession, AVCaptureDeviceFormat,
     AVCaptureDevicePosition, AVCaptureDeviceType, AVCaptureDeviceTypeBuiltInWideAngleCamera,
@@ -106,17 +103,16 @@ pub fn cameras() -> Result<Vec<CameraEntry>, MacError> {
             // SAFETY: reading framework constants (extern statics) that exist since macOS 10.15.
             let mut types: Vec<Retained<AVCaptureDeviceType>> =
                 vec![unsafe { AVCaptureDeviceTypeBuiltInWideAngleCamera }.retain()];
+            // By value rather than through their extern statics: a reference to a symbol is
+            // bound at launch (stable Rust cannot weak-link statics), so a macOS 14 one would
+            // keep the binary from starting on macOS 13, and the old name, deprecated since,
+            // from starting on a macOS that drops it. Each constant's value is its name; a
+            // macOS-only test checks that against the statics.
             if available!(macos = 14.0) {
-                // By value rather than through their extern statics: a reference to a macOS 14
-                // symbol is bound at launch (stable Rust cannot weak-link statics), so the binary
-                // would not start on macOS 13. Each constant's value is its name; a macOS-only
-                // test checks that against the statics.
                 types.push(NSString::from_str(EXTERNAL));
                 types.push(NSString::from_str(CONTINUITY_CAMERA));
             } else {
-                // SAFETY: as above; renamed `External` in macOS 14.
-                #[allow(deprecated)]
-                types.push(unsafe { AVCaptureDeviceTypeExternalUnknown }.retain());
+                types.push(NSString::from_str(EXTERNAL_UNKNOWN));
             }
             let types = NSArray::from_retained_slice(&types);
             // SAFETY: a class method taking a non-empty array of device types, a media type (or
@@ -140,24 +136,32 @@ pub fn cameras() -> Result<Vec<CameraEntry>, MacError> {
 
 pub(super) const EXTERNAL: &str = "AVCaptureDeviceTypeExternal";
 pub(super) const CONTINUITY_CAMERA: &str = "AVCaptureDeviceTypeContinuityCamera";
+/// `External` before macOS 14.
+pub(super) const EXTERNAL_UNKNOWN: &str = "AVCaptureDeviceTypeExternalUnknown";
 
 fn entry(index: u32, device: &AVCaptureDevice) -> CameraEntry {
-    // SAFETY: property reads on a device the discovery session returned.
-    let (id, name, kind, maker, model) = unsafe {
+    // Read as nullable: the headers promise text, but a third-party virtual camera may answer
+    // nil, on which objc2's typed methods panic (and a panic would take the listing with it).
+    let text =
+        |value: Option<Retained<NSString>>| value.map_or_else(String::new, |v| v.to_string());
+    // SAFETY: property reads on a device the discovery session returned, each returning an
+    // NSString or nil.
+    let (id, name, maker, model): (Option<Retained<NSString>>, _, _, _) = unsafe {
         (
-            device.uniqueID().to_string(),
-            device.localizedName(),
-            device.deviceType(),
-            device.manufacturer(),
-            device.modelID().to_string(),
+            msg_send![device, uniqueID],
+            msg_send![device, localizedName],
+            msg_send![device, manufacturer],
+            msg_send![device, modelID],
         )
     };
-    let kind = kind.to_string();
+    let (id, name, maker, model) = (text(id), text(name), text(maker), text(model));
+    // SAFETY: a property read.
+    let kind = unsafe { device.deviceType() }.to_string();
     CameraEntry {
         index,
         usb: usb_model(&id, &model),
         id: Some(id),
-        name: name.to_string(),
+        name,
         description: format!(
             "{}: {maker} {model}",
             kind.strip_prefix("AVCaptureDeviceType").unwrap_or(&kind)
@@ -295,24 +299,31 @@ pub fn request_access(limit: Duration) -> Option<bool> {
 
 #[cfg(test)]
 mod tests {
-    use objc2_av_foundation::{AVCaptureDeviceTypeContinuityCamera, AVCaptureDeviceTypeExternal};
+    #[allow(deprecated)]
+    use objc2_av_foundation::{
+        AVCaptureDeviceTypeContinuityCamera, AVCaptureDeviceTypeExternal,
+        AVCaptureDeviceTypeExternalUnknown,
+    };
 
     use super::super::pixels::OutputFormat;
     use super::*;
 
     /// The values `cameras` spells out are the framework's. The test binary may reference
-    /// the macOS 14 statics: CI runs it on macOS 14 or later.
+    /// the macOS 14 statics and the deprecated one: CI runs it on macOS 14 or later.
     #[test]
+    #[allow(deprecated)]
     fn device_type_values_are_the_frameworks() {
         // SAFETY: reading framework constants.
-        let (external, continuity) = unsafe {
+        let (external, continuity, unknown) = unsafe {
             (
                 AVCaptureDeviceTypeExternal,
                 AVCaptureDeviceTypeContinuityCamera,
+                AVCaptureDeviceTypeExternalUnknown,
             )
         };
         assert_eq!(external.to_string(), EXTERNAL);
         assert_eq!(continuity.to_string(), CONTINUITY_CAMERA);
+        assert_eq!(unknown.to_string(), EXTERNAL_UNKNOWN);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! callback on a dispatch queue (the oldest replaced when the reader falls behind), converted
 //! to RGB when read.
 
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -23,7 +24,9 @@ use objc2_core_video::{
     CVPixelBufferLockBaseAddress, CVPixelBufferLockFlags, CVPixelBufferUnlockBaseAddress,
 };
 use objc2_foundation::{NSDictionary, NSNumber, NSString};
+use tracing::warn;
 
+use super::super::choice::{frame_duration, FrameDuration};
 use super::super::pixels::{choose_output, fourcc_text, OutputFormat};
 use super::{describe, device, guarded, ranges, MacError};
 use crate::contain;
@@ -47,6 +50,9 @@ struct Frames {
     /// To drop the oldest frame when the reader falls behind.
     receiver: Receiver<Raw>,
     format: OutputFormat,
+    /// Frames in another format are dropped; the first is logged, or the camera would seem
+    /// only to time out.
+    other_format: Once,
 }
 
 impl Frames {
@@ -55,7 +61,12 @@ impl Frames {
         let Some(pixels) = (unsafe { sample.image_buffer() }) else {
             return;
         };
-        if CVPixelBufferGetPixelFormatType(&pixels) != self.format.fourcc() {
+        let fourcc = CVPixelBufferGetPixelFormatType(&pixels);
+        if fourcc != self.format.fourcc() {
+            self.other_format.call_once(|| {
+                let (got, asked) = (fourcc_text(fourcc), fourcc_text(self.format.fourcc()));
+                warn!(%got, %asked, "camera: frames in another pixel format than asked for, dropped");
+            });
             return;
         }
         let captured_at = Instant::now();
@@ -184,6 +195,7 @@ impl Session {
                     sender,
                     receiver: frames.clone(),
                     format,
+                    other_format: Once::new(),
                 });
                 let queue = DispatchQueue::new("scened.camera", None);
                 guarded("the capture output's settings", || unsafe {
@@ -292,14 +304,13 @@ fn set_mode(device: &AVCaptureDevice, mode: CameraFormat) -> Result<(), MacError
                 .find(|(min, max, _)| *min - 0.5 <= rate && rate <= *max + 0.5)?;
             Some((format, range))
         });
-    let (format, (_, max, range)) = chosen.ok_or_else(|| MacError::NoSuchMode(mode.to_string()))?;
-    // The range's own duration at its maximum (29.97 is 1001/30000, not 1/30); else 1/rate.
-    let duration = if (rate - max).abs() < 0.5 {
-        // SAFETY: property read.
-        unsafe { range.minFrameDuration() }
-    } else {
-        // SAFETY: a Core Media constructor.
-        unsafe { CMTime::new(1, mode.frame_rate() as i32) }
+    let (format, (min, max, range)) =
+        chosen.ok_or_else(|| MacError::NoSuchMode(mode.to_string()))?;
+    // SAFETY: property reads, and a Core Media constructor.
+    let duration = match frame_duration(mode.frame_rate(), min, max) {
+        FrameDuration::Shortest => unsafe { range.minFrameDuration() },
+        FrameDuration::Longest => unsafe { range.maxFrameDuration() },
+        FrameDuration::PerSecond(rate) => unsafe { CMTime::new(1, rate as i32) },
     };
     guarded("setting the camera's mode", || unsafe {
         device.setActiveFormat(&format);
