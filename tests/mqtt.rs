@@ -830,7 +830,10 @@ fn a_reload_adding_a_camera_claimed_elsewhere_adds_none() {
     let failed = ran.lines.iter().find(|l| l["event"] == "reload_failed");
     let failed = failed.unwrap_or_else(|| panic!("no reload_failed: {:?}", ran.lines));
     let error = failed["error"].as_str().unwrap();
-    assert!(error.contains("\"taken\" is already online"), "{failed}");
+    assert!(
+        error.contains("cameras.taken: \"taken\" is already online"),
+        "{failed}"
+    );
     let said = |what: &dyn Fn(&Value) -> bool| ran.lines.iter().any(what);
     assert!(!said(&|l| l["event"] == "reloaded"), "{:?}", ran.lines);
     assert!(!said(&|l| l["camera"] == "fresh"), "{:?}", ran.lines);

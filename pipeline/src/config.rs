@@ -81,11 +81,21 @@ pub struct Camera<'a> {
     pub labels: &'a LabelsConfig,
 }
 
+/// Where camera `name` is named: its table when it is one of several (`cameras.<name>`), else
+/// `telemetry.camera`.
+pub fn name_key(name: &str, several: bool) -> String {
+    if several {
+        format!("cameras.{name}")
+    } else {
+        "telemetry.camera".to_owned()
+    }
+}
+
 impl Camera<'_> {
     /// `error`, naming this camera's table when it has one.
     pub fn locate(&self, error: Invalid) -> Invalid {
         if self.several {
-            error.within(&format!("cameras.{}", self.name))
+            error.within(&name_key(&self.name, true))
         } else {
             error
         }

@@ -6,7 +6,7 @@ use std::io;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
-use crate::config::Config;
+use crate::config::{name_key, Config};
 use crate::contain::lock;
 use crate::error::Invalid;
 use crate::events::Events;
@@ -65,7 +65,7 @@ impl Daemon {
         let several = !config.cameras.is_empty();
         // First of all: a second daemon publishing as the same camera says so, rather than
         // fail on the port the first one holds.
-        let mqtt = claimed(config.output.mqtt.as_ref(), &cameras)?;
+        let mqtt = claimed(config.output.mqtt.as_ref(), &cameras, several)?;
         let events = Events::new();
         // Before the model loads: a port in use fails fast, and /healthz answers during the load.
         let telemetry = config.telemetry.start(&events, &cameras, several)?;
@@ -148,10 +148,12 @@ impl Daemon {
 
 /// `cameras`' MQTT clients under `mqtt` (none when it is off): all made first, so an unset
 /// password variable or an unreadable CA file fails before any broker is asked, then each
-/// camera's name claimed. Nothing is started, so a failure leaves nothing to undo.
+/// camera's name claimed (`several`: each from `[cameras]`). Nothing is started, so a failure
+/// leaves nothing to undo.
 pub(crate) fn claimed(
     mqtt: Option<&MqttConfig>,
     cameras: &[String],
+    several: bool,
 ) -> Result<Vec<MqttClient>, MqttError> {
     let Some(mqtt) = mqtt else {
         return Ok(Vec::new());
@@ -160,7 +162,9 @@ pub(crate) fn claimed(
         .iter()
         .map(|camera| mqtt.build(camera))
         .collect::<Result<_, _>>()?;
-    clients.iter().try_for_each(MqttClient::claim)?;
+    for (client, name) in clients.iter().zip(cameras) {
+        client.claim(&name_key(name, several))?;
+    }
     Ok(clients)
 }
 
@@ -227,7 +231,9 @@ impl Outputs {
             old.finish();
         }
         // Claimed only now: the old clients held the cameras' topics under this process.
-        if let Err(error) = clients.iter().try_for_each(MqttClient::claim) {
+        let claims = clients.iter().zip(cameras);
+        let claimed = claims.map(|(client, name)| client.claim(&name_key(name, self.several)));
+        if let Err(error) = claimed.collect::<Result<(), _>>() {
             let old = make(&self.mqtt_config)?;
             for (camera, client) in cameras.iter().zip(old) {
                 self.publish(camera, client)?;

@@ -16,13 +16,14 @@ use super::{Broker, MqttError, CONNECT_TIMEOUT_SECONDS};
 /// The whole look, connecting included: within the 15 s a second daemon has to say no.
 const LOOK_LIMIT: Duration = Duration::from_secs(CONNECT_TIMEOUT_SECONDS + 3);
 
-/// Refuses to go on when `camera`'s topics say another instance publishes as it. A broker
-/// that cannot be reached cannot say: the run goes on, and its client keeps trying.
+/// Refuses to go on when `camera`'s topics say another instance publishes as it, naming the
+/// camera and `key`, where its name is given. A broker that cannot be reached cannot say: the
+/// run goes on, and its client keeps trying.
 pub(super) fn claim(
     options: MqttOptions,
     broker: &Broker,
     topics: &Topics,
-    camera: &str,
+    (key, camera): (&str, &str),
     ours: &str,
 ) -> Result<(), MqttError> {
     let Some((availability, marker)) = look(options, topics) else {
@@ -30,6 +31,7 @@ pub(super) fn claim(
     };
     match taken_by(availability.as_deref(), marker.as_deref(), ours) {
         Some(other) => Err(MqttError::CameraTaken {
+            key: key.to_owned(),
             camera: camera.to_owned(),
             broker: broker.to_string(),
             other,

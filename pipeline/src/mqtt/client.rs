@@ -84,10 +84,12 @@ impl MqttClient {
     }
 
     /// Looks at who publishes as this camera (see [`super::claim`]): an error naming the camera
-    /// when another running instance does. Call before anything else starts.
-    pub fn claim(&self) -> Result<(), MqttError> {
+    /// and `key`, where its name is given, when another running instance does. Call before
+    /// anything else starts.
+    pub fn claim(&self, key: &str) -> Result<(), MqttError> {
         let (probe, broker, topics) = (self.probe.clone(), &self.broker, &self.topics);
-        claim(probe, broker, topics, &self.camera, &self.marker.instance)
+        let name = (key, self.camera.as_str());
+        claim(probe, broker, topics, name, &self.marker.instance)
     }
 
     /// Subscribes to `events` and starts the thread, which connects in the background.

@@ -350,10 +350,12 @@ pub enum MqttError {
     #[error("output.mqtt: TLS: {0}")]
     Tls(String),
     #[error(
-        "telemetry.camera: {camera:?} is already online at {broker}, published by another \
-         scened ({other}); stop that one, or give this one another [telemetry] camera"
+        "{key}: {camera:?} is already online at {broker}, published by another scened \
+         ({other}); stop that one, or give this one another name"
     )]
     CameraTaken {
+        /// Where the name is given: `telemetry.camera`, or `cameras.<name>`.
+        key: String,
         camera: String,
         broker: String,
         other: String,

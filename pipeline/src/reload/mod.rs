@@ -239,7 +239,8 @@ impl Reloader {
         // settings, each name claimed.
         let added = parts.iter().filter(|(_, added)| *added);
         let added: Vec<String> = added.map(|(part, _)| part.name().to_owned()).collect();
-        let claimed = daemon::claimed(config.output.mqtt.as_ref(), &added);
+        let several = !config.cameras.is_empty();
+        let claimed = daemon::claimed(config.output.mqtt.as_ref(), &added, several);
         let mut clients = claimed.map_err(|e| e.to_string())?.into_iter();
         let mut outputs = lock(&self.outputs);
         // The cameras kept move to new MQTT settings; a failure there puts the old back.
