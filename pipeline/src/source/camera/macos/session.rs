@@ -120,8 +120,11 @@ define_class!(
             sample: &CMSampleBuffer,
             _connection: &AVCaptureConnection,
         ) {
-            // A panic must not unwind into the dispatch queue: the frame is dropped.
-            let _ = contain::catch(|| guarded("copying a frame", || self.ivars().take(sample)));
+            // A panic must not unwind into the dispatch queue: the frame is dropped. A queue of
+            // our own drains no autorelease pool per block (only its thread's, at times GCD
+            // picks): this one frees whatever a frame autoreleases with the frame.
+            let take = || guarded("copying a frame", || self.ivars().take(sample));
+            let _ = contain::catch(|| autoreleasepool(|_| take()));
         }
     }
 );
