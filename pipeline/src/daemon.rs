@@ -155,17 +155,23 @@ pub(crate) fn claimed(
     cameras: &[String],
     several: bool,
 ) -> Result<Vec<MqttClient>, MqttError> {
+    let clients = made(mqtt, cameras)?;
+    claim(&clients, cameras, several)?;
+    Ok(clients)
+}
+
+/// `cameras`' MQTT clients under `mqtt`, none when it is off; nothing connects yet.
+fn made(mqtt: Option<&MqttConfig>, cameras: &[String]) -> Result<Vec<MqttClient>, MqttError> {
     let Some(mqtt) = mqtt else {
         return Ok(Vec::new());
     };
-    let clients: Vec<MqttClient> = cameras
-        .iter()
-        .map(|camera| mqtt.build(camera))
-        .collect::<Result<_, _>>()?;
-    for (client, name) in clients.iter().zip(cameras) {
-        client.claim(&name_key(name, several))?;
-    }
-    Ok(clients)
+    cameras.iter().map(|camera| mqtt.build(camera)).collect()
+}
+
+/// Claims each camera's name for its client: an error naming the first taken elsewhere.
+fn claim(clients: &[MqttClient], cameras: &[String], several: bool) -> Result<(), MqttError> {
+    let mut claims = clients.iter().zip(cameras);
+    claims.try_for_each(|(client, name)| client.claim(&name_key(name, several)))
 }
 
 impl Outputs {
@@ -220,21 +226,13 @@ impl Outputs {
         if mqtt == self.mqtt_config {
             return Ok(false);
         }
-        let make = |config: &Option<MqttConfig>| -> Result<Vec<MqttClient>, MqttError> {
-            let Some(config) = config else {
-                return Ok(Vec::new());
-            };
-            cameras.iter().map(|camera| config.build(camera)).collect()
-        };
-        let clients = make(&mqtt)?;
+        let clients = made(mqtt.as_ref(), cameras)?;
         for (_, old) in self.mqtt.drain(..) {
             old.finish();
         }
         // Claimed only now: the old clients held the cameras' topics under this process.
-        let claims = clients.iter().zip(cameras);
-        let claimed = claims.map(|(client, name)| client.claim(&name_key(name, self.several)));
-        if let Err(error) = claimed.collect::<Result<(), _>>() {
-            let old = make(&self.mqtt_config)?;
+        if let Err(error) = claim(&clients, cameras, self.several) {
+            let old = made(self.mqtt_config.as_ref(), cameras)?;
             for (camera, client) in cameras.iter().zip(old) {
                 self.publish(camera, client)?;
             }

@@ -169,19 +169,27 @@ struct Inner {
 impl Default for Shutdown {
     fn default() -> Self {
         let (abort, aborted) = crossbeam_channel::bounded(0);
-        Self(Arc::new(Inner {
-            stopped: Mutex::new(false),
-            wake: Condvar::new(),
-            abort: Arc::new(Mutex::new(Some(abort))),
-            aborted,
-            children: Mutex::new(Vec::new()),
-        }))
+        Self::aborted_with(Arc::new(Mutex::new(Some(abort))), aborted)
     }
 }
 
 impl Shutdown {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A stop not yet triggered, aborted when `abort`'s sender is dropped.
+    fn aborted_with(
+        abort: Arc<Mutex<Option<Sender<Infallible>>>>,
+        aborted: Receiver<Infallible>,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            stopped: Mutex::new(false),
+            wake: Condvar::new(),
+            abort,
+            aborted,
+            children: Mutex::new(Vec::new()),
+        }))
     }
 
     pub fn trigger(&self) {
@@ -196,13 +204,7 @@ impl Shutdown {
     /// A stop of its own, also triggered by this one's and aborted with it: what stops one
     /// camera's source while the others run.
     pub fn child(&self) -> Shutdown {
-        let child = Shutdown(Arc::new(Inner {
-            stopped: Mutex::new(false),
-            wake: Condvar::new(),
-            abort: Arc::clone(&self.0.abort),
-            aborted: self.0.aborted.clone(),
-            children: Mutex::new(Vec::new()),
-        }));
+        let child = Self::aborted_with(Arc::clone(&self.0.abort), self.0.aborted.clone());
         let mut children = lock(&self.0.children);
         children.retain(|child| child.strong_count() > 0);
         children.push(Arc::downgrade(&child.0));
